@@ -1,0 +1,153 @@
+"""Typed progress events emitted by engine jobs and consumed by both front ends.
+
+A job takes an `EventSink` (any callable accepting an `Event`) and calls it from the job's own
+thread. The console forwards discrete events to the UI thread with `post_message`; the CLI prints
+them. `SignalSnapshot` holds the high-rate per-step data that the console pulls on a timer instead
+of receiving one event per step.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class of every progress event."""
+
+
+@dataclass(frozen=True)
+class JobStarted(Event):
+    job: str
+    """`collect`, `train`, `evaluate` or `policy-train`."""
+    total: int
+    """Units of work planned: episodes, epochs or training steps."""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpisodeFinished(Event):
+    """One episode is complete and durable in the store."""
+
+    episode_id: int
+    seed: int
+    failure_type: int
+    """-1 success, 0 collision, 1 drop, 2 miss, 3 timeout."""
+    failure_step: int
+    """Step of the failure (or of success), 0-based."""
+    length: int
+    """Steps recorded."""
+    seconds: float
+    """Wall-clock time of the episode, s."""
+    done: int
+    """Episodes complete in this job so far."""
+    total: int
+    max_uncertainty: float
+    """Maximum of signal 1 (epistemic uncertainty) over the episode."""
+    signals: np.ndarray | None = None
+    """The episode's signals, (T, 6) float32, for the console's per-episode view."""
+    horizon_labels: np.ndarray | None = None
+    """(T, H, 4) uint8 horizon labels of the episode."""
+
+
+@dataclass(frozen=True)
+class ProgressUpdate(Event):
+    """Generic progress inside a job (e.g. a policy-training step)."""
+
+    done: int
+    total: int
+    message: str = ""
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochFinished(Event):
+    epoch: int
+    total: int
+    train_loss: float
+    val_loss: float
+    lr: float
+    best: bool
+    patience_left: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ResourceSample(Event):
+    """Memory use sampled in the engine thread."""
+
+    used_gb: float
+    budget_gb: float
+    kind: str
+    """`gpu` (torch.cuda / NVML) or `ram` (process RSS against system memory)."""
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    level: str
+    """`info`, `warning` or `error`."""
+    text: str
+
+
+@dataclass(frozen=True)
+class JobFinished(Event):
+    job: str
+    stopped: bool
+    """True when the job ended early on a stop request."""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobFailed(Event):
+    job: str
+    message: str
+    """One line: what is wrong and what to do."""
+
+
+class EventSink(Protocol):
+    def __call__(self, event: Event) -> None: ...
+
+
+def discard(event: Event) -> None:
+    """An `EventSink` that ignores every event."""
+
+
+class SignalSnapshot:
+    """Lock-protected latest per-step data of a running collection, pulled by the UI on a timer.
+
+    `push` is called from the engine thread every step; `read` returns copies.
+    """
+
+    def __init__(self, history: int = 200) -> None:
+        self._lock = threading.Lock()
+        self._signals: deque[np.ndarray] = deque(maxlen=history)
+        self._step = 0
+        self._episode_id = -1
+        self._version = 0
+
+    def reset(self, episode_id: int) -> None:
+        with self._lock:
+            self._signals.clear()
+            self._step = 0
+            self._episode_id = episode_id
+            self._version += 1
+
+    def push(self, step: int, signals: np.ndarray) -> None:
+        with self._lock:
+            self._signals.append(np.asarray(signals, dtype=np.float32).copy())
+            self._step = step
+            self._version += 1
+
+    def read(self) -> tuple[int, int, int, np.ndarray]:
+        """Returns (version, episode_id, step, signals (n, 6) float32) of the current episode."""
+        with self._lock:
+            arr = np.stack(self._signals) if self._signals else np.zeros((0, 6), np.float32)
+            return self._version, self._episode_id, self._step, arr
+
+
+SinkFn = Callable[[Event], None]

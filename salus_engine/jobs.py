@@ -1,0 +1,185 @@
+"""Engine jobs shared by the console and the CLI: each takes an event sink and a stop token.
+
+A stop request (`stop.set()`) ends a collection after the current episode; nothing recorded is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from salus_engine import OUTCOME_NAMES
+from salus_engine.config import CollectConfig
+from salus_engine.events import (
+    EpisodeFinished,
+    EventSink,
+    JobFinished,
+    JobStarted,
+    LogLine,
+    SignalSnapshot,
+    discard,
+)
+from salus_engine.resources import sample_memory
+from salus_engine.signals import SignalExtractor
+from salus_engine.store import EpisodeRecord, EpisodeWriter, make_horizon_labels
+
+RESOURCE_SAMPLE_EVERY = 30
+"""Steps between memory samples during a collection (about once a second of simulated time)."""
+
+
+@dataclass
+class CollectionSummary:
+    out: str
+    episodes_written: int
+    total_in_store: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
+    seconds: float = 0.0
+
+
+def open_writer(config: CollectConfig, ensemble_size: int) -> EpisodeWriter:
+    """Creates the collection store, or opens it for `--resume`.
+
+    Raises:
+        StoreError: the out folder is not empty without resume, or is not a SALUS store with resume.
+        ValueError: resume with cameras, image size or ensemble size different from the store's.
+    """
+    if config.resume:
+        writer = EpisodeWriter.open_for_resume(config.out, config.store.compression_level)
+        attrs = writer.attrs
+        mismatch = []
+        if tuple(attrs["cameras"]) != tuple(config.sim.cameras):
+            mismatch.append(f"cameras {attrs['cameras']} vs {list(config.sim.cameras)}")
+        if int(attrs["image_size"]) != config.sim.image_size:
+            mismatch.append(f"image size {attrs['image_size']} vs {config.sim.image_size}")
+        if int(attrs["ensemble_size"]) != ensemble_size:
+            mismatch.append(f"ensemble size {attrs['ensemble_size']} vs {ensemble_size}")
+        if mismatch:
+            raise ValueError(f"cannot resume {config.out}: the store was collected with other settings "
+                             f"({'; '.join(mismatch)}); use the store's settings or another --out")
+        return writer
+    return EpisodeWriter.create(
+        config.out,
+        horizons=config.store.horizons,
+        cameras=config.sim.cameras,
+        image_size=config.sim.image_size,
+        ensemble_size=ensemble_size,
+        base_seed=config.seed,
+        policy=config.policy.path,
+        sim_config=dataclasses.asdict(config.sim),
+        compression_level=config.store.compression_level,
+    )
+
+
+def run_collection(
+    config: CollectConfig,
+    sink: EventSink = discard,
+    stop: threading.Event | None = None,
+    snapshot: SignalSnapshot | None = None,
+) -> CollectionSummary:
+    """Collects `config.episodes` episodes (in total, counting those already in a resumed store).
+
+    Per step: the ensemble sees the observation, returns the executed action (7,) and member actions
+    (M, 7); the six signals (6,) come from the member actions; the env steps. When the episode ends,
+    its physics outcome labels it and the whole episode is written atomically.
+
+    Args:
+        config: the collection settings.
+        sink: receives `JobStarted`, `EpisodeFinished`, `ResourceSample`, `LogLine`, `JobFinished`.
+        stop: when set, the job ends after the current episode.
+        snapshot: receives each step's signals for live display.
+
+    Raises:
+        StoreError, ValueError, ConfigError: a user-fixable problem (one-line message).
+    """
+    from salus_engine.policy import PolicyEnsemble  # heavy imports (torch, lerobot) only when collecting
+    from salus_engine.sim import PickPlaceEnv
+
+    stop = stop or threading.Event()
+    started = time.perf_counter()
+    ensemble = PolicyEnsemble(config.policy, cameras=config.sim.cameras)
+    writer = open_writer(config, ensemble.ensemble_size)
+    env = PickPlaceEnv(config.sim)
+    extractor = SignalExtractor()
+    outcomes: Counter[str] = Counter()
+    written = 0
+    first = writer.next_episode_id
+    total = config.episodes
+    sink(JobStarted(job="collect", total=total, detail={"out": str(writer.path), "first_episode": first,
+                                                        "ensemble_size": ensemble.ensemble_size}))
+    if first >= total:
+        sink(LogLine("info", f"{writer.path} already holds {first} episodes; nothing to collect"))
+    try:
+        while writer.next_episode_id < total and not stop.is_set():
+            episode_id = writer.next_episode_id
+            seed = writer.seed_for(episode_id)
+            t0 = time.perf_counter()
+            record = _run_episode(env, ensemble, extractor, episode_id, seed, config, sink, snapshot)
+            writer.write(record)
+            written += 1
+            name = OUTCOME_NAMES[record.failure_type]
+            outcomes[name] += 1
+            sink(EpisodeFinished(
+                episode_id=episode_id, seed=seed, failure_type=record.failure_type,
+                failure_step=record.failure_step, length=record.length, seconds=time.perf_counter() - t0,
+                done=writer.next_episode_id, total=total,
+                max_uncertainty=float(record.signals[:, 0].max()),
+                signals=record.signals,
+                horizon_labels=make_horizon_labels(record.failure_type, record.failure_step, record.length,
+                                                   config.store.horizons),
+            ))
+    finally:
+        env.close()
+        ensemble.close()
+    summary = CollectionSummary(out=str(writer.path), episodes_written=written, total_in_store=writer.next_episode_id,
+                                outcomes=dict(outcomes), stopped=stop.is_set() and writer.next_episode_id < total,
+                                seconds=time.perf_counter() - started)
+    sink(JobFinished(job="collect", stopped=summary.stopped, summary=dataclasses.asdict(summary)))
+    return summary
+
+
+def _run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, seed: int, config: CollectConfig,
+                 sink: EventSink, snapshot: SignalSnapshot | None) -> EpisodeRecord:
+    """Runs one episode of the ensemble in the env and returns it, not yet written."""
+    obs, _info = env.reset(seed=seed)
+    ensemble.reset()
+    extractor.reset()
+    if snapshot is not None:
+        snapshot.reset(episode_id)
+    cameras = config.sim.cameras
+    images, states, actions, members, signals = [], [], [], [], []
+    step = 0
+    while True:
+        action, member_actions = ensemble.step(obs)
+        step_signals = extractor.update(member_actions)
+        images.append(np.stack([obs["images"][cam].transpose(2, 0, 1) for cam in cameras]))
+        states.append(obs["state"])
+        actions.append(action)
+        members.append(member_actions)
+        signals.append(step_signals)
+        if snapshot is not None:
+            snapshot.push(step, step_signals)
+        if step % RESOURCE_SAMPLE_EVERY == 0:
+            sink(sample_memory(config.policy.device, config.gpu_budget_gb))
+        obs, _reward, terminated, truncated, info = env.step(action)
+        step += 1
+        if terminated or truncated:
+            outcome = info["outcome"]
+            break
+    return EpisodeRecord(
+        episode_id=episode_id,
+        seed=seed,
+        images=np.stack(images),
+        states=np.stack(states).astype(np.float32),
+        actions=np.stack(actions).astype(np.float32),
+        member_actions=np.stack(members).astype(np.float32),
+        signals=np.stack(signals),
+        failure_type=int(outcome.failure_type),
+        failure_step=int(outcome.failure_step),
+        evidence=dict(outcome.evidence),
+    )
