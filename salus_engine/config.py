@@ -73,6 +73,14 @@ class PolicyConfig:
     the current chunks."""
     seed: int = 0
     """Seed of the flow-matching noise shared by all members."""
+    camera_map: str = ""
+    """Explicit policy-camera <- env-camera pairs, e.g. `camera1=front,camera2=wrist`, for checkpoints
+    whose camera names differ from the env's. Empty: same names match, the rest pair up in order
+    (logged)."""
+    action_map: str = ""
+    """Explicit env action dim for each policy action dim, comma-separated, `-` to drop one, e.g.
+    `0,1,2,3,4,6` for a 6-dim policy. Empty: identity when the sizes match, otherwise the documented
+    default of `salus_engine.policy.ensemble` (logged); env dims no policy dim feeds are held at 0."""
 
 
 @dataclass

@@ -26,7 +26,7 @@ from salus_engine.events import (
 )
 from salus_engine.resources import sample_memory
 from salus_engine.signals import SignalExtractor
-from salus_engine.store import EpisodeRecord, EpisodeWriter, make_horizon_labels
+from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter, make_horizon_labels
 
 RESOURCE_SAMPLE_EVERY = 30
 """Steps between memory samples during a collection (about once a second of simulated time)."""
@@ -43,13 +43,13 @@ class CollectionSummary:
 
 
 def open_writer(config: CollectConfig, ensemble_size: int) -> EpisodeWriter:
-    """Creates the collection store, or opens it for `--resume`.
+    """Creates the collection store, or opens it for `--resume` (which creates it when absent).
 
     Raises:
         StoreError: the out folder is not empty without resume, or is not a SALUS store with resume.
         ValueError: resume with cameras, image size or ensemble size different from the store's.
     """
-    if config.resume:
+    if config.resume and EpisodeStore.exists(config.out):
         writer = EpisodeWriter.open_for_resume(config.out, config.store.compression_level)
         attrs = writer.attrs
         mismatch = []
@@ -147,7 +147,7 @@ def _run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, see
                  sink: EventSink, snapshot: SignalSnapshot | None) -> EpisodeRecord:
     """Runs one episode of the ensemble in the env and returns it, not yet written."""
     obs, _info = env.reset(seed=seed)
-    ensemble.reset()
+    ensemble.reset(seed=seed)
     extractor.reset()
     if snapshot is not None:
         snapshot.reset(episode_id)

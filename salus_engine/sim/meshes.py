@@ -5,13 +5,17 @@ Apache-2.0; Robotiq 2F-85, BSD-2-Clause; see NOTICE). Rendering cost grows with 
 triangles (~198k faces in the originals), so the visual meshes are simplified by vertex clustering
 (every vertex snapped to the mean of its cell in a regular grid, collapsed faces dropped) and
 written as OBJ files under the cache directory. Collision meshes are never reduced: physics uses
-the originals. Nothing here is copied into the repository.
+the originals. Bodies whose mass comes from their geoms (no `<inertial>` in panda.xml) would change
+mass with a reduced visual mesh, so the cache also records every body's inertial as compiled from
+the original files (`inertials.json`), and the scene pins them. Nothing here is copied into the
+repository.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import tempfile
@@ -19,14 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-CLUSTER_CELL_M = 0.004
-"""Grid cell of the vertex clustering, m. 4 mm keeps the silhouette of every link at 256x256
-pixels (one pixel covers ~3-5 mm at the cameras' distance) while cutting ~198k faces to ~30k."""
+CLUSTER_CELL_M = 0.006
+"""Grid cell of the vertex clustering, m. 6 mm keeps every link's silhouette at 256x256 pixels (one
+pixel covers ~3-4 mm at the front camera's distance) and cuts the rendered faces from ~198k to ~45k."""
 
 MIN_FACES_TO_REDUCE = 600
 """Meshes with fewer faces than this are copied as they are (reducing them gains nothing)."""
 
 _ALGORITHM = "vertex-clustering-1"
+INERTIALS_FILE = "inertials.json"
+"""Name of the cache file: body name -> {"mass", "pos", "quat", "diaginertia"} of the original model."""
 
 
 def gym_hil_assets_dir() -> Path:
@@ -133,15 +139,17 @@ def reduced_visual_meshes(mesh_files: dict[str, float]) -> Path:
             metres; 0.001 for the Robotiq STLs, 1.0 for the Panda OBJs), used to size the grid.
 
     Returns:
-        A folder in which `<relative path with .obj suffix>` exists for every input mesh. Built in a
-        temporary folder and renamed into place, so concurrent processes never see a partial cache.
+        A folder in which `<relative path with .obj suffix>` exists for every input mesh, and
+        `INERTIALS_FILE` with the original panda.xml's compiled body inertials. Built in a temporary
+        folder and renamed into place, so concurrent processes never see a partial cache.
 
     Raises:
         RuntimeError: gym-hil is not installed. OSError: the cache folder cannot be written.
     """
     root = cache_root() / "meshes" / _cache_key()
     names = sorted(mesh_files)
-    if all((root / Path(n).with_suffix(".obj")).is_file() for n in names):
+    wanted = [Path(n).with_suffix(".obj") for n in names] + [Path(INERTIALS_FILE)]
+    if all((root / n).is_file() for n in wanted):
         return root
     assets = gym_hil_assets_dir()
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -154,15 +162,39 @@ def reduced_visual_meshes(mesh_files: dict[str, float]) -> Path:
             out = work / Path(name).with_suffix(".obj")
             out.parent.mkdir(parents=True, exist_ok=True)
             write_obj(out, vertices, faces)
+        (work / INERTIALS_FILE).write_text(json.dumps(_original_inertials(assets), indent=1))
+        if all((root / n).is_file() for n in wanted):
+            return root  # another process finished the same cache meanwhile; theirs is identical
         if root.exists():
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)  # an incomplete cache from an interrupted build
         try:
             os.replace(work, root)
         except OSError:
-            # Another process finished the same cache first; theirs is identical.
-            if not all((root / Path(n).with_suffix(".obj")).is_file() for n in names):
+            # Another process renamed its identical build into place first.
+            if not all((root / n).is_file() for n in wanted):
                 raise
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return root
+
+
+def _original_inertials(assets: Path) -> dict[str, dict[str, list[float] | float]]:
+    """Compiles the original panda.xml once and returns every named body's inertial."""
+    import mujoco
+
+    model = mujoco.MjModel.from_xml_path(str(assets / "panda.xml"))
+    out: dict[str, dict[str, list[float] | float]] = {}
+    for b in range(1, model.nbody):
+        out[model.body(b).name] = {
+            "mass": float(model.body_mass[b]),
+            "pos": [float(v) for v in model.body_ipos[b]],
+            "quat": [float(v) for v in model.body_iquat[b]],
+            "diaginertia": [float(v) for v in model.body_inertia[b]],
+        }
+    return out
+
+
+def load_inertials(folder: Path) -> dict[str, dict[str, list[float] | float]]:
+    """Reads `INERTIALS_FILE` from a folder made by `reduced_visual_meshes`."""
+    return json.loads((folder / INERTIALS_FILE).read_text())

@@ -95,6 +95,12 @@ class EpisodeStore:
         self.attrs: dict[str, Any] = dict(root.attrs)
         self._metas: dict[int, EpisodeMeta] = {}
 
+    @staticmethod
+    def exists(path: str | Path) -> bool:
+        """True when `path` holds something (a store or other files); False for a missing or empty folder."""
+        path = Path(path)
+        return path.exists() and any(path.iterdir())
+
     @classmethod
     def open(cls, path: str | Path) -> EpisodeStore:
         """Opens the store at `path` read-only.

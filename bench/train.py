@@ -1,0 +1,105 @@
+"""Prints how long `salus train` takes for 50 epochs on about 100,000 steps (500 episodes x 200 steps).
+
+The benchmark store is recorded with the project's own recorder (`EpisodeWriter`) from the real
+episodes of a source collection store: episodes are re-recorded in turn (cycling through the
+source) with their real signals, actions, member actions, states, outcome and evidence, until the
+store holds `--episodes x --steps` steps. Images are stored as 1x1 pixels because training never
+reads them. Each re-recorded episode keeps its real length, so short (failed) episodes mean more
+episodes than `--episodes`. Then `salus train` runs as a subprocess with early stopping off
+(`--patience 0`), so exactly `--epochs` epochs are timed; it prints the command's wall-clock time
+(imports and loading included) and the training loop's own time.
+
+    .venv/bin/python bench/train.py --source data/collection [--episodes 500] [--steps 200] [--epochs 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_store(source: Path, out: Path, target_steps: int, max_steps: int) -> tuple[int, int]:
+    """Re-records the source's episodes in turn into `out` until it holds `target_steps` steps.
+
+    Returns:
+        (episodes written, steps written).
+    """
+    src = EpisodeStore.open(source)
+    if len(src) == 0:
+        raise SystemExit(f"{source}: the source store holds no episode")
+    attrs = src.attrs
+    writer = EpisodeWriter.create(
+        out, horizons=src.horizons, cameras=tuple(attrs["cameras"]), image_size=1,
+        ensemble_size=int(attrs["ensemble_size"]), base_seed=int(attrs["base_seed"]),
+        policy=f"re-recorded from {source}", sim_config=dict(attrs.get("sim_config") or {}))
+    steps = episodes = 0
+    cameras = len(attrs["cameras"])
+    while steps < target_steps:
+        episode = src.episode(episodes % len(src))
+        meta = episode.meta
+        length = min(meta.episode_length, max_steps)
+        if length < meta.episode_length and meta.failure_step >= length:
+            length = meta.episode_length  # never cut an episode before its outcome
+        writer.write(EpisodeRecord(
+            episode_id=episodes, seed=meta.seed,
+            images=np.zeros((length, cameras, 3, 1, 1), dtype=np.uint8),
+            states=episode.states[:length], actions=episode.actions[:length],
+            member_actions=episode.member_actions[:length], signals=episode.signals[:length],
+            failure_type=meta.failure_type, failure_step=meta.failure_step, evidence=meta.evidence,
+        ), durable=False)
+        steps += length
+        episodes += 1
+    return episodes, steps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="a real collection store to re-record episodes from")
+    parser.add_argument("--episodes", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=200, help="steps per episode at most; target = episodes x steps")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, help="torch threads for training (default: torch's)")
+    parser.add_argument("--work", help="folder for the benchmark store and run (default: a temporary folder)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="salus-bench-train-") as tmp:
+        work = Path(args.work or tmp)
+        store, run = work / "store", work / "run"
+        t0 = time.perf_counter()
+        episodes, steps = build_store(Path(args.source), store, args.episodes * args.steps, args.steps)
+        print(f"recorded {episodes} episodes, {steps} steps into {store} in {time.perf_counter() - t0:.1f} s")
+        command = [sys.executable, "-m", "salus_engine.cli", "train", "--data", str(store), "--out", str(run),
+                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--patience", "0"]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+            return proc.returncode
+        config = json.loads((run / "config.json").read_text())
+        history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+        loop = sum(row["seconds"] for row in history)
+        print(f"training samples: {config['samples']['train']} train + {config['samples']['val']} val steps "
+              f"({steps} steps in the store)")
+        print(f"salus train, {len(history)} epochs: {wall:.1f} s wall-clock (command total), "
+              f"{config['result']['seconds']:.1f} s in run_training (loading included), "
+              f"{loop:.1f} s in the epoch loop")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

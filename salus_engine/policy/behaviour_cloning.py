@@ -1,0 +1,311 @@
+"""Behaviour cloning of tiny SmolVLA ensemble members on scripted-expert demonstrations.
+
+`train_default_ensemble` is what `salus policy train` runs: it writes the tiny SmolVLM backbone
+(`tiny_backbone`), records DART-noised scripted-expert demonstrations (`demonstrations`), trains M
+SmolVLA members that differ only in their seed (weight initialisation, batch order, flow-matching
+noise and time samples, image augmentation) with lerobot's own `SmolVLAPolicy.forward` loss and
+processors, and saves each with `save_pretrained` under `<out_dir>/member_<i>/`.
+
+The members are trained on the same demonstrations, like a deep ensemble (Lakshminarayanan et al.,
+NeurIPS 2017): their disagreement grows away from the demonstrated states, which is what the
+epistemic-uncertainty signal reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from salus_engine.config import DEFAULT_POLICY_DIR, SimConfig
+from salus_engine.events import EventSink, LogLine, ProgressUpdate, discard
+from salus_engine.policy.checkpoint import save_member
+from salus_engine.policy.demonstrations import Demonstrations, record_demonstrations
+from salus_engine.policy.tiny_backbone import IMAGE_SIZE, write_tiny_backbone
+
+IMAGE_PREFIX = "observation.images."
+STATE_KEY = "observation.state"
+TRAINING_FILE = "training.json"
+"""Summary of the run written next to the member folders (settings, demo outcomes, final losses)."""
+
+
+@dataclass
+class TrainSettings:
+    """Behaviour-cloning settings of one ensemble (defaults: the committed embedded default)."""
+
+    members: int = 3
+    """Ensemble members M, each trained with seed `seed + i`."""
+    demos: int = 120
+    """Scripted-expert demonstration episodes (shared by all members)."""
+    steps: int = 3000
+    """Optimiser steps per member."""
+    batch_size: int = 32
+    """Samples (steps of demonstrations with their action chunks) per optimiser step."""
+    lr: float = 5e-4
+    """Peak AdamW learning rate (linear warm-up over `warmup_steps`, cosine decay to 10 %)."""
+    warmup_steps: int = 100
+    weight_decay: float = 1e-4
+    chunk_size: int = 16
+    """Actions per predicted chunk (also lerobot's `n_action_steps`)."""
+    image_size: int = IMAGE_SIZE
+    """Policy image input size, pixels (`resize_imgs_with_padding`)."""
+    noise_std: float = 0.3
+    """DART noise std added to executed expert actions while recording (labels stay clean)."""
+    shift_px: int = 4
+    """Random image shift augmentation, pixels (pad and random crop); 0 disables it."""
+    seed: int = 0
+    """Seed of member 0 (member i uses seed + i); demonstrations use env seeds from `demo_seed`."""
+    demo_seed: int = 1_000_000
+    """First env seed of the demonstrations (collections use seeds from 0; kept apart)."""
+    threads: int = 2
+    """torch CPU threads while training."""
+
+
+@dataclass
+class TrainResult:
+    """What `train_default_ensemble` did."""
+
+    out_dir: str
+    members_saved: int
+    stopped: bool
+    seconds: float
+    demo_episodes: int
+    demo_steps: int
+    demo_success_rate: float
+    final_losses: list[float] = field(default_factory=list)
+    """Mean training loss over the last 10 % of steps, per member."""
+    size_mb: float = 0.0
+    """Total size of the saved folder, MB."""
+
+
+def smolvla_config(backbone_dir: str | Path, cameras: tuple[str, ...], image_size: int, chunk_size: int,
+                   device: str = "cpu", state_dim: int = 8, action_dim: int = 7, lr: float = 5e-4) -> Any:
+    """A lerobot `SmolVLAConfig` for the tiny backbone, training the whole model.
+
+    Inputs `observation.images.<cam>` (3, image_size, image_size) per camera and `observation.state`
+    (state_dim,); output `action` (action_dim,). The VLM is cut to its 2 layers, the vision encoder
+    and VLM are trainable (`freeze_vision_encoder=False`, `train_expert_only=False`; lerobot still
+    freezes the VLM's last layer and lm_head, which the action expert does not read).
+    """
+    from lerobot.configs import FeatureType, PolicyFeature
+    from lerobot.policies.smolvla import SmolVLAConfig
+
+    inputs = {f"{IMAGE_PREFIX}{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, image_size, image_size))
+              for cam in cameras}
+    inputs[STATE_KEY] = PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))
+    return SmolVLAConfig(
+        vlm_model_name=str(Path(backbone_dir).resolve()),
+        load_vlm_weights=False,
+        num_vlm_layers=2,
+        resize_imgs_with_padding=(image_size, image_size),
+        freeze_vision_encoder=False,
+        train_expert_only=False,
+        chunk_size=chunk_size,
+        n_action_steps=chunk_size,
+        optimizer_lr=lr,
+        device=device,
+        push_to_hub=False,
+        input_features=inputs,
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(action_dim,))},
+    )
+
+
+def dataset_stats(demos: Demonstrations) -> dict[str, dict[str, torch.Tensor]]:
+    """Normalisation statistics (mean, std, min, max) of states and actions for lerobot's normaliser.
+
+    A std below 1e-3 (e.g. an action dim the expert never moves) is replaced by 1.0, so a constant
+    dim is centred but not blown up.
+    """
+    def stats(x: np.ndarray) -> dict[str, torch.Tensor]:
+        std = x.std(axis=0)
+        std = np.where(std < 1e-3, 1.0, std)
+        return {"mean": torch.from_numpy(x.mean(axis=0)).float(), "std": torch.from_numpy(std).float(),
+                "min": torch.from_numpy(x.min(axis=0)).float(), "max": torch.from_numpy(x.max(axis=0)).float()}
+
+    return {STATE_KEY: stats(demos.states), "action": stats(demos.actions)}
+
+
+def _shift(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to `pixels` (replicate-pad then random crop), per sample (B, 3, s, s)."""
+    if pixels <= 0:
+        return images
+    b, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pixels, pixels, pixels, pixels), mode="replicate")
+    offsets = torch.randint(0, 2 * pixels + 1, (b, 2), generator=generator)
+    return torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())])
+
+
+def _batch(demos: Demonstrations, index: np.ndarray, chunk_size: int, shift_px: int,
+           generator: torch.Generator) -> dict[str, Any]:
+    """Raw lerobot training batch for demonstration steps `index`."""
+    actions, is_pad = demos.action_chunks(index, chunk_size)
+    batch: dict[str, Any] = {
+        STATE_KEY: torch.from_numpy(demos.states[index]),
+        "action": torch.from_numpy(actions),
+        "action_is_pad": torch.from_numpy(is_pad),
+        "task": [demos.instruction] * len(index),
+    }
+    for cam, frames in demos.images.items():
+        images = torch.from_numpy(frames[index]).float().div_(255.0)
+        batch[f"{IMAGE_PREFIX}{cam}"] = _shift(images, shift_px, generator)
+    return batch
+
+
+def train_member(demos: Demonstrations, backbone_dir: str | Path, settings: TrainSettings, member: int,
+                 sink: EventSink = discard, stop: threading.Event | None = None,
+                 progress_offset: int = 0, progress_total: int | None = None) -> tuple[Any, Any, Any, list[float]]:
+    """Trains one SmolVLA member by behaviour cloning (flow-matching loss of `SmolVLAPolicy.forward`).
+
+    Returns:
+        (policy, preprocessor, postprocessor, losses per step). If `stop` is set the loop ends early
+        and the partly trained policy is returned.
+    """
+    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.policies.smolvla import SmolVLAPolicy
+
+    seed = settings.seed + member
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    cameras = tuple(demos.images)
+    config = smolvla_config(backbone_dir, cameras, settings.image_size, settings.chunk_size, lr=settings.lr)
+    policy = SmolVLAPolicy(config)
+    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=dataset_stats(demos))
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay)
+
+    def lr_factor(step: int) -> float:
+        if step < settings.warmup_steps:
+            return (step + 1) / settings.warmup_steps
+        progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    total = progress_total if progress_total is not None else settings.steps
+    losses: list[float] = []
+    policy.train()
+    report_every = max(1, settings.steps // 100)
+    for step in range(settings.steps):
+        if stop is not None and stop.is_set():
+            break
+        index = rng.integers(0, len(demos), settings.batch_size)
+        batch = preprocessor(_batch(demos, index, settings.chunk_size, settings.shift_px, generator))
+        loss, _ = policy.forward(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.optimizer_grad_clip_norm)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % report_every == 0 or step + 1 == settings.steps:
+            recent = float(np.mean(losses[-report_every:]))
+            sink(ProgressUpdate(done=progress_offset + step + 1, total=total,
+                                message=f"member {member}: step {step + 1}/{settings.steps}",
+                                values={"loss": recent, "lr": float(scheduler.get_last_lr()[0]), "member": float(member)}))
+    policy.eval()
+    return policy, preprocessor, postprocessor, losses
+
+
+def _folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def train_default_ensemble(
+    out_dir: str | Path = DEFAULT_POLICY_DIR,
+    members: int = TrainSettings.members,
+    demos: int = TrainSettings.demos,
+    steps: int = TrainSettings.steps,
+    seed: int = TrainSettings.seed,
+    sim_config: SimConfig | None = None,
+    settings: TrainSettings | None = None,
+    sink: EventSink = discard,
+    stop: threading.Event | None = None,
+) -> TrainResult:
+    """Builds the embedded default ensemble: backbone, demonstrations, M members, saved to `out_dir`.
+
+    `salus policy train` calls this. Work happens in `<out_dir>.staging/`; the finished folder
+    replaces `out_dir` only when every member is trained, so a stopped or failed run leaves the
+    previous ensemble intact.
+
+    Args:
+        out_dir: destination folder; receives `member_0` .. `member_<M-1>` and `training.json`.
+        members, demos, steps, seed: override the same fields of `settings`.
+        sim_config: env settings for the demonstrations (default `SimConfig()`: the default task
+            distribution and cameras).
+        settings: every other behaviour-cloning setting (`TrainSettings`).
+        sink: receives `LogLine` and `ProgressUpdate` events (demonstrations, then training steps
+            counted over all members).
+        stop: when set, the job stops after the current demonstration episode or training step and
+            `out_dir` is left unchanged.
+
+    Returns:
+        `TrainResult` (members saved, timings, demonstration success rate, losses, size in MB).
+
+    Raises:
+        ValueError: members, demos or steps below 1.
+    """
+    settings = TrainSettings(**asdict(settings)) if settings is not None else TrainSettings()
+    settings.members, settings.demos, settings.steps, settings.seed = members, demos, steps, seed
+    if min(settings.members, settings.demos, settings.steps) < 1:
+        raise ValueError("members, demos and steps must each be at least 1")
+    sim_config = sim_config if sim_config is not None else SimConfig()
+    out = Path(out_dir).expanduser().resolve()
+    staging = out.with_name(out.name + ".staging")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, settings.threads))
+    started = time.perf_counter()
+    try:
+        if staging.exists():
+            shutil.rmtree(staging)
+        backbone = write_tiny_backbone(staging / "backbone", settings.image_size)
+        sink(LogLine("info", f"recording {settings.demos} scripted-expert demonstrations "
+                             f"(DART noise std {settings.noise_std}, cameras {', '.join(sim_config.cameras)})"))
+        demo_set = record_demonstrations(sim_config, settings.demos, settings.image_size, seed=settings.demo_seed,
+                                         noise_std=settings.noise_std, sink=sink, stop=stop)
+        sink(LogLine("info", f"demonstrations: {len(demo_set.outcomes)} episodes, {len(demo_set)} steps, "
+                             f"expert success with noise {demo_set.success_rate:.0%}"))
+        result = TrainResult(out_dir=str(out), members_saved=0, stopped=False, seconds=0.0,
+                             demo_episodes=len(demo_set.outcomes), demo_steps=len(demo_set),
+                             demo_success_rate=demo_set.success_rate)
+        total = settings.members * settings.steps
+        for i in range(settings.members):
+            if stop is not None and stop.is_set():
+                break
+            policy, pre, post, losses = train_member(demo_set, backbone, settings, i, sink, stop,
+                                                     progress_offset=i * settings.steps, progress_total=total)
+            if len(losses) < settings.steps:
+                break
+            save_member(policy, pre, post, staging / f"member_{i}")
+            tail = losses[-max(1, len(losses) // 10):]
+            result.final_losses.append(float(np.mean(tail)))
+            result.members_saved += 1
+            sink(LogLine("info", f"member {i} saved: final loss {result.final_losses[-1]:.4f}"))
+        result.seconds = time.perf_counter() - started
+        if result.members_saved < settings.members:
+            result.stopped = True
+            shutil.rmtree(staging, ignore_errors=True)
+            sink(LogLine("warning", f"policy training stopped; {out} left unchanged"))
+            return result
+        shutil.rmtree(staging / "backbone")  # every member holds its own copy
+        summary = {"settings": asdict(settings), "sim": asdict(sim_config),
+                   "demo_outcomes": demo_set.outcomes.tolist(), "demo_seeds": demo_set.seeds.tolist(),
+                   "final_losses": result.final_losses, "seconds": round(result.seconds, 1)}
+        (staging / TRAINING_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+        result.size_mb = _folder_mb(out)
+        return result
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        torch.set_num_threads(previous_threads)

@@ -1,0 +1,271 @@
+"""Per-step signals and horizon labels of a collection store, held in memory, and the episode split.
+
+Only `signals` (T, 6) and `horizon_labels` (T, H, 4) are read, never images. Rows of every array
+are the steps of all episodes concatenated in episode-id order. Splits are made by episode, never by
+step, stratified by outcome, and seeded, so that no episode contributes to two splits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
+from salus_engine.predictor import SPLIT_NAMES
+from salus_engine.predictor.errors import PredictorError
+from salus_engine.signals import SIGNAL_NAMES
+from salus_engine.store import EpisodeStore, StoreError, make_horizon_labels
+
+DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.6, "val": 0.1, "calibration": 0.15, "test": 0.15}
+"""Share of the successful episodes in each split. Failed episodes are not needed for calibration
+(which uses successes only), so their calibration share goes to `train`: 0.75 / 0.1 / 0 / 0.15."""
+
+DEFAULT_CONTROL_HZ = 30.0
+"""Control rate used for lead times in seconds when a store does not record `sim_config.control_hz`."""
+
+
+@dataclass(frozen=True)
+class EpisodeInfo:
+    """The metadata of one episode that the predictor uses."""
+
+    episode_id: int
+    failure_type: int
+    """-1 success, 0 collision, 1 drop, 2 miss, 3 timeout."""
+    failure_step: int
+    """0-based step of the outcome."""
+    length: int
+    """Steps T."""
+
+
+@dataclass
+class SignalData:
+    """Every step of every episode of a store, in memory.
+
+    N = total steps, E = episodes, H = horizons.
+    """
+
+    path: Path
+    signals: np.ndarray
+    """(N, 6) float32, order of `SIGNAL_NAMES`."""
+    labels: np.ndarray
+    """(N, H, 4) uint8 horizon labels (docs/data-format.md)."""
+    episode_index: np.ndarray
+    """(N,) int32: position of the row's episode in `episodes`."""
+    step: np.ndarray
+    """(N,) int32: 0-based step of the row within its episode."""
+    episodes: list[EpisodeInfo]
+    horizons: tuple[int, ...]
+    control_hz: float
+    """Control rate, Hz, from the store's `sim_config` (lead times in seconds = steps / control_hz)."""
+    identity: dict[str, Any]
+    """What identifies the store (`created`, `base_seed`): a checkpoint's split applies only to it."""
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(E + 1,) int64 row offsets: episode e holds rows offsets[e]:offsets[e + 1]."""
+        return np.concatenate([[0], np.cumsum([e.length for e in self.episodes])]).astype(np.int64)
+
+    @property
+    def episode_ids(self) -> np.ndarray:
+        return np.array([e.episode_id for e in self.episodes], dtype=np.int64)
+
+    @property
+    def outcomes(self) -> np.ndarray:
+        """(E,) int failure type per episode (-1 success)."""
+        return np.array([e.failure_type for e in self.episodes], dtype=np.int64)
+
+    def rows(self, episode_ids: np.ndarray | list[int]) -> np.ndarray:
+        """Row indices (int64, ascending) of the given episodes' steps."""
+        wanted = np.isin(self.episode_ids, np.asarray(episode_ids, dtype=np.int64))
+        return np.flatnonzero(wanted[self.episode_index])
+
+    def outcome_counts(self, episode_ids: np.ndarray | list[int] | None = None) -> dict[str, int]:
+        """Episodes per outcome name (`success`, `collision`, ...)."""
+        outcomes = self.outcomes
+        if episode_ids is not None:
+            outcomes = outcomes[np.isin(self.episode_ids, np.asarray(episode_ids, dtype=np.int64))]
+        return {OUTCOME_NAMES[c]: int((outcomes == c).sum()) for c in sorted(OUTCOME_NAMES)}
+
+
+def load_signal_data(path: str | Path) -> SignalData:
+    """Reads the signals, horizon labels and metadata of every complete episode of a store.
+
+    Args:
+        path: a collection store folder (docs/data-format.md).
+
+    Returns:
+        `SignalData` with N = total steps.
+
+    Raises:
+        PredictorError: missing or damaged store, a store recorded with another signal set or with
+            other failure types, no episodes, NaN/inf signals, or stored labels that disagree with
+            `failure_step` (one line naming the episode and what to do).
+    """
+    try:
+        store = EpisodeStore.open(path)
+    except StoreError as err:
+        raise PredictorError(str(err)) from None
+    names = tuple(store.attrs.get("signal_names", ()))
+    if names != SIGNAL_NAMES:
+        raise PredictorError(f"{store.path}: recorded with signals {list(names)}, this SALUS predicts from "
+                             f"{list(SIGNAL_NAMES)}; re-collect the store with this version")
+    if tuple(store.attrs.get("failure_types", ())) != FAILURE_TYPES:
+        raise PredictorError(f"{store.path}: failure types {store.attrs.get('failure_types')} differ from "
+                             f"{list(FAILURE_TYPES)}; re-collect the store with this version")
+    if len(store) == 0:
+        raise PredictorError(f"{store.path}: the store holds no complete episode; collect episodes first")
+    horizons = store.horizons
+    signals, labels, episodes = [], [], []
+    for index in range(len(store)):
+        try:
+            episode = store.episode(index)
+            meta = episode.meta
+            sig = np.asarray(episode.signals, dtype=np.float32)
+            lab = np.asarray(episode.horizon_labels, dtype=np.uint8)
+        except StoreError as err:
+            raise PredictorError(str(err)) from None
+        length = sig.shape[0]
+        if sig.shape != (length, len(SIGNAL_NAMES)) or lab.shape != (length, len(horizons), len(FAILURE_TYPES)):
+            raise PredictorError(f"{store.path}: episode {meta.episode_id} has signals {sig.shape} and labels "
+                                 f"{lab.shape}, inconsistent with the store; run 'salus verify {store.path}'")
+        if not np.isfinite(sig).all():
+            bad_step = int(np.flatnonzero(~np.isfinite(sig).all(axis=1))[0])
+            raise PredictorError(f"{store.path}: episode {meta.episode_id} has NaN or inf signals (first at step "
+                                 f"{bad_step}); re-collect it or remove the episode before training")
+        try:
+            expected = make_horizon_labels(meta.failure_type, meta.failure_step, length, horizons)
+        except ValueError as err:
+            raise PredictorError(f"{store.path}: episode {meta.episode_id} has a bad outcome ({err}); "
+                                 f"run 'salus verify {store.path}'") from None
+        if not np.array_equal(expected, lab):
+            raise PredictorError(f"{store.path}: episode {meta.episode_id}'s horizon labels disagree with its "
+                                 f"failure_step {meta.failure_step}; run 'salus verify {store.path}'")
+        signals.append(sig)
+        labels.append(lab)
+        episodes.append(EpisodeInfo(int(meta.episode_id), int(meta.failure_type), int(meta.failure_step), length))
+    lengths = np.array([e.length for e in episodes])
+    sim_config = store.attrs.get("sim_config") or {}
+    return SignalData(
+        path=store.path,
+        signals=np.concatenate(signals),
+        labels=np.concatenate(labels),
+        episode_index=np.repeat(np.arange(len(episodes), dtype=np.int32), lengths),
+        step=np.concatenate([np.arange(n, dtype=np.int32) for n in lengths]),
+        episodes=episodes,
+        horizons=horizons,
+        control_hz=float(sim_config.get("control_hz", DEFAULT_CONTROL_HZ)),
+        identity={"created": store.attrs.get("created"), "base_seed": store.attrs.get("base_seed")},
+    )
+
+
+def require_failures_and_successes(data: SignalData, episode_ids: np.ndarray | None = None, what: str = "training") -> None:
+    """Checks that the episodes hold at least one failure and one success.
+
+    Raises:
+        PredictorError: no failed or no successful episode.
+    """
+    counts = data.outcome_counts(episode_ids)
+    if counts["success"] == sum(counts.values()):
+        raise PredictorError(f"{data.path}: all {counts['success']} episodes succeeded, so there is no failure to "
+                             f"learn for {what}; collect more episodes (or raise sim randomization_scale)")
+    if counts["success"] == 0:
+        raise PredictorError(f"{data.path}: no episode succeeded, so false alarms cannot be measured for {what}; "
+                             "collect more episodes")
+
+
+def _largest_remainder(n: int, fractions: list[float]) -> np.ndarray:
+    """Integer counts summing to n, proportional to fractions; remainders go first to the later splits
+    (test, calibration, val) so that a small class still reaches the held-out splits."""
+    raw = np.asarray(fractions, dtype=float) / sum(fractions) * n
+    counts = np.floor(raw).astype(int)
+    order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - counts[i]), -i))
+    for i in order[: n - counts.sum()]:
+        counts[i] += 1
+    return counts
+
+
+def split_episodes(episode_ids: np.ndarray, outcomes: np.ndarray, seed: int = 0,
+                   fractions: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Splits episodes into `SPLIT_NAMES`, stratified by outcome, reproducibly from `seed`.
+
+    Within each outcome (success and each failure type) the episodes are shuffled with
+    `numpy.random.default_rng(seed)` and dealt out by the largest-remainder rule. Successes use
+    `fractions`; failures use the same with the calibration share moved to train (calibration uses
+    successful episodes only).
+
+    Args:
+        episode_ids: (E,) int episode ids.
+        outcomes: (E,) int failure type per episode (-1 success).
+        seed: split seed.
+        fractions: share per split name (default `DEFAULT_FRACTIONS`).
+
+    Returns:
+        split name -> sorted int64 array of episode ids; every id is in exactly one split.
+
+    Raises:
+        PredictorError: fewer episodes than needed to give train, val and test an episode each.
+    """
+    fractions = dict(DEFAULT_FRACTIONS if fractions is None else fractions)
+    episode_ids = np.asarray(episode_ids, dtype=np.int64)
+    outcomes = np.asarray(outcomes, dtype=np.int64)
+    if len(episode_ids) < 4:
+        raise PredictorError(f"only {len(episode_ids)} episodes; train, val, calibration and test need at least "
+                             "4 (collect 200 or more for meaningful results)")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+    for code in sorted(set(outcomes.tolist())):
+        ids = rng.permutation(np.sort(episode_ids[outcomes == code]))
+        shares = [fractions[name] for name in SPLIT_NAMES]
+        if code != -1:
+            shares = [shares[0] + shares[2], shares[1], 0.0, shares[3]]
+        counts = _largest_remainder(len(ids), shares)
+        start = 0
+        for name, count in zip(SPLIT_NAMES, counts):
+            parts[name].extend(ids[start:start + count].tolist())
+            start += count
+    return {name: np.sort(np.array(parts[name], dtype=np.int64)) for name in SPLIT_NAMES}
+
+
+def save_splits(path: Path, splits: dict[str, np.ndarray], seed: int, identity: dict[str, Any]) -> None:
+    """Writes `splits.json`: the seed, the store identity and the episode ids of every split."""
+    payload = {"seed": seed, "store": identity, **{name: [int(i) for i in splits[name]] for name in SPLIT_NAMES}}
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def load_splits(path: Path) -> dict[str, np.ndarray]:
+    """Reads `splits.json`.
+
+    Raises:
+        PredictorError: missing or unreadable file.
+    """
+    try:
+        payload = json.loads(path.read_text())
+        return {name: np.asarray(payload[name], dtype=np.int64) for name in SPLIT_NAMES}
+    except FileNotFoundError:
+        raise PredictorError(f"{path} not found; the checkpoint is incomplete, train it again with 'salus train'") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise PredictorError(f"{path} is damaged ({err!s}); train the checkpoint again with 'salus train'") from None
+
+
+def window_features(signals: np.ndarray, step: np.ndarray, window: int) -> np.ndarray:
+    """Stacks each step's signals with those of the `window - 1` previous steps of the same episode.
+
+    Before an episode's first step the first step is repeated (the online monitor does the same).
+
+    Args:
+        signals: (N, 6) float32 rows of whole episodes, consecutive within an episode.
+        step: (N,) int step of each row within its episode.
+        window: steps per input, >= 1.
+
+    Returns:
+        (N, window * 6) float32, oldest step first: columns [j*6:(j+1)*6] hold step t - (window-1-j).
+    """
+    if window == 1:
+        return np.ascontiguousarray(signals, dtype=np.float32)
+    lags = np.arange(window - 1, -1, -1)
+    rows = np.arange(len(signals))[:, None] - np.minimum(lags[None, :], np.asarray(step)[:, None])
+    return signals[rows].reshape(len(signals), window * signals.shape[1]).astype(np.float32, copy=False)

@@ -1,0 +1,216 @@
+"""Metrics of a failure scorer, per step (per failure type and horizon) and per episode (as a
+monitor is experienced). Classification metrics are scikit-learn's.
+
+Conventions: scores (N, H, 4), higher = more likely to fail; labels (N, H, 4) uint8 horizon labels;
+a step is predicted positive when its score >= the output's decision threshold. Values that are
+undefined (AUROC without both classes, a rate over zero episodes) are None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
+from salus_engine.predictor.conformal import first_alarms
+from salus_engine.predictor.dataset import EpisodeInfo
+
+CURVE_POINTS = 101
+"""Points of the false-positive-rate grid on which ROC curves are stored in metrics.json."""
+
+
+def _both_classes(y: np.ndarray) -> bool:
+    return 0 < int(y.sum()) < len(y)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def choose_thresholds(val_scores: np.ndarray, val_labels: np.ndarray, train_prevalence: np.ndarray) -> np.ndarray:
+    """Decision thresholds per output, chosen on the validation split to maximise F1.
+
+    An output whose validation labels lack a class gets the threshold that marks the training
+    split's prevalence of validation steps positive.
+
+    Args:
+        val_scores, val_labels: (n, H, 4).
+        train_prevalence: (H, 4) share of positive training steps.
+
+    Returns:
+        (H, 4) float64 thresholds.
+    """
+    _, horizons, types = val_scores.shape
+    thresholds = np.empty((horizons, types))
+    for h in range(horizons):
+        for k in range(types):
+            y, s = val_labels[:, h, k], val_scores[:, h, k].astype(np.float64)
+            if _both_classes(y):
+                precision, recall, cut = precision_recall_curve(y, s)
+                f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+                thresholds[h, k] = cut[int(np.argmax(f1))]
+            elif train_prevalence[h, k] > 0 and len(s):
+                thresholds[h, k] = np.quantile(s, 1.0 - train_prevalence[h, k])
+            else:
+                thresholds[h, k] = np.inf
+    return thresholds
+
+
+def roc_on_grid(y: np.ndarray, s: np.ndarray) -> dict[str, list[float]] | None:
+    """ROC curve as true-positive rate on an even false-positive-rate grid (for metrics.json)."""
+    if not _both_classes(y):
+        return None
+    fpr, tpr, _ = roc_curve(y, s)
+    grid = np.linspace(0.0, 1.0, CURVE_POINTS)
+    return {"fpr": [round(float(v), 4) for v in grid], "tpr": [round(float(v), 4) for v in np.interp(grid, fpr, tpr)]}
+
+
+def step_metrics(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, horizons: tuple[int, ...],
+                 primary: int) -> dict[str, Any]:
+    """Per (failure type, horizon) precision, recall, F1, AUROC, AUPRC, support; their means over the
+    outputs with a positive step; exact match (all 16 decisions right); and the "any failure within
+    horizons[primary] steps" AUROC/AUPRC of the max-over-types score.
+
+    Args:
+        scores: (N, H, 4) failure scores.
+        labels: (N, H, 4) uint8.
+        thresholds: (H, 4) decision thresholds.
+        horizons: horizon lengths, steps.
+        primary: index of the horizon used for the per-type and any-failure summaries.
+    """
+    predicted = scores >= thresholds[None]
+    rows = []
+    for h, horizon in enumerate(horizons):
+        for k, name in enumerate(FAILURE_TYPES):
+            y, s, p = labels[:, h, k], scores[:, h, k].astype(np.float64), predicted[:, h, k]
+            support = int(y.sum())
+            precision, recall, f1, _ = precision_recall_fscore_support(y, p, average="binary", zero_division=0)
+            rows.append({
+                "type": name, "horizon": int(horizon),
+                "precision": float(precision) if support else None,
+                "recall": float(recall) if support else None,
+                "f1": float(f1) if support else None,
+                "auroc": float(roc_auc_score(y, s)) if _both_classes(y) else None,
+                "auprc": float(average_precision_score(y, s)) if support else None,
+                "support": support, "prevalence": support / max(1, len(y)),
+                "threshold": float(thresholds[h, k]),
+            })
+    n = len(scores)
+    means = {m: _mean([r[m] for r in rows]) for m in ("precision", "recall", "f1", "auroc", "auprc")}
+    per_type = {r["type"]: {m: r[m] for m in ("precision", "recall", "f1", "auroc", "auprc", "support")}
+                for r in rows if r["horizon"] == horizons[primary]}
+    any_y = labels[:, primary, :].max(axis=1)
+    any_s = scores[:, primary, :].max(axis=1).astype(np.float64)
+    return {
+        "per_type_horizon": rows,
+        "mean": means,
+        "per_type": per_type,
+        "exact_match": float(accuracy_score(labels.reshape(n, -1), predicted.reshape(n, -1))) if n else None,
+        "any_failure": {
+            "horizon": int(horizons[primary]),
+            "auroc": float(roc_auc_score(any_y, any_s)) if _both_classes(any_y) else None,
+            "auprc": float(average_precision_score(any_y, any_s)) if any_y.sum() else None,
+            "support": int(any_y.sum()),
+            "roc": roc_on_grid(any_y, any_s),
+        },
+    }
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    """k of n as a rate with its exact (Clopper-Pearson) 95 % interval."""
+    if n == 0:
+        return {"k": 0, "n": 0, "rate": None, "ci95": None}
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return {"k": int(k), "n": int(n), "rate": k / n, "ci95": [float(ci.low), float(ci.high)]}
+
+
+def episode_metrics(alarm_scores: np.ndarray, type_scores: np.ndarray | None, episodes: list[EpisodeInfo],
+                    offsets: np.ndarray, threshold: float, control_hz: float, min_lead_steps: int) -> dict[str, Any]:
+    """Episode-level monitor metrics: an alarm is the first step whose alarm score exceeds `threshold`.
+
+    A failed episode is detected when its alarm comes at or before `failure_step`; lead time is
+    failure_step - alarm step (steps, and seconds at `control_hz`). A successful episode with any
+    alarm is a false alarm. The predicted outcome of an episode is success without an alarm, else the
+    failure type with the highest score at the alarm step (`type_scores`, when the scorer has types).
+
+    Args:
+        alarm_scores: (N,) per-step alarm score of the episodes' rows.
+        type_scores: (N, 4) per-type scores at the alarm horizon, or None.
+        episodes: the E episodes, in row order; offsets: (E + 1,) their row offsets.
+        threshold: alarm threshold (conformal).
+        control_hz: control rate, Hz.
+        min_lead_steps: lead time counted as actionable (the shortest horizon).
+    """
+    alarms = first_alarms(alarm_scores, offsets, threshold)
+    outcome = np.array([e.failure_type for e in episodes])
+    failure_step = np.array([e.failure_step for e in episodes])
+    failed = outcome >= 0
+    detected = failed & (alarms >= 0) & (alarms <= failure_step)
+    false_alarm = ~failed & (alarms >= 0)
+    lead = (failure_step - alarms)[detected]
+    per_type = {}
+    for k, name in enumerate(FAILURE_TYPES):
+        of_type = outcome == k
+        entry = _rate(int((detected & of_type).sum()), int(of_type.sum()))
+        type_lead = (failure_step - alarms)[detected & of_type]
+        entry["median_lead_steps"] = float(np.median(type_lead)) if len(type_lead) else None
+        per_type[name] = entry
+    result: dict[str, Any] = {
+        "threshold": float(threshold),
+        "tpr": _rate(int(detected.sum()), int(failed.sum())),
+        "far": _rate(int(false_alarm.sum()), int((~failed).sum())),
+        "tpr_actionable": _rate(int((detected & ((failure_step - alarms) >= min_lead_steps)).sum()), int(failed.sum())),
+        "min_lead_steps": int(min_lead_steps),
+        "per_type": per_type,
+        "lead_steps": [int(v) for v in lead],
+        "median_lead_steps": float(np.median(lead)) if len(lead) else None,
+        "median_lead_s": float(np.median(lead)) / control_hz if len(lead) else None,
+        "lead_quartiles_s": [float(q) / control_hz for q in np.percentile(lead, [25, 50, 75])] if len(lead) else None,
+        "control_hz": control_hz,
+        "alarm_steps": [int(a) for a in alarms],
+        "episode_ids": [e.episode_id for e in episodes],
+        "confusion": None,
+    }
+    if type_scores is not None:
+        predicted = np.full(len(episodes), -1)
+        for e in np.flatnonzero(alarms >= 0):
+            predicted[e] = int(np.argmax(type_scores[offsets[e] + alarms[e]]))
+        codes = sorted(OUTCOME_NAMES)
+        result["confusion"] = {
+            "labels": [OUTCOME_NAMES[c] for c in codes],
+            "matrix": confusion_matrix(outcome, predicted, labels=codes).tolist(),
+            "note": "rows: true outcome; columns: success = no alarm, else the type scored highest at the alarm",
+        }
+    return result
+
+
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability diagram data and expected calibration error over all given (probability, label)
+    pairs, with `bins` equal-width bins (scikit-learn's `calibration_curve` binning).
+
+    ECE = sum over bins of (steps in bin / all steps) * |fraction positive - mean probability|.
+    """
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel().astype(int)
+    if not _both_classes(y):
+        return {"ece": None, "bins": bins, "mean_predicted": [], "fraction_positive": [], "counts": []}
+    frac_pos, mean_pred = calibration_curve(y, p, n_bins=bins, strategy="uniform")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=bins)
+    nonempty = counts[counts > 0]
+    ece = float(np.sum(nonempty / len(p) * np.abs(frac_pos - mean_pred))) if len(p) else None
+    return {"ece": ece, "bins": bins, "mean_predicted": mean_pred.tolist(), "fraction_positive": frac_pos.tolist(),
+            "counts": nonempty.tolist()}

@@ -1,0 +1,67 @@
+"""The failure-prediction networks: small MLPs from the six signals to failure-type probabilities.
+
+Two kinds (`ModelSpec.kind`):
+
+- `multi-horizon` (default): inputs are the six signals of the current step and, with `window` > 1,
+  of the `window - 1` previous steps (6 * window inputs); 16 sigmoid outputs = 4 horizons x 4 failure
+  types, output `h * 4 + k` = probability that failure type k happens within `horizons[h]` steps.
+- `mvp`: the seeds' 6 -> 64 -> 64 -> 4 network (4,868 parameters, seeds: `predictor_mvp.py`); its 4
+  outputs are trained on the longest horizon's labels, and at evaluation the same 4 probabilities
+  stand for every horizon.
+
+Inputs are standardised inside the network with the training split's per-signal mean and standard
+deviation, stored as buffers and so saved with the weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from salus_engine.predictor.spec import ModelSpec
+
+__all__ = ["ModelSpec", "SignalMLP", "count_parameters"]
+
+
+class SignalMLP(nn.Module):
+    """ReLU MLP with built-in input standardisation.
+
+    `forward(x)`: x (N, n_inputs) float32 raw signals (window-stacked, oldest first) -> logits
+    (N, n_outputs) float32. `probabilities(x)` -> (N, H, 4) float32 sigmoid probabilities.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.register_buffer("input_mean", torch.zeros(spec.n_inputs))
+        self.register_buffer("input_std", torch.ones(spec.n_inputs))
+        layers: list[nn.Module] = []
+        width = spec.n_inputs
+        for size in spec.hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, spec.n_outputs))
+        self.net = nn.Sequential(*layers)
+
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Sets the input standardisation; `std` below 1e-6 (a constant signal) is replaced by 1."""
+        std = torch.where(std < 1e-6, torch.ones_like(std), std)
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.input_mean) / self.input_std)
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, H, 4) probabilities; an `mvp` model's 4 outputs are repeated for every horizon."""
+        p = torch.sigmoid(self.forward(x))
+        types = len(self.spec.failure_types)
+        if self.spec.kind == "mvp":
+            return p[:, None, :].expand(-1, len(self.spec.horizons), types).contiguous()
+        return p.reshape(-1, len(self.spec.horizons), types)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (the standardisation buffers are not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

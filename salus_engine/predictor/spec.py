@@ -1,0 +1,51 @@
+"""`ModelSpec`: what defines a predictor network (kind, input window, layers, horizons, signal set).
+
+Stored as the `model` entry of a checkpoint's config.json; light to import (no torch), so that reading
+a checkpoint's settings and the numpy online path do not load torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from salus_engine import FAILURE_TYPES
+from salus_engine.predictor import MODEL_KINDS
+from salus_engine.predictor.errors import PredictorError
+from salus_engine.signals import SIGNAL_NAMES
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a network; stored in a checkpoint's `config.json`."""
+
+    kind: str = "multi-horizon"
+    window: int = 1
+    """Steps of signals per input (current step plus window - 1 previous ones); 1 for `mvp`."""
+    hidden: tuple[int, ...] = (64, 64)
+    horizons: tuple[int, ...] = (6, 10, 15, 20)
+    signal_names: tuple[str, ...] = SIGNAL_NAMES
+    failure_types: tuple[str, ...] = FAILURE_TYPES
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise PredictorError(f"model kind {self.kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
+        if self.window < 1 or (self.kind == "mvp" and self.window != 1):
+            raise PredictorError(f"window must be >= 1 (exactly 1 for the mvp model), got {self.window}")
+
+    @property
+    def n_inputs(self) -> int:
+        return self.window * len(self.signal_names)
+
+    @property
+    def n_outputs(self) -> int:
+        types = len(self.failure_types)
+        return types if self.kind == "mvp" else len(self.horizons) * types
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelSpec:
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                  if k in cls.__dataclass_fields__}
+        return cls(**fields)

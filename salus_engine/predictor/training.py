@@ -1,0 +1,355 @@
+"""Training a failure predictor on a store's train split: `run_training` (the `salus train` job) and
+`fit` (the loop itself, also used for the permutation control).
+
+Loss: binary cross-entropy on the sigmoid outputs, each output's positives weighted by
+n_negative / n_positive of the training split (clipped to [1, 1000]) because failures are rare
+steps. Optimiser: AdamW; learning rate: cosine decay over the planned epochs to 5 % of `lr`; early
+stopping when the validation loss has not improved for `patience` epochs. The whole training split
+is held as one tensor and shuffled once per epoch; mini-batches are slices of it (no DataLoader).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from salus_engine.events import EpochFinished, EventSink, JobFinished, JobStarted, LogLine, discard
+from salus_engine.predictor.checkpoint import WEIGHT_FILES, save_weights, write_config
+from salus_engine.predictor.dataset import (
+    SignalData,
+    load_signal_data,
+    require_failures_and_successes,
+    save_splits,
+    split_episodes,
+    window_features,
+)
+from salus_engine.predictor.errors import PredictorError
+from salus_engine.predictor import MODEL_KINDS
+from salus_engine.predictor.models import ModelSpec, SignalMLP, count_parameters
+from salus_engine.predictor.scalars import ScalarWriter
+
+MAX_POS_WEIGHT = 1000.0
+MIN_LR_FRACTION = 0.05
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `salus train` (flags of the same names)."""
+
+    data: str
+    """Collection store folder."""
+    out: str
+    """Run folder to create (must not exist or be empty)."""
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 10
+    """Epochs without a lower validation loss before stopping; 0 never stops early."""
+    seed: int = 0
+    """Seeds the episode split, the weight initialisation and the shuffling."""
+    model: str = "multi-horizon"
+    """`multi-horizon` (16 outputs) or `mvp` (the seeds' 4 outputs)."""
+    window: int = 1
+    """Steps of signals per input for the multi-horizon model."""
+    hidden: tuple[int, ...] = (64, 64)
+    threads: int | None = None
+    """torch CPU threads during training; None keeps torch's setting."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    """1-based."""
+    train_loss: float
+    val_loss: float
+    lr: float
+    seconds: float
+    """Wall-clock time of the epoch, s."""
+    best: bool
+
+
+@dataclass
+class FitResult:
+    best_state: dict[str, torch.Tensor] | None
+    """State dict with the lowest validation loss (None when stopped before the first epoch)."""
+    final_state: dict[str, torch.Tensor]
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+    stopped: bool = False
+    """True when the stop event ended training."""
+    early_stopped: bool = False
+    pos_weight: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TrainSummary:
+    out: str
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    stopped: bool
+    early_stopped: bool
+    seconds: float
+    parameters: int
+    samples: dict[str, int]
+    episodes: dict[str, int]
+
+
+def targets_for(spec: ModelSpec, labels: np.ndarray) -> np.ndarray:
+    """Training targets of a model kind from horizon labels.
+
+    Args:
+        labels: (N, H, 4) uint8 horizon labels.
+
+    Returns:
+        (N, 16) float32 (`multi-horizon`, column h*4+k) or (N, 4) float32 (`mvp`: the longest horizon).
+    """
+    if spec.kind == "mvp":
+        return labels[:, -1, :].astype(np.float32)
+    return labels.reshape(len(labels), -1).astype(np.float32)
+
+
+def output_name(spec: ModelSpec, index: int) -> str:
+    """Readable name of output `index`, e.g. `drop@10` (failure type @ horizon in steps)."""
+    types = len(spec.failure_types)
+    if spec.kind == "mvp":
+        return f"{spec.failure_types[index]}@{spec.horizons[-1]}"
+    return f"{spec.failure_types[index % types]}@{spec.horizons[index // types]}"
+
+
+def positive_weights(targets: np.ndarray) -> np.ndarray:
+    """Per-output n_negative / n_positive, clipped to [1, 1000]; 1 for an output with no positive."""
+    pos = targets.sum(axis=0)
+    neg = len(targets) - pos
+    weights = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
+    return np.clip(weights, 1.0, MAX_POS_WEIGHT).astype(np.float32)
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """Temporarily sets torch's CPU thread count."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _adamw(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # a torch without the fused CPU kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=False)
+
+
+def fit(
+    spec: ModelSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    epochs: int = 50,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    patience: int = 10,
+    seed: int = 0,
+    stop: threading.Event | None = None,
+    on_epoch: Callable[[EpochRecord, SignalMLP], None] | None = None,
+) -> FitResult:
+    """Trains a `SignalMLP` on in-memory arrays.
+
+    Args:
+        spec: the network.
+        x_train, x_val: (N, spec.n_inputs) float32 raw (window-stacked) signals.
+        y_train, y_val: (N, spec.n_outputs) float32 0/1 targets (see `targets_for`).
+        stop: checked between epochs; when set, training ends after the current epoch.
+        on_epoch: called after every epoch with its record and the model (in eval mode).
+
+    Returns:
+        `FitResult` with the best and final weights and the per-epoch history.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = SignalMLP(spec)
+    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    yt = torch.from_numpy(np.ascontiguousarray(y_train, dtype=np.float32))
+    xv = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
+    yv = torch.from_numpy(np.ascontiguousarray(y_val, dtype=np.float32))
+    model.set_normalisation(xt.mean(dim=0), xt.std(dim=0))
+    pos_weight = positive_weights(y_train)
+    criterion = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pos_weight))
+    optimizer = _adamw(model.parameters(), lr, weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs), eta_min=lr * MIN_LR_FRACTION)
+    result = FitResult(best_state=None, final_state=model.state_dict(), pos_weight=pos_weight.tolist())
+    n = len(xt)
+    bad_epochs = 0
+    for epoch in range(1, epochs + 1):
+        if stop is not None and stop.is_set():
+            result.stopped = True
+            break
+        started = time.perf_counter()
+        current_lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        xs, ys = xt[order], yt[order]
+        total = 0.0
+        for start in range(0, n, batch_size):
+            xb, yb = xs[start:start + batch_size], ys[start:start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(xb)
+        schedule.step()
+        model.eval()
+        with torch.no_grad():
+            val_loss = float(criterion(model(xv), yv)) if len(xv) else float("nan")
+        train_loss = total / max(1, n)
+        is_best = val_loss < result.best_val_loss - 1e-7 or (result.best_state is None)
+        if is_best:
+            result.best_val_loss = val_loss
+            result.best_epoch = epoch
+            result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        record = EpochRecord(epoch, train_loss, val_loss, current_lr, time.perf_counter() - started, is_best)
+        result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record, model)
+        if patience and bad_epochs >= patience:
+            result.early_stopped = True
+            break
+    result.final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return result
+
+
+def _check_config(config: TrainConfig) -> None:
+    if config.epochs < 1:
+        raise PredictorError(f"--epochs must be at least 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise PredictorError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if not config.lr > 0:
+        raise PredictorError(f"--lr must be positive, got {config.lr}")
+    if config.patience < 0:
+        raise PredictorError(f"--patience must be 0 (never stop early) or more, got {config.patience}")
+    if config.model not in MODEL_KINDS:
+        raise PredictorError(f"--model {config.model!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
+    if config.window < 1 or (config.model == "mvp" and config.window != 1):
+        raise PredictorError(f"--window must be at least 1 (and 1 for --model mvp), got {config.window}")
+    out = Path(config.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PredictorError(f"{out} already exists and is not empty; choose another --out or remove it")
+
+
+def prepare_inputs(spec: ModelSpec, data: SignalData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (n, spec.n_inputs) float32, targets (n, spec.n_outputs) float32) of the given rows."""
+    x = window_features(data.signals, data.step, spec.window)[rows]
+    return x, targets_for(spec, data.labels[rows])
+
+
+def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading.Event | None = None) -> TrainSummary:
+    """The `salus train` job: loads the store, splits it by episode, trains and writes the run folder
+    (layout in `salus_engine.predictor.checkpoint`).
+
+    Args:
+        config: settings.
+        sink: receives `JobStarted`, `LogLine`, one `EpochFinished` per epoch, `JobFinished`.
+        stop: checked between epochs; a stop keeps the best weights so far and writes `final`.
+
+    Returns:
+        `TrainSummary`.
+
+    Raises:
+        PredictorError: bad settings, an existing non-empty --out, a missing or unusable store (no
+            failures, no successes, NaN signals, other signal set), too few episodes to split.
+    """
+    _check_config(config)
+    started = time.perf_counter()
+    data = load_signal_data(config.data)
+    require_failures_and_successes(data)
+    splits = split_episodes(data.episode_ids, data.outcomes, seed=config.seed)
+    train_counts = data.outcome_counts(splits["train"])
+    if train_counts["success"] == sum(train_counts.values()):
+        raise PredictorError(f"{data.path}: the training split holds no failed episode; collect more episodes")
+    spec = ModelSpec(kind=config.model, window=config.window, hidden=tuple(config.hidden), horizons=data.horizons)
+    train_rows, val_rows = data.rows(splits["train"]), data.rows(splits["val"])
+    x_train, y_train = prepare_inputs(spec, data, train_rows)
+    x_val, y_val = prepare_inputs(spec, data, val_rows)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_splits(out / "splits.json", splits, config.seed, data.identity)
+    parameters = count_parameters(SignalMLP(spec))
+    samples = {"train": len(train_rows), "val": len(val_rows)}
+    episodes = {name: len(ids) for name, ids in splits.items()}
+    base_config: dict[str, Any] = {
+        "model": spec.to_json(),
+        "parameters": parameters,
+        "train": {**dataclasses.asdict(config), "hidden": list(config.hidden)},
+        "store": {"path": str(data.path.resolve()), **data.identity, "episodes": len(data.episodes),
+                  "control_hz": data.control_hz},
+        "splits": {name: data.outcome_counts(ids) for name, ids in splits.items()},
+        "samples": samples,
+        "result": None,
+    }
+    write_config(out, base_config)
+    sink(JobStarted(job="train", total=config.epochs, detail={
+        "out": str(out), "data": str(data.path), "model": spec.kind, "parameters": parameters,
+        "samples": samples, "episodes": episodes}))
+    for k in np.flatnonzero(y_train.sum(axis=0) == 0):
+        sink(LogLine("warning", f"output {output_name(spec, int(k))} has no positive step in the training split; "
+                                "it cannot be learned"))
+    history_file = (out / "history.jsonl").open("w")
+    scalars = ScalarWriter(out)
+
+    epochs_since_best = {"n": 0}
+
+    def on_epoch(record: EpochRecord, model: SignalMLP) -> None:
+        history_file.write(json.dumps(dataclasses.asdict(record)) + "\n")
+        history_file.flush()
+        scalars.add_scalars(record.epoch, {"loss/train": record.train_loss, "loss/val": record.val_loss,
+                                           "lr": record.lr})
+        if record.best:
+            save_weights(model, out / WEIGHT_FILES["best"])
+        epochs_since_best["n"] = 0 if record.best else epochs_since_best["n"] + 1
+        left = config.patience - epochs_since_best["n"] if config.patience else config.epochs - record.epoch
+        sink(EpochFinished(epoch=record.epoch, total=config.epochs, train_loss=record.train_loss,
+                           val_loss=record.val_loss, lr=record.lr, best=record.best,
+                           patience_left=max(0, left), seconds=record.seconds))
+
+    try:
+        with torch_threads(config.threads):
+            result = fit(spec, x_train, y_train, x_val, y_val, epochs=config.epochs, batch_size=config.batch_size,
+                         lr=config.lr, weight_decay=config.weight_decay, patience=config.patience,
+                         seed=config.seed, stop=stop, on_epoch=on_epoch)
+    finally:
+        history_file.close()
+        scalars.close()
+    final_model = SignalMLP(spec)
+    final_model.load_state_dict(result.final_state)
+    if result.history:
+        save_weights(final_model, out / WEIGHT_FILES["final"])
+    seconds = time.perf_counter() - started
+    summary = TrainSummary(out=str(out), epochs_run=len(result.history), best_epoch=result.best_epoch,
+                           best_val_loss=result.best_val_loss, stopped=result.stopped,
+                           early_stopped=result.early_stopped, seconds=seconds, parameters=parameters,
+                           samples=samples, episodes=episodes)
+    write_config(out, {**base_config, "pos_weight": result.pos_weight, "result": dataclasses.asdict(summary)})
+    sink(JobFinished(job="train", stopped=result.stopped, summary=dataclasses.asdict(summary)))
+    return summary

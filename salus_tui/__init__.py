@@ -1,0 +1,1 @@
+"""SALUS operator console (Textual). Presentation only: every computation lives in `salus_engine`."""

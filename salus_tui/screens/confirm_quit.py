@@ -1,0 +1,39 @@
+"""Modal asking whether to quit while a job runs."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label
+
+
+class ConfirmQuit(ModalScreen[bool]):
+    """Returns True to stop the job (after the current episode) and quit."""
+
+    BINDINGS = [Binding("y", "answer(True)", "yes", id="confirm-yes"), Binding("n,escape", "answer(False)", "no", id="confirm-no")]
+    DEFAULT_CSS = """
+    ConfirmQuit { align: center middle; }
+    ConfirmQuit > Vertical { width: 60; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
+    ConfirmQuit Horizontal { height: auto; margin-top: 1; }
+    ConfirmQuit Button { margin-right: 2; }
+    """
+
+    def __init__(self, job: str) -> None:
+        super().__init__()
+        self.job = job
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"A {self.job} is running. Quit after the current unit of work finishes?\n"
+                        "Everything recorded so far is kept.")
+            with Horizontal():
+                yield Button("Quit (y)", variant="warning", id="yes")
+                yield Button("Keep running (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
