@@ -37,7 +37,8 @@ class SimConfig:
     control_hz: float = 30.0
     """Control (policy) rate, Hz."""
     physics_hz: float = 500.0
-    """MuJoCo integration rate, Hz (timestep = 1 / physics_hz)."""
+    """MuJoCo integration rate, Hz, rounded so that a whole number of substeps fills one control step:
+    n = round(physics_hz / control_hz) substeps of 1 / (n * control_hz) s (default 17 x 1/510 s)."""
     collision_force_n: float = 30.0
     """Collision threshold, N: free motion peaks near 0 N, real hits measured 55-170 N, so 30 N
     separates them with margin on both sides."""

@@ -102,6 +102,9 @@ def run_collection(
 
     stop = stop or threading.Event()
     started = time.perf_counter()
+    if EpisodeStore.exists(config.out):
+        # check the store before spending seconds on loading the ensemble
+        open_writer(config, config.policy.ensemble_size)
     ensemble = PolicyEnsemble(config.policy, cameras=config.sim.cameras)
     writer = open_writer(config, ensemble.ensemble_size)
     env = PickPlaceEnv(config.sim)

@@ -1,0 +1,87 @@
+"""`salus collect` / `salus verify` as a user runs them: SIGKILL + resume, one-line errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from salus_engine.store import EpisodeStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def salus(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "salus_engine.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, **kwargs)
+
+
+def tiny_flags():
+    flags = ["--image-size", "64", "--max-steps", "20"]
+    if os.environ.get("SALUS_TEST_POLICY"):
+        flags += ["--policy", os.environ["SALUS_TEST_POLICY"], "--ensemble-size", "2"]
+    return flags
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_exactly_n_unique_episodes(tmp_path):
+    out = tmp_path / "store"
+    total = 4
+    proc = subprocess.Popen([sys.executable, "-m", "salus_engine.cli", "collect", "--episodes", str(total),
+                             "--out", str(out), "--seed", "50", *tiny_flags()], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 400
+    try:
+        while time.monotonic() < deadline:
+            if (out / "episodes").exists() and len(EpisodeStore.open(out)) >= 1:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no episode was written in time")
+        # kill in the middle of the next episode (it is being simulated or written)
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = len(EpisodeStore.open(out))
+    assert 1 <= killed_at < total
+    result = salus("collect", "--episodes", str(total), "--out", str(out), "--resume", *tiny_flags())
+    assert result.returncode == 0, result.stderr
+    store = EpisodeStore.open(out)
+    assert store.episode_ids == list(range(total))
+    seeds = [m.seed for m in store.metas()]
+    assert seeds == [50 + i for i in range(total)]
+    assert not (out / ".staging").exists()
+    verified = salus("verify", str(out))
+    assert verified.returncode == 0, verified.stdout
+    assert "verify: ok" in verified.stdout
+
+
+def test_user_mistakes_end_in_one_line(tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("not a store")
+    cases = [
+        (["collect", "--episodes", "2", "--out", str(tmp_path / "full")], "--resume"),
+        (["collect", "--episodes", "2", "--out", str(tmp_path / "full"), "--resume"], "not a Zarr v3 store"),
+        (["collect", "--episodes", "2", "--out", str(tmp_path / "a"), "--cameras", "top"], "unknown camera"),
+        (["collect", "--episodes", "0", "--out", str(tmp_path / "a")], "at least 1"),
+        (["collect", "--episodes", "2", "--out", str(tmp_path / "a"), "--policy", str(tmp_path / "nope")], "nope"),
+        (["collect", "--episodes", "2", "--out", str(tmp_path / "a"), "--config", str(tmp_path / "none.toml")], "not found"),
+    ]
+    for args, expected in cases:
+        result = salus(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("salus: error:") and expected in lines[0], (args, result.stderr)
+    result = salus("verify", str(tmp_path / "missing"))
+    assert result.returncode == 1 and "no such store" in result.stdout
+
+
+def test_bad_config_key_is_named(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[sim]\nmax_stepz = 10\n")
+    result = salus("collect", "--episodes", "1", "--out", str(tmp_path / "a"), "--config", str(cfg))
+    assert result.returncode == 2 and "max_stepz" in result.stderr and len(result.stderr.strip().splitlines()) == 1
