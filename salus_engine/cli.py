@@ -153,18 +153,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from salus_tui.app import run_app
 
-    config = None
-    if args.collect is not None:
-        if not args.out:
-            raise ConfigError("--collect needs --out DIR, the folder to collect into")
-        config = collect_config_from_args(args, args.collect)
-    return run_app(collect_config=config, theme=args.theme)
+    if args.collect is not None and not args.out:
+        raise ConfigError("--collect needs --out DIR, the folder to collect into")
+    if args.refresh_hz <= 0:
+        raise ConfigError(f"--refresh-hz must be positive, got {args.refresh_hz}")
+    episodes = args.collect if args.collect is not None else args.episodes
+    config = collect_config_from_args(args, episodes)
+    return run_app(collect_config=config, autostart=args.collect is not None, data=args.data,
+                   checkpoint=args.checkpoint, refresh_hz=args.refresh_hz, theme=args.theme,
+                   start_screen=args.screen, log_path=args.log)
 
 
 def cmd_policy_train(args: argparse.Namespace) -> int:
-    from salus_engine.policy.train_cli import run_policy_training_cli
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return run_policy_training_cli(args)
+    from salus_engine.events import LogLine, ProgressUpdate
+    from salus_engine.policy import train_default_ensemble
+
+    console = Console()
+    stop = threading.Event()
+    install_stop_signals(stop)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console, disable=not console.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def sink(event) -> None:
+        if isinstance(event, LogLine):
+            console.print(f"[{event.level}] {event.text}")
+        elif isinstance(event, ProgressUpdate):
+            phase = event.message.split(":")[0] if event.message else "policy train"
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=event.total, info="")
+            info = "  ".join(f"{k} {v:.4g}" for k, v in event.values.items())
+            progress.update(tasks[phase], completed=event.done, total=event.total, info=info)
+
+    with progress:
+        overrides = {k: getattr(args, k) for k in ("members", "demos", "steps", "seed") if getattr(args, k) is not None}
+        result = train_default_ensemble(out_dir=args.out, sink=sink, stop=stop, **overrides)
+    if result.stopped:
+        console.print(f"stopped: {result.out_dir} left unchanged")
+        return 1
+    console.print(f"saved {result.members_saved} members to {result.out_dir} ({result.size_mb:.1f} MB) in "
+                  f"{result.seconds:.0f} s; demonstrations {result.demo_episodes} episodes, expert success with "
+                  f"noise {result.demo_success_rate:.0%}; final losses {', '.join(f'{x:.4f}' for x in result.final_losses)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,20 +216,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("tui", help="open the operator console")
-    p.add_argument("--collect", type=int, metavar="N", help="start collecting N episodes at once")
-    p.add_argument("--theme", help="console theme (see themes/)")
+    p.add_argument("--collect", type=int, metavar="N", help="start collecting N episodes at once (needs --out)")
+    p.add_argument("--episodes", type=int, metavar="N", help="episodes in the collection form, not started")
+    p.add_argument("--data", help="store for the train and episodes screens (default: the collection's --out)")
+    p.add_argument("--checkpoint", help="predictor run folder for the evaluate and episodes screens "
+                   "(default: the newest checkpoints/predictor-*)")
+    p.add_argument("--screen", choices=("collect", "train", "evaluate", "episodes"), default="collect",
+                   help="screen shown first (default collect)")
+    p.add_argument("--refresh-hz", type=float, default=5.0,
+                   help="live refresh rate of the signals while collecting, Hz; playback runs at twice it (default 5)")
+    p.add_argument("--theme", help="console theme: dark, light or ansi (16 colours) from themes/; default dark, "
+                   "ansi with NO_COLOR or on terminals without 256 colours")
+    p.add_argument("--log", help="session log file (default logs/salus-tui-<time>.log)")
     add_collect_arguments(p, required=False)
     p.set_defaults(func=cmd_tui)
 
     p = sub.add_parser("policy", help="the monitored policy ensemble")
     psub = p.add_subparsers(dest="policy_command", required=True)
     pt = psub.add_parser("train", help="train the embedded default ensemble by behaviour cloning on expert demonstrations")
-    try:
-        from salus_engine.policy.train_cli import add_policy_train_arguments
+    from salus_engine.config import DEFAULT_POLICY_DIR
 
-        add_policy_train_arguments(pt)
-    except ImportError:
-        pass
+    pt.add_argument("--out", default=str(DEFAULT_POLICY_DIR), help="destination folder (default: the embedded default)")
+    pt.add_argument("--members", type=int, help="ensemble members M (default: the embedded default's settings)")
+    pt.add_argument("--demos", type=int, help="scripted-expert demonstration episodes")
+    pt.add_argument("--steps", type=int, help="optimiser steps per member")
+    pt.add_argument("--seed", type=int, help="seed of member 0; member i uses seed + i")
     pt.set_defaults(func=cmd_policy_train)
 
     from salus_engine.predictor.commands import register

@@ -1,104 +1,285 @@
-"""The SALUS console application."""
+"""The SALUS console application: four screens (Textual modes) over one engine.
+
+Screens: collect, train, evaluate, episodes (with the episode player). Keys 1-4 (F2-F5 while typing
+in a form) switch screens; `?` lists the live key bindings; ctrl+p finds every action by name;
+ctrl+q (or q) quits, asking first while a job runs. SIGHUP (an SSH hang-up) and SIGTERM stop every
+running job after its current episode, epoch or scorer, wait for it, flush the session log and exit.
+The session log is written to `logs/salus-tui-<time>.log` (or `--log FILE`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
 
 from salus_engine.config import CollectConfig
+from salus_tui.commands import SalusCommands
+from salus_tui.screens.base import JobScreen
 from salus_tui.screens.collect import CollectScreen
 from salus_tui.screens.confirm_quit import ConfirmQuit
+from salus_tui.screens.error_dialog import ErrorDialog
+from salus_tui.screens.episodes import EpisodesScreen
+from salus_tui.screens.evaluate import EvaluateScreen
+from salus_tui.screens.help import HelpScreen, binding_rows
+from salus_tui.screens.train import TrainScreen
+from salus_tui.themes import DEFAULT_THEME, load_themes
+from salus_tui.widgets.nav_bar import NavBar
 
 LOG_DIR = Path("logs")
+MODES = ("collect", "train", "evaluate", "episodes")
+
+
+def latest_checkpoint(folder: Path = Path("checkpoints")) -> str:
+    """The newest `checkpoints/predictor-*` run folder holding a config.json, or ''."""
+    runs = sorted((p for p in folder.glob("predictor-*") if (p / "config.json").is_file()),
+                  key=lambda p: p.stat().st_mtime)
+    return str(runs[-1]) if runs else ""
 
 
 class SalusApp(App):
-    """Operator console: supervises collection; quits gracefully, also on SIGHUP / SIGTERM."""
+    """Operator console: collect, train, evaluate, step through episodes.
+
+    Args:
+        collect_config: settings of the collection form (None: defaults).
+        autostart: start collecting at once (`salus tui --collect N`).
+        data: store folder for the train and episodes screens (default: the collection's out).
+        checkpoint: predictor run folder for the evaluate and episodes screens (default: the newest
+            `checkpoints/predictor-*`).
+        refresh_hz: live refresh rate of the collection signals and of episode playback, Hz.
+        log_path: session log file.
+        theme: Textual theme name (see `salus_tui.themes`).
+        start_screen: the mode shown first.
+        clock: monotonic clock in seconds for elapsed/remaining times (tests freeze it).
+    """
 
     TITLE = "SALUS"
     SUB_TITLE = "failure prediction for VLA policies"
+    DEFAULT_MODE = "collect"
+    COMMANDS = App.COMMANDS | {SalusCommands}
     BINDINGS = [
-        Binding("q", "request_quit", "quit", id="quit"),
-        Binding("ctrl+q", "request_quit", "quit", show=False, id="quit-ctrl", priority=True),
+        Binding("1,f2", "show_screen('collect')", "collect", show=False, id="screen-collect"),
+        Binding("2,f3", "show_screen('train')", "train", show=False, id="screen-train"),
+        Binding("3,f4", "show_screen('evaluate')", "evaluate", show=False, id="screen-evaluate"),
+        Binding("4,f5", "show_screen('episodes')", "episodes", show=False, id="screen-episodes"),
+        Binding("question_mark,f1", "help", "help", id="help"),
+        Binding("q", "quit", "quit", id="quit"),
+        Binding("ctrl+q", "quit", "quit", show=False, priority=True, id="quit-ctrl"),
+        Binding("ctrl+t", "next_theme", "next theme", show=False, id="theme"),
     ]
 
-    def __init__(self, collect_config: CollectConfig | None = None, refresh_hz: float = 5.0,
-                 log_path: Path | None = None) -> None:
+    def __init__(self, collect_config: CollectConfig | None = None, *, autostart: bool = False,
+                 data: str | None = None, checkpoint: str | None = None, refresh_hz: float = 5.0,
+                 log_path: Path | None = None, theme: str | None = None, start_screen: str = "collect",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.collect_config = collect_config
+        if refresh_hz <= 0:
+            raise ValueError(f"refresh rate must be positive, got {refresh_hz}")
+        self.collect_config = collect_config or CollectConfig()
+        self.autostart = autostart
+        self.data = data or self.collect_config.out
+        self.checkpoint = latest_checkpoint() if checkpoint is None else checkpoint
         self.refresh_hz = refresh_hz
+        self.clock = clock
+        self.start_screen = start_screen
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        self.log_path = log_path or LOG_DIR / f"salus-tui-{stamp}.log"
+        self.log_path = Path(log_path) if log_path else LOG_DIR / f"salus-tui-{stamp}.log"
         self._log_file = None
+        self._log_lock = threading.Lock()
         self._quitting = False
+        self.job_status: dict[str, str] = {}
+        self.screens_by_mode: dict = {}
+        self.salus_theme_names: list[str] = []
+        for salus_theme in load_themes():
+            self.register_theme(salus_theme)
+            self.salus_theme_names.append(salus_theme.name)
+        self.theme = theme or (DEFAULT_THEME if DEFAULT_THEME in self.salus_theme_names else "textual-dark")
+        for mode in MODES:
+            self.add_mode(mode, partial_factory(self, mode))
+
+    # screens ------------------------------------------------------------------------------------
+    def make_screen(self, mode: str):
+        """Creates the base screen of a mode (Textual calls this the first time a mode is shown)."""
+        if mode == "collect":
+            screen = CollectScreen(self.collect_config, refresh_hz=self.refresh_hz, autostart=self.autostart)
+        elif mode == "train":
+            screen = TrainScreen(self.data)
+        elif mode == "evaluate":
+            screen = EvaluateScreen(self.checkpoint, "")
+        else:
+            screen = EpisodesScreen(self.data if Path(self.data).exists() else "", self.checkpoint,
+                                    play_hz=self.refresh_hz * 2)
+        self.screens_by_mode[mode] = screen
+        return screen
 
     def on_mount(self) -> None:
-        self.collect_screen = CollectScreen(self.collect_config, refresh_hz=self.refresh_hz)
-        self.push_screen(self.collect_screen)
+        self.log_to_file(f"session started; log {self.log_path}")
+        if self.start_screen != self.DEFAULT_MODE:
+            self.switch_mode(self.start_screen)
         try:
             import asyncio
 
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(sig, self._graceful_exit)
-        except (NotImplementedError, RuntimeError):
-            pass
+            loop.add_signal_handler(signal.SIGTERM, self._on_signal, "SIGTERM")
+            loop.add_signal_handler(signal.SIGHUP, self._on_signal, "SIGHUP")
+            self._signals_installed = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            self._signals_installed = False
 
-    # session log --------------------------------------------------------------------------------
-    def log_to_file(self, text: str) -> None:
-        if self._log_file is None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(self.log_path, "a", buffering=1)
-        self._log_file.write(f"{dt.datetime.now().isoformat(timespec='seconds')} {text}\n")
+    def action_show_screen(self, mode: str) -> None:
+        if self.screen.is_modal:
+            return
+        self.switch_mode(mode)
 
-    def show_error(self, message: str) -> None:
-        self.log_to_file(f"error: {message}")
-        self.notify(f"{message}\nlog: {self.log_path}", title="error", severity="error", timeout=30)
+    def refresh_nav(self) -> None:
+        """Redraws the navigation line of the shown screen (on job state changes, no timer)."""
+        for bar in self.screen.query(NavBar):
+            bar.refresh()
 
-    # quitting -----------------------------------------------------------------------------------
+    def set_job_status(self, job: str, text: str) -> None:
+        """Short status of a job for every screen's navigation line ('' when it is not running)."""
+        if self.job_status.get(job) != text:
+            self.job_status[job] = text
+            self.refresh_nav()
+
+    def suggest(self, store: str | None = None, checkpoint: str | None = None) -> None:
+        """Passes a new store (after a collection) or checkpoint (after a training) to the screens
+        that use them, so that the next step needs no typing."""
+        if store:
+            self.data = store
+        if checkpoint:
+            self.checkpoint = checkpoint
+        for mode, screen in self.screens_by_mode.items():
+            if mode == "train" and store:
+                screen.suggest(store=store)
+            elif mode == "evaluate" and checkpoint:
+                screen.suggest(checkpoint=checkpoint, store=store)
+            elif mode == "episodes":
+                screen.suggest(store=store, checkpoint=checkpoint)
+
+    def job_screens(self) -> list[JobScreen]:
+        return [s for s in self.screens_by_mode.values() if isinstance(s, JobScreen)]
+
     @property
     def job_running(self) -> bool:
-        return self.collect_screen.running
+        return any(s.running for s in self.job_screens())
 
-    def action_request_quit(self) -> None:
-        if not self.job_running:
+    # help, themes, errors -----------------------------------------------------------------------
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        screen = self.screen
+        title = getattr(screen, "MODE", "") or type(screen).__name__
+        self.push_screen(HelpScreen(binding_rows(screen), title))
+
+    def action_next_theme(self) -> None:
+        names = self.salus_theme_names or [self.theme]
+        self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
+        self.notify(f"theme {self.theme}")
+
+    def log_to_file(self, text: str) -> None:
+        """Appends a time-stamped line to the session log (any thread)."""
+        with self._log_lock:
+            if self._log_file is None:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._log_file = open(self.log_path, "a", buffering=1)
+            self._log_file.write(f"{dt.datetime.now().isoformat(timespec='seconds')} {text}\n")
+
+    def show_error(self, message: str, title: str = "error") -> None:
+        """A dialog with the message and the log path; the console stays up."""
+        self.log_to_file(f"error: {title}: {message}")
+        self.push_screen(ErrorDialog(title, message, str(self.log_path)))
+
+    # quitting -----------------------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """Quits; while a job runs, asks first and then stops it gracefully."""
+        if self._quitting:
+            return
+        running = [s.JOB for s in self.job_screens() if s.running]
+        if not running:
+            self.log_to_file("quit")
             self.exit()
+            return
+        if isinstance(self.screen, ConfirmQuit):
             return
 
         def answer(quit_now: bool | None) -> None:
             if quit_now:
-                self._graceful_exit()
+                self.graceful_exit("quit")
 
-        self.push_screen(ConfirmQuit("collection"), answer)
+        self.push_screen(ConfirmQuit(running), answer)
 
-    def _graceful_exit(self) -> None:
-        """Stops the job after the current episode, waits for the engine's done event, exits."""
+    def _on_signal(self, name: str) -> None:
+        self.log_to_file(f"{name} received: stopping after the current unit of work")
+        self.graceful_exit(name)
+
+    def graceful_exit(self, reason: str) -> None:
+        """Stops every running job after its current unit of work, waits for the engine's done
+        events, flushes the log and exits."""
         if self._quitting:
             return
         self._quitting = True
-        self.collect_screen.action_stop()
-        self.run_worker(self._wait_and_exit, thread=True, exit_on_error=False)
+        waiting = [s for s in self.job_screens() if s.running]
+        for screen in waiting:
+            screen.request_stop()
+        if waiting:
+            self.notify("quitting after the current unit of work; nothing recorded is lost", timeout=60)
+        self.log_to_file(f"exit ({reason}); waiting for {', '.join(s.JOB for s in waiting) or 'nothing'}")
+        self.run_worker(partial_wait(self, waiting), thread=True, exit_on_error=False, group="exit")
 
-    def _wait_and_exit(self) -> None:
-        self.collect_screen.done_event.wait()
+    def _wait_and_exit(self, screens: list[JobScreen]) -> None:
+        for screen in screens:
+            screen.done_event.wait()
+        self.log_to_file("every job stopped; exiting")
         self.call_from_thread(self.exit)
 
     def on_unmount(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
+        if getattr(self, "_signals_installed", False):
+            import asyncio
+
+            try:
+                loop = asyncio.get_running_loop()
+                loop.remove_signal_handler(signal.SIGTERM)
+                loop.remove_signal_handler(signal.SIGHUP)
+            except (RuntimeError, ValueError):
+                pass
+        with self._log_lock:
+            if self._log_file is not None:
+                self._log_file.write(f"{dt.datetime.now().isoformat(timespec='seconds')} session ended\n")
+                self._log_file.close()
+                self._log_file = None
 
 
-def run_app(collect_config: CollectConfig | None = None, theme: str | None = None) -> int:
-    """Runs the console until the user quits; returns the exit code."""
-    app = SalusApp(collect_config)
-    if theme:
-        app.theme = theme
-    elif os.environ.get("NO_COLOR"):
-        app.theme = "textual-ansi"
+def partial_factory(app: SalusApp, mode: str) -> Callable[[], object]:
+    return lambda: app.make_screen(mode)
+
+
+def partial_wait(app: SalusApp, screens: list[JobScreen]) -> Callable[[], None]:
+    return lambda: app._wait_and_exit(screens)
+
+
+def run_app(collect_config: CollectConfig | None = None, *, autostart: bool = False, data: str | None = None,
+            checkpoint: str | None = None, refresh_hz: float = 5.0, theme: str | None = None,
+            start_screen: str = "collect", log_path: str | None = None) -> int:
+    """Runs the console until the user quits; returns the exit code.
+
+    Raises:
+        ValueError: an unknown theme or a non-positive refresh rate.
+    """
+    import sys
+
+    from salus_tui.themes import theme_name
+
+    available = [t.name for t in load_themes()]
+    name = theme_name(theme, available) if available else None
+    app = SalusApp(collect_config, autostart=autostart, data=data, checkpoint=checkpoint, refresh_hz=refresh_hz,
+                   log_path=Path(log_path) if log_path else None, theme=name, start_screen=start_screen)
     app.run()
-    return 0
+    print(f"session log: {app.log_path}", file=sys.stderr)
+    return app.return_code or 0

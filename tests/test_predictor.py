@@ -208,20 +208,22 @@ def test_permutation_control_is_near_chance(store):
     tr, va, te = (data.rows(splits[k]) for k in ("train", "val", "test"))
     train_offsets = np.concatenate([[0], np.cumsum([e.length for e in data.episodes if e.episode_id in splits["train"]])])
     val_offsets = np.concatenate([[0], np.cumsum([e.length for e in data.episodes if e.episode_id in splits["val"]])])
-    any_failure = data.labels[te][:, -1, :].max(axis=1)
+    test_labels = data.labels[te]
 
-    def test_auroc(labels_train, labels_val):
+    def mean_test_auroc(labels_train, labels_val):
+        """Mean over the 16 (horizon, type) outputs of the AUROC on the real test labels."""
         result = fit(spec, x[tr], targets_for(spec, labels_train), x[va], targets_for(spec, labels_val),
                      epochs=15, batch_size=128, lr=3e-3, patience=0, seed=0)
         model = SignalMLP(spec)
         model.load_state_dict(result.best_state)
-        return roc_auc_score(any_failure, model_scores(model, x[te])[:, -1, :].max(axis=1))
+        scores = model_scores(model, x[te])
+        return np.mean([roc_auc_score(test_labels[:, h, k], scores[:, h, k]) for h in range(4) for k in range(4)])
 
-    real = test_auroc(data.labels[tr], data.labels[va])
-    control = test_auroc(permuted_labels(data.labels[tr], train_offsets, 1),
-                         permuted_labels(data.labels[va], val_offsets, 1))
+    real = mean_test_auroc(data.labels[tr], data.labels[va])
+    control = mean_test_auroc(permuted_labels(data.labels[tr], train_offsets, 1),
+                              permuted_labels(data.labels[va], val_offsets, 1))
     assert real > 0.85
-    assert abs(control - 0.5) < 0.15, control
+    assert abs(control - 0.5) < 0.1, control
 
 
 # ---------------------------------------------------------------- train -> evaluate -> report
@@ -270,7 +272,7 @@ def test_evaluate_and_report(trained, store, tmp_path, capsys):
     model = scorers["model"]
     assert len(model["per_type_horizon"]) == 16
     assert model["mean"]["auroc"] > 0.8 and model["any_failure"]["auroc"] > 0.8
-    assert abs(scorers["permutation_control"]["any_failure"]["auroc"] - 0.5) < 0.2
+    assert abs(scorers["permutation_control"]["mean"]["auroc"] - 0.5) < 0.15
     episode = model["episode"]
     assert episode["tpr"]["n"] == sum(v for k, v in metrics["episodes"]["test"].items() if k != "success")
     assert episode["far"]["n"] == metrics["episodes"]["test"]["success"]

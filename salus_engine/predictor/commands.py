@@ -53,8 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                           f"{d['samples']['train']} train / {d['samples']['val']} val steps from "
                           f"{d['episodes']['train']} / {d['episodes']['val']} episodes -> {d['out']}")
         elif isinstance(event, EpochFinished):
-            console.print(f"epoch {event.epoch:3d}/{event.total}  train {event.train_loss:.4f}  val {event.val_loss:.4f}"
-                          f"  lr {event.lr:.2e}  {event.seconds:5.2f} s" + ("  best" if event.best else ""))
+            console.print(f"epoch {event.epoch:3d}/{event.total}  train {event.train_loss:.4f}  "
+                          f"val {event.val_loss:.4f}  lr {event.lr:.2e}  {event.seconds:5.2f} s"
+                          + ("  best" if event.best else ""))
         elif isinstance(event, LogLine):
             console.print(f"[{event.level}] {event.text}")
 
@@ -62,7 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     how = "stopped on request" if summary.stopped else "stopped early" if summary.early_stopped else "done"
     console.print(f"{how}: {summary.epochs_run} epochs in {summary.seconds:.1f} s, best epoch {summary.best_epoch} "
                   f"(val loss {summary.best_val_loss:.4f}); saved {summary.out}")
-    console.print(f"next: salus evaluate --checkpoint {summary.out} --data {config.data} --out {summary.out}/evaluation")
+    console.print(f"next: salus evaluate --checkpoint {summary.out} --data {config.data} "
+                  f"--out {summary.out}/evaluation")
     return 0
 
 
@@ -118,10 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop after this many epochs without a lower validation loss; 0 never (default 10)")
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode split, initialisation and shuffling")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads; the network is tiny, one is fastest (default 1)")
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("evaluate", help="score a trained predictor against baselines; write metrics.json and plots")
+    p = subparsers.add_parser("evaluate",
+                              help="score a trained predictor against baselines; write metrics.json and plots")
     p.add_argument("--checkpoint", required=True, help="run folder of 'salus train'")
     p.add_argument("--data", required=True, help="the store the checkpoint was trained on")
     p.add_argument("--split", choices=SPLIT_NAMES, default="test", help="split to evaluate (default test)")

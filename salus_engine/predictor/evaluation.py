@@ -85,7 +85,8 @@ def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: Sign
                   splits: dict[str, np.ndarray]) -> int:
     """Checks the store and settings against the checkpoint; returns the alarm horizon index."""
     trained_on = run_config.get("store", {})
-    if (trained_on.get("created"), trained_on.get("base_seed")) != (data.identity["created"], data.identity["base_seed"]):
+    identity = (data.identity["created"], data.identity["base_seed"])
+    if (trained_on.get("created"), trained_on.get("base_seed")) != identity:
         raise PredictorError(f"{data.path} is not the store this checkpoint was trained on ({trained_on.get('path')}, "
                              f"created {trained_on.get('created')}); its split does not apply, evaluate with --data "
                              "that store")
@@ -148,7 +149,9 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     train, val = subsets["train"], subsets["val"]
     scores: dict[str, np.ndarray] = {}
     labels: dict[str, str] = {}
-    short: dict[str, str] = {"model": "MLP", "logistic_regression": "logistic regression",
+    short: dict[str, str] = {"model": "MLP" + (" mvp" if spec.kind == "mvp" else "")
+                             + (f" window {spec.window}" if spec.window > 1 else ""),
+                             "logistic_regression": "logistic regression",
                              "permutation_control": "permutation control"}
     with torch_threads(config.threads):
         scores["model"] = model_scores(model, x_all)
@@ -235,8 +238,9 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     metrics["seconds"] = time.perf_counter() - started
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     model_entry = results["model"]
-    sink(LogLine("info", f"model: mean AUROC {_fmt(model_entry['mean']['auroc'])}, detection "
-                         f"{_fmt(model_entry['episode']['tpr']['rate'])}, false alarms {_fmt(model_entry['episode']['far']['rate'])}"))
+    sink(LogLine("info", f"model: mean AUROC {_fmt(model_entry['mean']['auroc'])}, "
+                         f"detection {_fmt(model_entry['episode']['tpr']['rate'])}, "
+                         f"false alarms {_fmt(model_entry['episode']['far']['rate'])}"))
     sink(JobFinished(job="evaluate", stopped=False, summary={"out": str(out), "seconds": metrics["seconds"]}))
     return metrics
 

@@ -122,13 +122,18 @@ def _confusion(path: Path, metrics) -> None:
 def _lead_time(path: Path, metrics) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     hz = metrics["control_hz"]
-    for name in ("model", "logistic_regression"):
+    names = ("model", "logistic_regression")
+    all_leads = np.concatenate([np.array(metrics["scorers"][n]["episode"]["lead_steps"], dtype=float) / hz
+                                for n in names])
+    edges = np.histogram_bin_edges(all_leads, bins=20) if len(all_leads) else 20
+    for name in names:
         episode = metrics["scorers"][name]["episode"]
         leads = np.array(episode["lead_steps"], dtype=float) / hz
         if len(leads):
             colour, _ = _style(name)
-            ax.hist(leads, bins=20, alpha=0.5, color=colour,
-                    label=f"{metrics['scorers'][name]['label'][:30]} (median {np.median(leads):.2f} s, {len(leads)} detected)")
+            ax.hist(leads, bins=edges, alpha=0.5, color=colour,
+                    label=f"{metrics['scorers'][name]['label'][:30]} "
+                          f"(median {np.median(leads):.2f} s, {len(leads)} detected)")
     ax.set_xlabel("lead time: first alarm to failure (s)")
     ax.set_ylabel("failed episodes")
     ax.set_title("lead time at the conformal threshold", fontsize=9)

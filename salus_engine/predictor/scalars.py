@@ -125,11 +125,13 @@ def read_scalars(path: str | Path) -> list[tuple[int, str, float]]:
     pos = 0
     while pos < len(data):
         header = data[pos:pos + 8]
-        if len(header) < 8 or struct.unpack("<I", data[pos + 8:pos + 12])[0] != masked_crc32c(header):
+        header_crc = data[pos + 8:pos + 12]
+        if len(header) < 8 or len(header_crc) < 4 or struct.unpack("<I", header_crc)[0] != masked_crc32c(header):
             raise ValueError(f"{path}: damaged record header at byte {pos}")
         (length,) = struct.unpack("<Q", header)
         body = data[pos + 12:pos + 12 + length]
-        if len(body) < length or struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])[0] != masked_crc32c(body):
+        crc = data[pos + 12 + length:pos + 16 + length]
+        if len(body) < length or len(crc) < 4 or struct.unpack("<I", crc)[0] != masked_crc32c(body):
             raise ValueError(f"{path}: damaged record at byte {pos}")
         pos += 16 + length
         found.extend(_parse_event(body))

@@ -63,8 +63,9 @@ class TrainConfig:
     window: int = 1
     """Steps of signals per input for the multi-horizon model."""
     hidden: tuple[int, ...] = (64, 64)
-    threads: int | None = None
-    """torch CPU threads during training; None keeps torch's setting."""
+    threads: int | None = 1
+    """torch CPU threads during training. The network is so small that one thread is fastest (more
+    threads only add synchronisation, badly so on a busy machine); None keeps torch's setting."""
 
 
 @dataclass

@@ -1,18 +1,16 @@
-"""Collection screen: live progress, outcomes, the six signals, memory and the episode log."""
+"""Collection screen: live progress, outcomes by type, memory, the current episode's six signals
+(with its horizon labels once it ends) and the log of finished episodes."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from collections import Counter
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, ProgressBar, RichLog, Static
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import Footer, Input, Label, ProgressBar, RichLog
 
 from salus_engine import OUTCOME_NAMES
 from salus_engine.config import CollectConfig
@@ -26,76 +24,116 @@ from salus_engine.events import (
     SignalSnapshot,
 )
 from salus_tui.messages import EngineEvent
-from salus_tui.widgets.signal_panel import SignalPanel
+from salus_tui.screens.base import JobScreen
+from salus_tui.widgets.form_field import FormField
+from salus_tui.widgets.nav_bar import NavBar
+from salus_tui.widgets.outcome_bars import OutcomeBars
+from salus_tui.widgets.signal_timeline import SignalTimeline
+
+MEMORY_WARNING_FRACTION = 0.9
+"""The memory gauge turns to the warning style above this share of the budget."""
+FINISHED_HOLD_S = 3.0
+"""Seconds a finished episode (with its horizon labels) stays in view before the next one's live signals."""
 
 
-class CollectScreen(Screen):
-    """Runs `salus_engine.jobs.run_collection` in a thread worker and shows its progress."""
+def format_duration(seconds: float) -> str:
+    """`1h02m`, `3m07s` or `12s`."""
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
 
+
+class CollectScreen(JobScreen):
+    """Runs `salus_engine.jobs.run_collection` in a thread worker and shows its progress.
+
+    The form's episode count is the total the store should hold (as `salus collect --episodes`); an
+    existing store at the out folder is continued (`--resume`).
+    """
+
+    MODE = "collect"
+    JOB = "collect"
+    AUTO_FOCUS = "#log"
     BINDINGS = [
         Binding("s", "start", "start", id="collect-start"),
         Binding("x", "stop", "stop after episode", id="collect-stop"),
     ]
     DEFAULT_CSS = """
-    CollectScreen #top { height: 6; }
+    CollectScreen .form { grid-size: 2; grid-rows: 1; grid-gutter: 0 2; height: auto; padding: 0 1; }
+    CollectScreen #top { height: 7; }
     CollectScreen #progress-box { width: 2fr; border: round $primary; padding: 0 1; }
-    CollectScreen #memory-box { width: 1fr; border: round $primary; padding: 0 1; }
-    CollectScreen #signals-box { height: 8; border: round $primary; padding: 0 1; }
+    CollectScreen #outcomes-box { width: 1fr; min-width: 22; border: round $primary; padding: 0 1; }
+    CollectScreen #memory-box { width: 1fr; min-width: 18; border: round $primary; padding: 0 1; }
+    CollectScreen #signals-box { height: 10; border: round $primary; padding: 0 1; }
     CollectScreen #log { border: round $primary; height: 1fr; min-height: 3; }
-    CollectScreen #form { height: 3; }
-    CollectScreen #form Input { width: 1fr; }
     CollectScreen ProgressBar Bar { width: 1fr; }
+    CollectScreen #progress-text { height: 2; width: 1fr; }
+    CollectScreen .memory-warning { border: heavy $error; }
     CollectScreen .memory-warning Bar > .bar--bar { color: $error; }
-    CollectScreen .memory-warning #memory-text { color: $error; }
+    CollectScreen .memory-warning #memory-text { color: $error; text-style: bold reverse; }
     """
 
-    def __init__(self, config: CollectConfig | None, refresh_hz: float = 5.0) -> None:
+    def __init__(self, config: CollectConfig | None, refresh_hz: float = 5.0, autostart: bool = False) -> None:
         super().__init__()
         self.config = config or CollectConfig()
         self.refresh_hz = refresh_hz
-        self.autostart = config is not None
-        self.stop_event = threading.Event()
-        self.done_event = threading.Event()
-        self.done_event.set()
+        self.autostart = autostart
         self.snapshot = SignalSnapshot()
         self._snapshot_version = -1
-        self._outcomes: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()
         self._started_at = 0.0
         self._done_at_start = 0
-        self._timer = None
+        self._finished_at = float("-inf")
+        self.horizons = tuple(self.config.store.horizons)
 
     # layout -------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Header()
-        with Horizontal(id="form"):
-            yield Input(str(self.config.episodes), placeholder="episodes", id="episodes", type="integer")
-            yield Input(self.config.out, placeholder="out folder", id="out")
+        yield NavBar(self.MODE)
+        with Grid(classes="form", id="form"):
+            yield FormField("episodes", Input(str(self.config.episodes), id="episodes", type="integer", compact=True,
+                                              tooltip="total episodes the store should hold"))
+            yield FormField("out", Input(self.config.out, id="out", compact=True,
+                                         tooltip="store folder; an existing store is continued"))
         with Horizontal(id="top"):
             with Vertical(id="progress-box") as box:
                 box.border_title = "collection"
                 yield ProgressBar(total=self.config.episodes, show_eta=False, id="episode-progress")
-                yield Label("idle: press s to start", id="progress-text")
-                yield Label("", id="outcomes-text")
+                yield Label("idle: s starts a collection (tab edits the form)", id="progress-text")
+            with Vertical(id="outcomes-box") as box:
+                box.border_title = "outcomes"
+                yield OutcomeBars(id="outcome-bars")
             with Vertical(id="memory-box") as box:
                 box.border_title = "memory"
                 yield ProgressBar(total=1.0, show_eta=False, show_percentage=True, id="memory-bar")
                 yield Label("-", id="memory-text")
         with Vertical(id="signals-box") as box:
             box.border_title = "signals: current episode"
-            yield SignalPanel(id="signals")
+            yield SignalTimeline(id="signals", empty_text="no episode yet")
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#log", RichLog).border_title = "finished episodes"
-        self._timer = self.set_interval(1.0 / self.refresh_hz, self._pull_snapshot, pause=True)
+        self.live_timer(1.0 / self.refresh_hz, self._pull_snapshot)
         if self.autostart:
             self.call_after_refresh(self.action_start)
 
+    def main_panel(self):
+        return self.query_one("#log")
+
     # actions ------------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return not self.done_event.is_set()
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start":
+            return not self.running or None
+        if action == "stop":
+            return self.running and not self.stop_event.is_set() or None
+        return True
+
+    @on(Input.Submitted, "#form Input")
+    def _submitted(self) -> None:
+        self.action_start()
 
     def action_start(self) -> None:
         if self.running:
@@ -112,102 +150,114 @@ class CollectScreen(Screen):
         if not out:
             self.notify("give an out folder for the store", severity="error")
             return
-        self.config = dataclasses.replace(self.config, episodes=episodes, out=out)
+        from salus_engine.store import EpisodeStore
+
+        resume = self.config.resume or EpisodeStore.exists(out)
+        self.config = dataclasses.replace(self.config, episodes=episodes, out=out, resume=resume)
         self.query_one("#form").display = False
         self.set_focus(self.query_one("#log"))
-        self.stop_event.clear()
-        self.done_event.clear()
-        self._outcomes.clear()
+        self.outcomes.clear()
+        self.query_one("#outcome-bars", OutcomeBars).set_counts({})
         self.query_one("#episode-progress", ProgressBar).update(total=episodes, progress=0)
         self.query_one("#progress-text", Label).update("loading the policy ensemble and the simulator ...")
-        self._timer.resume()
-        self._collect()
+        self._log(f"collect {episodes} episodes into {out}" + (" (continuing the store)" if resume else ""))
+        config = self.config
+        snapshot = self.snapshot
+
+        def job(sink, stop) -> None:
+            from salus_engine.jobs import run_collection
+
+            run_collection(config, sink=sink, stop=stop, snapshot=snapshot)
+
+        self.start_job(job)
+        self.refresh_bindings()
 
     def action_stop(self) -> None:
-        if self.running and not self.stop_event.is_set():
-            self.stop_event.set()
+        if self.request_stop():
             self.query_one("#progress-text", Label).update("stopping after the current episode ...")
             self.notify("stopping after the current episode; nothing recorded is lost")
-
-    # worker -------------------------------------------------------------------------------------
-    @work(thread=True, exit_on_error=False, group="collect")
-    def _collect(self) -> None:
-        from salus_engine.cli import _user_errors
-        from salus_engine.jobs import run_collection
-
-        def sink(event) -> None:
-            self.post_message(EngineEvent(event))
-
-        try:
-            run_collection(self.config, sink=sink, stop=self.stop_event, snapshot=self.snapshot)
-        except _user_errors() as err:
-            sink(JobFailed(job="collect", message=str(err).splitlines()[0]))
-        finally:
-            self.done_event.set()
+            self.refresh_bindings()
 
     # events from the engine ---------------------------------------------------------------------
     @on(EngineEvent)
     def _on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
         if isinstance(event, JobStarted):
-            self._started_at = time.monotonic()
+            self._started_at = self.app.clock()
             self._done_at_start = int(event.detail.get("first_episode", 0))
-            self.query_one("#episode-progress", ProgressBar).update(progress=self._done_at_start)
+            self.query_one("#episode-progress", ProgressBar).update(total=event.total, progress=self._done_at_start)
             self._set_progress_text(self._done_at_start, event.total)
             self._log(f"collecting into {event.detail['out']} ({event.detail['ensemble_size']} ensemble members)")
         elif isinstance(event, EpisodeFinished):
             name = OUTCOME_NAMES[event.failure_type]
-            self._outcomes[name] += 1
+            self.outcomes[name] += 1
+            self.query_one("#outcome-bars", OutcomeBars).set_counts(self.outcomes)
             self.query_one("#episode-progress", ProgressBar).update(progress=event.done)
             self._set_progress_text(event.done, event.total)
-            self.query_one("#outcomes-text", Label).update(
-                "  ".join(f"{OUTCOME_NAMES[c]} {self._outcomes.get(OUTCOME_NAMES[c], 0)}" for c in (-1, 0, 1, 2, 3)))
             self._log(f"ep {event.episode_id:4d} {name:9s} step {event.failure_step:3d}/{event.length:3d} "
                       f"unc max {event.max_uncertainty:.3f} {event.seconds:5.1f}s")
+            if event.signals is not None:
+                # keep the finished episode (with its labels) in view for FINISHED_HOLD_S, then go live
+                self._snapshot_version = self.snapshot.read()[0]
+                self._finished_at = self.app.clock()
+                self.query_one("#signals-box").border_title = (
+                    f"signals: episode {event.episode_id} ({name} at step {event.failure_step})")
+                self.query_one("#signals", SignalTimeline).set_episode(
+                    event.signals, event.horizon_labels, self.horizons,
+                    failure_step=event.failure_step if event.failure_type >= 0 else None)
         elif isinstance(event, ResourceSample):
-            bar = self.query_one("#memory-bar", ProgressBar)
-            bar.update(total=event.budget_gb, progress=min(event.used_gb, event.budget_gb))
-            label = "GPU" if event.kind == "gpu" else "RSS"
-            self.query_one("#memory-text", Label).update(f"{label} {event.used_gb:.2f} / {event.budget_gb:.1f} GB")
-            self.query_one("#memory-box").set_class(event.used_gb > 0.9 * event.budget_gb, "memory-warning")
+            self.show_memory(event)
         elif isinstance(event, LogLine):
             self._log(f"[{event.level}] {event.text}")
         elif isinstance(event, JobFinished):
-            self._timer.pause()
-            self._pull_snapshot()
-            text = "stopped: continue later with --resume" if event.stopped else "collection complete"
+            text = "stopped: s continues the store" if event.stopped else "collection complete"
             self.query_one("#progress-text", Label).update(f"{text}; s starts another")
             self._log(text)
-            self.query_one("#form").display = True
+            self.app.suggest(store=str(event.summary.get("out", self.config.out)))
         elif isinstance(event, JobFailed):
-            self._timer.pause()
             self.query_one("#progress-text", Label).update("failed: see the log")
             self._log(f"error: {event.message}")
-            self.app.show_error(event.message)
-            self.query_one("#form").display = True
+            self.app.show_error(event.message, title="collection failed")
+
+    def show_memory(self, event: ResourceSample) -> None:
+        """Memory gauge; the warning style above 90 % of the budget."""
+        bar = self.query_one("#memory-bar", ProgressBar)
+        bar.update(total=event.budget_gb, progress=min(event.used_gb, event.budget_gb))
+        label = "GPU" if event.kind == "gpu" else "RSS"
+        warning = event.used_gb > MEMORY_WARNING_FRACTION * event.budget_gb
+        text = f"{label} {event.used_gb:.2f} / {event.budget_gb:.1f} GB"
+        self.query_one("#memory-text", Label).update(f"{text} HIGH" if warning else text)
+        self.query_one("#memory-box").set_class(warning, "memory-warning")
+
+    def job_ended(self, failed: bool) -> None:
+        self.query_one("#form").display = True
+        self.refresh_bindings()
 
     def _set_progress_text(self, done: int, total: int) -> None:
         new = done - self._done_at_start
-        elapsed = time.monotonic() - self._started_at
+        elapsed = self.app.clock() - self._started_at
         if new > 0:
             rate = elapsed / new
-            eta = rate * (total - done)
-            text = f"{done}/{total} episodes  {rate:.1f} s/episode  ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+            text = f"{done}/{total} episodes  {rate:.1f} s/episode  ETA {format_duration(rate * (total - done))}"
         else:
             text = f"{done}/{total} episodes  first episode running ..."
         if self.stop_event.is_set():
             text += "  (stopping)"
         self.query_one("#progress-text", Label).update(text)
+        self.app.set_job_status(self.JOB, f"collect {done}/{total}")
 
     def _log(self, text: str) -> None:
         self.query_one("#log", RichLog).write(text)
         self.app.log_to_file(text)
 
     def _pull_snapshot(self) -> None:
+        """Timer (refresh_hz, only while collecting and shown): the running episode's signals."""
+        if self.app.clock() - self._finished_at < FINISHED_HOLD_S:
+            return
         version, episode_id, step, signals = self.snapshot.read()
-        if version == self._snapshot_version or not self.is_current:
+        if version == self._snapshot_version or len(signals) == 0:
             return
         self._snapshot_version = version
         with self.app.batch_update():
             self.query_one("#signals-box").border_title = f"signals: episode {episode_id}, step {step}"
-            self.query_one("#signals", SignalPanel).show(signals)
+            self.query_one("#signals", SignalTimeline).set_episode(signals, None, self.horizons)

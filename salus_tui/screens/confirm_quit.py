@@ -10,24 +10,27 @@ from textual.widgets import Button, Label
 
 
 class ConfirmQuit(ModalScreen[bool]):
-    """Returns True to stop the job (after the current episode) and quit."""
+    """Returns True to stop the running jobs (after their current unit of work) and quit."""
 
-    BINDINGS = [Binding("y", "answer(True)", "yes", id="confirm-yes"), Binding("n,escape", "answer(False)", "no", id="confirm-no")]
+    BINDINGS = [Binding("y", "answer(True)", "yes", id="confirm-yes"),
+                Binding("n,escape", "answer(False)", "no", id="confirm-no")]
     DEFAULT_CSS = """
     ConfirmQuit { align: center middle; }
-    ConfirmQuit > Vertical { width: 60; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
+    ConfirmQuit > Vertical { width: 64; max-width: 100%; height: auto; border: thick $warning; padding: 1 2;
+                             background: $surface; }
     ConfirmQuit Horizontal { height: auto; margin-top: 1; }
     ConfirmQuit Button { margin-right: 2; }
     """
 
-    def __init__(self, job: str) -> None:
+    def __init__(self, jobs: list[str]) -> None:
         super().__init__()
-        self.job = job
+        self.jobs = jobs
 
     def compose(self) -> ComposeResult:
+        units = {"collect": "episode", "train": "epoch", "evaluate": "scorer"}
+        running = ", ".join(f"{job} (stops after the current {units.get(job, 'step')})" for job in self.jobs)
         with Vertical():
-            yield Label(f"A {self.job} is running. Quit after the current unit of work finishes?\n"
-                        "Everything recorded so far is kept.")
+            yield Label(f"Running: {running}.\nQuit once it has stopped? Everything recorded so far is kept.")
             with Horizontal():
                 yield Button("Quit (y)", variant="warning", id="yes")
                 yield Button("Keep running (n)", id="no")

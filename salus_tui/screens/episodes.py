@@ -1,0 +1,275 @@
+"""Episodes screen: the recorded episodes of a store in a table (filter by outcome, sort by length or
+maximum uncertainty); enter opens the episode player.
+
+With a predictor checkpoint, the player shows the 16 probabilities per step and, when the checkpoint
+has an evaluation, the table gets the monitor's first alarm step per episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Input, Label
+
+from salus_engine import OUTCOME_NAMES
+from salus_tui.screens.base import SalusScreen, user_errors
+from salus_tui.widgets.form_field import FormField
+from salus_tui.widgets.nav_bar import NavBar
+
+FILTERS = ("all", "failures", "success", "collision", "drop", "miss", "timeout")
+SORTS = ("id", "length", "max uncertainty")
+
+
+@dataclass(frozen=True)
+class EpisodeRow:
+    """What the table shows of one episode."""
+
+    index: int
+    """Position in the store (for `EpisodeStore.episode`)."""
+    episode_id: int
+    seed: int
+    failure_type: int
+    failure_step: int
+    length: int
+    max_uncertainty: float
+    """Maximum of signal 1 (epistemic uncertainty) over the episode."""
+    first_alarm: int | None = None
+    """First step whose alarm score reaches the evaluation's conformal threshold, or None."""
+
+
+@dataclass
+class Monitor:
+    """A loaded predictor for the player: `predictor` (OnlinePredictor) and, when the checkpoint has
+    an evaluation, its conformal alarm threshold and alarm horizon (steps)."""
+
+    checkpoint: str
+    predictor: object
+    threshold: float | None = None
+    alarm_horizon: int | None = None
+
+    def probabilities(self, signals: np.ndarray) -> np.ndarray:
+        """(T, H, 4) float64 probabilities for an episode's (T, 6) signals."""
+        self.predictor.reset()
+        return np.stack([self.predictor.step(s) for s in signals]) if len(signals) else np.zeros((0, 0, 4))
+
+    def first_alarm(self, probabilities: np.ndarray) -> int | None:
+        if self.threshold is None or len(probabilities) == 0:
+            return None
+        h = list(self.predictor.spec.horizons).index(self.alarm_horizon)
+        above = np.flatnonzero(probabilities[:, h, :].max(axis=1) >= self.threshold)
+        return int(above[0]) if len(above) else None
+
+
+def load_monitor(checkpoint: str) -> Monitor:
+    """Loads a `salus train` run for the player (numpy only).
+
+    Raises:
+        PredictorError: not a checkpoint, or damaged weights.
+    """
+    from salus_engine.predictor import PredictorError
+    from salus_engine.predictor.online import OnlinePredictor, alarm_settings
+    from salus_engine.predictor.report import find_metrics
+
+    predictor = OnlinePredictor.load(checkpoint)
+    monitor = Monitor(checkpoint, predictor)
+    metrics = find_metrics(checkpoint)
+    if metrics is not None:
+        try:
+            monitor.threshold, monitor.alarm_horizon = alarm_settings(metrics)
+        except PredictorError:
+            pass
+    if monitor.alarm_horizon not in predictor.spec.horizons:
+        monitor.threshold = monitor.alarm_horizon = None
+    return monitor
+
+
+class StoreLoaded(Message):
+    """The load worker read a store's episode table (and the checkpoint, when one was given)."""
+
+    def __init__(self, store, rows: list[EpisodeRow], monitor: Monitor | None, error: str | None) -> None:
+        super().__init__()
+        self.store = store
+        self.rows = rows
+        self.monitor = monitor
+        self.error = error
+
+
+class EpisodesScreen(SalusScreen):
+    """The table of recorded episodes; the player opens on enter."""
+
+    MODE = "episodes"
+    AUTO_FOCUS = "#episodes"
+    BINDINGS = [
+        Binding("enter", "open", "play episode", id="episodes-open", show=False),
+        Binding("f", "cycle_filter", "filter", id="episodes-filter"),
+        Binding("o", "cycle_sort", "sort", id="episodes-sort"),
+        Binding("r", "reload", "reload", id="episodes-reload"),
+    ]
+    DEFAULT_CSS = """
+    EpisodesScreen .form { grid-size: 2; grid-rows: 1; grid-gutter: 0 2; height: auto; padding: 0 1; }
+    EpisodesScreen #summary { height: 2; padding: 0 1; color: $foreground 80%; }
+    EpisodesScreen #episodes { height: 1fr; }
+    """
+
+    def __init__(self, data: str = "", checkpoint: str = "", play_hz: float = 10.0) -> None:
+        super().__init__()
+        self.data = data
+        self.checkpoint = checkpoint
+        self.play_hz = play_hz
+        self.store = None
+        self.rows: list[EpisodeRow] = []
+        self.monitor: Monitor | None = None
+        self.filter = "all"
+        self.sort = "id"
+        self.loading = False
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        with Grid(classes="form", id="form"):
+            yield FormField("store", Input(self.data, id="data", compact=True, tooltip="collection store folder"))
+            yield FormField("checkpoint", Input(self.checkpoint, id="checkpoint", compact=True,
+                                                tooltip="predictor run folder (optional): per-step probabilities"))
+        yield Label("", id="summary")
+        yield DataTable(id="episodes", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#episodes", DataTable).add_columns(
+            "id", "seed", "outcome", "failure step", "length", "max uncertainty", "first alarm")
+        if self.data:
+            self.action_reload()
+        else:
+            self._summary("give a store folder above (tab, type, enter)")
+
+    def main_panel(self):
+        return self.query_one("#episodes")
+
+    def suggest(self, store: str | None = None, checkpoint: str | None = None) -> None:
+        """Fills the form after a collection or a training and reloads."""
+        changed = False
+        if store and self.query_one("#data", Input).value.strip() != store:
+            self.query_one("#data", Input).value = store
+            changed = True
+        if checkpoint and self.query_one("#checkpoint", Input).value.strip() != checkpoint:
+            self.query_one("#checkpoint", Input).value = checkpoint
+            changed = True
+        if changed or store:
+            self.action_reload()
+
+    # loading ------------------------------------------------------------------------------------
+    @on(Input.Submitted, "#form Input")
+    def _submitted(self) -> None:
+        self.action_reload()
+        self.set_focus(self.query_one("#episodes"))
+
+    def action_reload(self) -> None:
+        data = self.query_one("#data", Input).value.strip()
+        checkpoint = self.query_one("#checkpoint", Input).value.strip()
+        if not data:
+            self.notify("give a store folder", severity="warning")
+            return
+        self.loading = True
+        self._summary(f"reading {data} ...")
+        self._load(data, checkpoint)
+
+    @work(thread=True, exit_on_error=False, group="load", exclusive=True)
+    def _load(self, data: str, checkpoint: str) -> None:
+        from salus_engine.store import EpisodeStore
+
+        try:
+            store = EpisodeStore.open(data)
+            monitor = load_monitor(checkpoint) if checkpoint else None
+            rows = []
+            for index, meta in enumerate(store.metas()):
+                signals = store.episode(index).signals
+                first_alarm = None
+                if monitor is not None and monitor.threshold is not None:
+                    first_alarm = monitor.first_alarm(monitor.probabilities(signals))
+                rows.append(EpisodeRow(index, meta.episode_id, meta.seed, meta.failure_type, meta.failure_step,
+                                       meta.episode_length, float(signals[:, 0].max()) if len(signals) else 0.0,
+                                       first_alarm))
+        except user_errors() as err:
+            self.post_message(StoreLoaded(None, [], None, str(err).splitlines()[0]))
+            return
+        self.post_message(StoreLoaded(store, rows, monitor, None))
+
+    @on(StoreLoaded)
+    def _loaded(self, message: StoreLoaded) -> None:
+        self.loading = False
+        if message.error:
+            self._summary(f"error: {message.error}")
+            self.app.show_error(message.error, title="cannot open the store")
+            return
+        self.store, self.rows, self.monitor = message.store, message.rows, message.monitor
+        self.app.log_to_file(f"episodes: {len(self.rows)} episodes in {self.store.path}"
+                             + (f", checkpoint {self.monitor.checkpoint}" if self.monitor else ""))
+        self.fill_table()
+
+    # table --------------------------------------------------------------------------------------
+    def visible_rows(self) -> list[EpisodeRow]:
+        """Rows after the outcome filter, in the chosen order."""
+        rows = self.rows
+        if self.filter == "failures":
+            rows = [r for r in rows if r.failure_type >= 0]
+        elif self.filter != "all":
+            rows = [r for r in rows if OUTCOME_NAMES[r.failure_type] == self.filter]
+        if self.sort == "length":
+            rows = sorted(rows, key=lambda r: (-r.length, r.episode_id))
+        elif self.sort == "max uncertainty":
+            rows = sorted(rows, key=lambda r: (-r.max_uncertainty, r.episode_id))
+        return rows
+
+    def fill_table(self) -> None:
+        table = self.query_one("#episodes", DataTable)
+        table.clear()
+        for r in self.visible_rows():
+            name = OUTCOME_NAMES[r.failure_type]
+            outcome = Text(name, style="bold" if r.failure_type >= 0 else "")
+            table.add_row(str(r.episode_id), str(r.seed), outcome,
+                          str(r.failure_step) if r.failure_type >= 0 else "–", str(r.length),
+                          f"{r.max_uncertainty:.4f}", "–" if r.first_alarm is None else str(r.first_alarm),
+                          key=str(r.index))
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            counts[OUTCOME_NAMES[r.failure_type]] = counts.get(OUTCOME_NAMES[r.failure_type], 0) + 1
+        mix = ", ".join(f"{name} {n}" for name, n in counts.items())
+        predictor = (f"; predictor {Path(self.monitor.checkpoint).name}" + ("" if self.monitor.threshold is not None
+                     else " (no evaluation: no alarms)")) if self.monitor else "; no predictor"
+        self._summary(f"{len(self.rows)} episodes ({mix or 'none'}){predictor}\n"
+                      f"filter {self.filter} (f) · sort {self.sort} (o) · enter plays the episode")
+
+    def _summary(self, text: str) -> None:
+        self.query_one("#summary", Label).update(text)
+
+    def action_cycle_filter(self) -> None:
+        self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
+        self.fill_table()
+
+    def action_cycle_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.fill_table()
+
+    @on(DataTable.RowSelected, "#episodes")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.open_episode(int(event.row_key.value))
+
+    def action_open(self) -> None:
+        table = self.query_one("#episodes", DataTable)
+        if table.row_count:
+            row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+            self.open_episode(int(row_key.value))
+
+    def open_episode(self, index: int) -> None:
+        from salus_tui.screens.player import EpisodePlayer
+
+        if self.store is None:
+            return
+        self.app.push_screen(EpisodePlayer(self.store, index, self.monitor, play_hz=self.play_hz))

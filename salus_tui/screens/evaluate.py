@@ -1,0 +1,365 @@
+"""Evaluation screen: choose a checkpoint and a split, run `salus evaluate` from the keyboard, then
+read the episode-level monitor figures (detection rate, false-alarm rate, lead time), the confusion
+matrix, the per-class metrics of the model and the baselines, and the ROC curves.
+
+Everything shown comes from the evaluation's metrics.json (`salus_engine.predictor.evaluation`);
+this screen computes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.widgets import (
+    Checkbox,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    ProgressBar,
+    RichLog,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from salus_engine import FAILURE_TYPES
+from salus_engine.events import JobFailed, JobFinished, JobStarted, LogLine, ProgressUpdate
+from salus_engine.predictor import SPLIT_NAMES
+from salus_tui.messages import EngineEvent
+from salus_tui.screens.base import JobScreen
+from salus_tui.screens.train import training_threads
+from salus_tui.widgets.form_field import FormField
+from salus_tui.widgets.line_chart import LineChart, Series
+from salus_tui.widgets.nav_bar import NavBar
+
+TABS = ("summary", "classes", "roc")
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _rate(entry: dict[str, Any] | None) -> str:
+    if not entry or not entry.get("n"):
+        return "–"
+    return f"{entry['rate']:.2f} ({entry['k']}/{entry['n']})"
+
+
+def scorer_order(metrics: dict[str, Any]) -> list[str]:
+    """Model, logistic regression, the single-signal baselines, the permutation control last."""
+    names = list(metrics["scorers"])
+    head = [n for n in ("model", "logistic_regression") if n in names]
+    tail = [n for n in ("permutation_control",) if n in names]
+    return head + [n for n in names if n not in head and n not in tail] + tail
+
+
+def default_evaluation_dir(checkpoint: str, split: str) -> str:
+    """`RUN/evaluation` for the test split, `RUN/evaluation-<split>` for the others."""
+    if not checkpoint:
+        return ""
+    return str(Path(checkpoint) / ("evaluation" if split == "test" else f"evaluation-{split}"))
+
+
+class EvaluateScreen(JobScreen):
+    """Runs `salus_engine.predictor.evaluation.run_evaluation` and shows its metrics.json."""
+
+    MODE = "evaluate"
+    JOB = "evaluate"
+    AUTO_FOCUS = "#scorers"
+    BINDINGS = [
+        Binding("s", "start", "evaluate", id="evaluate-start"),
+        Binding("x", "stop", "stop", id="evaluate-stop"),
+        Binding("l", "load", "load metrics.json", id="evaluate-load"),
+        Binding("t", "next_tab", "next tab", id="evaluate-tab"),
+    ]
+    DEFAULT_CSS = """
+    EvaluateScreen .form { grid-size: 2; grid-rows: 1; grid-gutter: 0 2; height: auto; padding: 0 1; }
+    EvaluateScreen #status-box { height: 4; border: round $primary; padding: 0 1; }
+    EvaluateScreen #status-box ProgressBar Bar { width: 1fr; }
+    EvaluateScreen TabbedContent { height: 1fr; }
+    EvaluateScreen TabPane { padding: 0; }
+    EvaluateScreen #summary-top { height: auto; }
+    EvaluateScreen #episode-summary { width: 1fr; min-width: 38; height: auto; padding: 0 1; }
+    EvaluateScreen #confusion { width: auto; height: auto; padding: 0 1; }
+    EvaluateScreen DataTable { height: auto; max-height: 100%; }
+    EvaluateScreen #roc { height: 1fr; }
+    EvaluateScreen #log { height: 4; border: round $primary; display: none; }
+    EvaluateScreen.-running #log { display: block; }
+    """
+
+    def __init__(self, checkpoint: str = "", data: str = "") -> None:
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.data = data
+        self.metrics: dict[str, Any] | None = None
+        self.metrics_path: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        with Grid(classes="form", id="form"):
+            yield FormField("checkpoint", Input(self.checkpoint, id="checkpoint", compact=True,
+                                                tooltip="run folder of a training"))
+            yield FormField("store", Input(self.data, id="data", compact=True,
+                                           tooltip="the store it was trained on (empty: the checkpoint's)"))
+            yield FormField("split", Select([(name, name) for name in SPLIT_NAMES], value="test", allow_blank=False,
+                                            id="split", compact=True))
+            yield FormField("out", Input(default_evaluation_dir(self.checkpoint, "test"), id="out", compact=True,
+                                         tooltip="folder for metrics.json and the PNG plots"))
+            yield FormField("plots", Checkbox("write PNG plots", True, id="plots"))
+        with Vertical(id="status-box") as box:
+            box.border_title = "evaluation"
+            yield ProgressBar(total=1, show_eta=False, id="scorer-progress")
+            yield Label("idle: s evaluates the checkpoint on the split, l loads an existing metrics.json", id="status-text")
+        yield RichLog(id="log", max_lines=300, markup=False, wrap=True)
+        with TabbedContent(id="tabs", initial="summary"):
+            with TabPane("summary", id="summary"):
+                with VerticalScroll():
+                    with Horizontal(id="summary-top"):
+                        yield Static("no evaluation loaded", id="episode-summary")
+                        yield Static("", id="confusion")
+                    yield DataTable(id="scorers", cursor_type="row", zebra_stripes=True)
+            with TabPane("per class", id="classes"):
+                yield DataTable(id="per-class", cursor_type="row", zebra_stripes=True)
+            with TabPane("ROC", id="roc-pane"):
+                yield LineChart(id="roc", x_label="false-positive rate", x_range=(0.0, 1.0), y_range=(0.0, 1.0),
+                                empty_text="ROC curves appear after an evaluation")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#scorers", DataTable).add_columns(
+            "scorer", "mean AUROC", "AUROC any", "mean F1", "detected", "false alarms", "lead s")
+        self.query_one("#per-class", DataTable).add_columns(
+            "scorer", "type", "precision", "recall", "F1", "AUROC", "AUPRC", "support")
+        out = self.query_one("#out", Input).value.strip()
+        if out and (Path(out) / "metrics.json").is_file():
+            self.load_metrics(Path(out) / "metrics.json", quiet=True)
+
+    def main_panel(self):
+        return self.query_one("#scorers")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("start", "load"):
+            return not self.running or None
+        if action == "stop":
+            return self.running and not self.stop_event.is_set() or None
+        return True
+
+    def suggest(self, checkpoint: str | None = None, store: str | None = None) -> None:
+        """Fills the form (after a training) unless a job runs."""
+        if self.running:
+            return
+        split = str(self.query_one("#split", Select).value)
+        if checkpoint:
+            self.query_one("#checkpoint", Input).value = checkpoint
+            self.query_one("#out", Input).value = default_evaluation_dir(checkpoint, split)
+        if store:
+            self.query_one("#data", Input).value = store
+
+    @on(Select.Changed, "#split")
+    def _split_changed(self, event: Select.Changed) -> None:
+        checkpoint = self.query_one("#checkpoint", Input).value.strip()
+        out = self.query_one("#out", Input)
+        if out.value.strip() in ("", *(default_evaluation_dir(checkpoint, s) for s in SPLIT_NAMES)):
+            out.value = default_evaluation_dir(checkpoint, str(event.value))
+
+    @on(Input.Submitted, "#form Input")
+    def _submitted(self) -> None:
+        self.action_start()
+
+    # actions ------------------------------------------------------------------------------------
+    def read_form(self):
+        """The form as an `EvaluateConfig`; None (with a notification) when a field is missing."""
+        from salus_engine.predictor.evaluation import EvaluateConfig
+
+        checkpoint = self.query_one("#checkpoint", Input).value.strip()
+        data = self.query_one("#data", Input).value.strip()
+        split = str(self.query_one("#split", Select).value)
+        out = self.query_one("#out", Input).value.strip() or default_evaluation_dir(checkpoint, split)
+        if not checkpoint:
+            self.notify("give a checkpoint: the out folder of a training", severity="error")
+            return None
+        if not data:
+            from salus_engine.predictor import PredictorError
+            from salus_engine.predictor.checkpoint import read_config
+
+            try:
+                data = read_config(checkpoint)["store"]["path"]
+            except (PredictorError, KeyError, TypeError) as err:
+                self.app.show_error(str(err).splitlines()[0], title="cannot evaluate")
+                return None
+            self.query_one("#data", Input).value = data
+        return EvaluateConfig(checkpoint=checkpoint, data=data, out=out, split=split,
+                              plots=self.query_one("#plots", Checkbox).value, threads=training_threads())
+
+    def action_start(self) -> None:
+        if self.running:
+            self.notify("an evaluation is already running", severity="warning")
+            return
+        config = self.read_form()
+        if config is None:
+            return
+        self.query_one("#status-text", Label).update(f"loading {config.checkpoint} and {config.data} ...")
+        self.query_one("#scorer-progress", ProgressBar).update(total=1, progress=0)
+        self.query_one("#log", RichLog).clear()
+        self.add_class("-running")
+        self.query_one("#form").display = False
+        self._log(f"evaluate {config.checkpoint} on the {config.split} split of {config.data} -> {config.out}")
+
+        def job(sink, stop) -> None:
+            from salus_engine.predictor.evaluation import run_evaluation
+
+            run_evaluation(config, sink=sink, stop=stop)
+
+        self.start_job(job)
+        self.refresh_bindings()
+
+    def action_stop(self) -> None:
+        if self.request_stop():
+            self.query_one("#status-text", Label).update("stopping after the current scorer; nothing is written")
+            self.refresh_bindings()
+
+    def action_load(self) -> None:
+        from salus_engine.predictor.report import find_metrics
+
+        target = self.query_one("#out", Input).value.strip() or self.query_one("#checkpoint", Input).value.strip()
+        path = find_metrics(target) if target else None
+        if path is None:
+            self.notify(f"no metrics.json in {target or 'the out folder'}; s runs an evaluation", severity="warning")
+            return
+        self.load_metrics(path)
+
+    def action_next_tab(self) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        panes = ["summary", "classes", "roc-pane"]
+        tabs.active = panes[(panes.index(tabs.active) + 1) % len(panes)] if tabs.active in panes else panes[0]
+
+    # engine events ------------------------------------------------------------------------------
+    @on(EngineEvent)
+    def _on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        if isinstance(event, JobStarted):
+            self.query_one("#scorer-progress", ProgressBar).update(total=event.total, progress=0)
+            self.query_one("#status-text", Label).update(f"scoring the {event.detail['split']} split ...")
+            self.app.set_job_status(self.JOB, f"evaluate 0/{event.total}")
+        elif isinstance(event, ProgressUpdate):
+            self.query_one("#scorer-progress", ProgressBar).update(total=event.total, progress=event.done)
+            self.query_one("#status-text", Label).update(f"{event.done}/{event.total}: {event.message}")
+            self.app.set_job_status(self.JOB, f"evaluate {event.done}/{event.total}")
+            self._log(event.message)
+        elif isinstance(event, LogLine):
+            self._log(f"[{event.level}] {event.text}")
+        elif isinstance(event, JobFinished):
+            if event.stopped:
+                self.query_one("#status-text", Label).update("stopped on request; nothing written")
+                return
+            out = Path(event.summary["out"])
+            self.load_metrics(out / "metrics.json")
+            self.app.suggest(checkpoint=self.query_one("#checkpoint", Input).value.strip())
+        elif isinstance(event, JobFailed):
+            self.query_one("#status-text", Label).update("failed: see the log")
+            self._log(f"error: {event.message}")
+            self.app.show_error(event.message, title="evaluation failed")
+
+    def job_ended(self, failed: bool) -> None:
+        self.remove_class("-running")
+        self.query_one("#form").display = True
+        self.refresh_bindings()
+
+    def _log(self, text: str) -> None:
+        self.query_one("#log", RichLog).write(text)
+        self.app.log_to_file(f"evaluate: {text}")
+
+    # showing metrics.json -----------------------------------------------------------------------
+    def load_metrics(self, path: Path, quiet: bool = False) -> None:
+        """Reads an evaluation's metrics.json and fills the tabs."""
+        from salus_engine.predictor import PredictorError
+        from salus_engine.predictor.report import load_metrics
+
+        try:
+            metrics = load_metrics(path)
+        except PredictorError as err:
+            if not quiet:
+                self.app.show_error(str(err), title="cannot load the evaluation")
+            return
+        self.metrics, self.metrics_path = metrics, path
+        self.show_metrics(metrics)
+        episodes = metrics["episodes"][metrics["split"]]
+        self.query_one("#status-text", Label).update(
+            f"{path.parent}: {metrics['split']} split, {sum(episodes.values())} episodes; t switches tabs")
+
+    def show_metrics(self, metrics: dict[str, Any]) -> None:
+        model = metrics["scorers"]["model"]
+        episode = model["episode"]
+        conformal = metrics["conformal"]
+        hz = metrics["control_hz"]
+        horizon = metrics["alarm_horizon"]
+        summary = Text()
+        summary.append(f"{model['label']}, {metrics['split']} split\n", style="bold")
+        summary.append(f"detection rate   {_rate(episode['tpr'])}\n")
+        summary.append(f"false-alarm rate {_rate(episode['far'])}\n")
+        lead_steps = episode["median_lead_steps"]
+        summary.append("median lead time " + ("–" if lead_steps is None else
+                                                f"{lead_steps:.0f} steps = {episode['median_lead_s']:.2f} s") + "\n")
+        summary.append(f"actionable (>= {episode['min_lead_steps']} steps) {_rate(episode['tpr_actionable'])}\n")
+        summary.append(f"alarm: max over types of P(fail within {horizon} steps = {horizon / hz:.2f} s) "
+                       f">= {_f(episode['threshold'])}\n", style="dim")
+        summary.append(f"threshold by split conformal on {conformal['calibration_episodes']} successful episodes: "
+                       f"{conformal['guarantee']}", style="dim")
+        self.query_one("#episode-summary", Static).update(summary)
+        self.query_one("#confusion", Static).update(self._confusion_table(episode.get("confusion")))
+
+        scorers = self.query_one("#scorers", DataTable)
+        scorers.clear()
+        per_class = self.query_one("#per-class", DataTable)
+        per_class.clear()
+        for name in scorer_order(metrics):
+            s = metrics["scorers"][name]
+            ep = s["episode"]
+            label = Text(s["short"], style="bold" if name == "model" else "dim" if s["kind"] == "control" else "")
+            scorers.add_row(label, _f(s["mean"]["auroc"]), _f(s["any_failure"]["auroc"]), _f(s["mean"]["f1"]),
+                            _rate(ep["tpr"]), _rate(ep["far"]), _f(ep["median_lead_s"], 2), key=name)
+            for t in FAILURE_TYPES:
+                r = s["per_type"][t]
+                per_class.add_row(label, t, _f(r["precision"]), _f(r["recall"]), _f(r["f1"]), _f(r["auroc"]),
+                                  _f(r["auprc"]), str(r["support"]), key=f"{name}/{t}")
+        self.query_one("#roc", LineChart).set_series(self._roc_series(metrics))
+
+    @staticmethod
+    def _confusion_table(confusion: dict[str, Any] | None) -> Table | str:
+        if not confusion:
+            return ""
+        table = Table(title="episodes: true (rows) vs monitor", title_justify="left", box=None, padding=(0, 1),
+                      show_edge=False)
+        table.add_column("")
+        for label in confusion["labels"]:
+            table.add_column(label[:5], justify="right")
+        for label, row in zip(confusion["labels"], confusion["matrix"]):
+            table.add_row(label, *(Text(str(v), style="bold" if v and label[:5] == col[:5] else "")
+                                   for v, col in zip(row, confusion["labels"])))
+        return table
+
+    @staticmethod
+    def _roc_series(metrics: dict[str, Any]) -> list[Series]:
+        """Any-failure ROC at the alarm horizon: model, logistic regression, the best single signal,
+        the permutation control, and the chance diagonal."""
+        scorers = metrics["scorers"]
+        signals = [n for n in scorers if n.startswith("signal:")]
+        best = max(signals, key=lambda n: scorers[n]["any_failure"]["auroc"] or 0.0) if signals else None
+        series = [Series("", [0.0, 1.0], [0.0, 1.0], -1)]
+        for style, name in ((3, "permutation_control"), (2, best), (1, "logistic_regression"), (0, "model")):
+            if name is None or name not in scorers:
+                continue
+            roc = scorers[name]["any_failure"].get("roc")
+            if roc:
+                auroc = scorers[name]["any_failure"]["auroc"]
+                series.append(Series(f"{scorers[name]['short']} {_f(auroc, 2)}", roc["fpr"], roc["tpr"], style))
+        return series

@@ -1,0 +1,243 @@
+"""Episode player: step through a recorded episode frame by frame.
+
+Shows the camera image (half-block cells), the six signals as a timeline with a cursor at the
+current step and the failure marker, the state and action values, the horizon labels of the step
+and, with a predictor checkpoint, its 16 probabilities at the step (and the monitor's alarm).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.events import Resize
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Label, Static
+
+from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
+from salus_tui.widgets.camera_view import CameraView
+from salus_tui.widgets.nav_bar import NavBar
+from salus_tui.widgets.probability_grid import ProbabilityGrid
+from salus_tui.widgets.signal_timeline import SignalTimeline
+
+DEFAULT_CONTROL_HZ = 30.0
+"""Control rate for step times when the store does not record one (the simulator's default)."""
+
+
+class EpisodePlayer(Screen):
+    """Pushed by the episodes screen; escape goes back to the table."""
+
+    AUTO_FOCUS = None
+
+    BINDINGS = [
+        Binding("right", "step(1)", "+1", id="player-next"),
+        Binding("left", "step(-1)", "-1", id="player-previous"),
+        Binding("down,pagedown", "step(10)", "+10", id="player-forward-10"),
+        Binding("up,pageup", "step(-10)", "-10", id="player-back-10"),
+        Binding("home", "first", "first", id="player-first"),
+        Binding("end", "last", "last", id="player-last"),
+        Binding("f", "failure", "failure step", id="player-failure"),
+        Binding("space", "play", "play/pause", id="player-play"),
+        Binding("a", "alarm", "alarm step", id="player-alarm", show=False),
+        Binding("c", "camera", "camera", id="player-camera", show=False),
+        Binding("escape", "back", "back", id="player-back"),
+    ]
+    DEFAULT_CSS = """
+    EpisodePlayer #title { height: 1; padding: 0 1; text-style: bold; }
+    EpisodePlayer #main { height: 1fr; }
+    EpisodePlayer #camera { width: 40; height: 1fr; }
+    EpisodePlayer #details { width: 1fr; padding: 0 1; }
+    EpisodePlayer #step-info { height: auto; }
+    EpisodePlayer #values { height: auto; margin-top: 1; }
+    EpisodePlayer #probabilities { margin-top: 1; }
+    EpisodePlayer #timeline { border-top: solid $primary; height: 9; }
+    EpisodePlayer .failure-step #step-info { color: $error; text-style: bold; }
+    """
+
+    def __init__(self, store, index: int, monitor=None, play_hz: float = 10.0) -> None:
+        super().__init__()
+        self.store = store
+        self.index = index
+        self.monitor = monitor
+        self.play_hz = play_hz
+        self.step = 0
+        self.camera = 0
+        self._play_timer: Timer | None = None
+        self._chunk_key: tuple[int, int] | None = None
+        self._chunk: np.ndarray | None = None
+        episode = store.episode(index)
+        self.episode = episode
+        self.meta = episode.meta
+        self.signals = np.asarray(episode.signals)
+        self.states = np.asarray(episode.states)
+        self.actions = np.asarray(episode.actions)
+        self.labels = np.asarray(episode.horizon_labels)
+        self.horizons = store.horizons
+        self.cameras = store.cameras
+        self.length = len(self.signals)
+        sim_config = store.attrs.get("sim_config") or {}
+        self.control_hz = float(sim_config.get("control_hz", DEFAULT_CONTROL_HZ))
+        self.probabilities = monitor.probabilities(self.signals) if monitor is not None else None
+        self.alarm_step = monitor.first_alarm(self.probabilities) if monitor is not None else None
+
+    @property
+    def failed(self) -> bool:
+        return self.meta.failure_type >= 0
+
+    def compose(self) -> ComposeResult:
+        yield NavBar("episodes")
+        yield Label(self._title(), id="title")
+        with Horizontal(id="main"):
+            yield CameraView(id="camera")
+            with VerticalScroll(id="details") as details:
+                details.can_focus = False  # the arrow keys step through the episode, never scroll
+                yield Static("", id="step-info")
+                yield Static("", id="values")
+                yield ProbabilityGrid(id="probabilities")
+        yield SignalTimeline(id="timeline")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#timeline", SignalTimeline).set_episode(
+            self.signals, self.labels, self.horizons, failure_step=self.meta.failure_step if self.failed else None,
+            alarm_step=self.alarm_step, cursor=0)
+        self.show_step()
+
+    def on_resize(self, event: Resize) -> None:
+        """The camera takes a square of the free height (2 pixels per row), at most half the width."""
+        main_height = max(4, event.size.height - 1 - 1 - 9 - 1)
+        self.query_one("#camera").styles.width = max(16, min(event.size.width // 2, 2 * main_height))
+
+    def _title(self) -> str:
+        meta = self.meta
+        outcome = OUTCOME_NAMES[meta.failure_type]
+        where = f"{outcome} at step {meta.failure_step}" if self.failed else "success"
+        return f"episode {meta.episode_id} (seed {meta.seed}): {where}, {self.length} steps · {self.cameras[self.camera]}"
+
+    # stepping -----------------------------------------------------------------------------------
+    def go_to(self, step: int) -> None:
+        step = min(max(int(step), 0), self.length - 1)
+        if step != self.step:
+            self.step = step
+            self.show_step()
+
+    def action_step(self, delta: int) -> None:
+        self.go_to(self.step + delta)
+
+    def action_first(self) -> None:
+        self.go_to(0)
+
+    def action_last(self) -> None:
+        self.go_to(self.length - 1)
+
+    def action_failure(self) -> None:
+        if self.failed:
+            self.go_to(self.meta.failure_step)
+        else:
+            self.notify("a successful episode: no failure step", severity="information")
+
+    def action_alarm(self) -> None:
+        if self.alarm_step is not None:
+            self.go_to(self.alarm_step)
+        else:
+            self.notify("no monitor alarm in this episode (or no evaluated predictor)")
+
+    def action_camera(self) -> None:
+        self.camera = (self.camera + 1) % len(self.cameras)
+        self._chunk_key = None
+        self.query_one("#title", Label).update(self._title())
+        self.show_step()
+
+    def action_play(self) -> None:
+        if self._play_timer is not None:
+            self._stop_playing()
+            return
+        if self.step >= self.length - 1:
+            self.step = -1
+        self._play_timer = self.set_interval(1.0 / self.play_hz, self._advance)
+
+    def _advance(self) -> None:
+        if self.step >= self.length - 1:
+            self._stop_playing()
+            return
+        self.go_to(self.step + 1)
+
+    def _stop_playing(self) -> None:
+        if self._play_timer is not None:
+            self._play_timer.stop()
+            self._play_timer = None
+
+    def action_back(self) -> None:
+        self._stop_playing()
+        self.dismiss()
+
+    def on_screen_suspend(self) -> None:
+        self._stop_playing()
+
+    # showing a step -----------------------------------------------------------------------------
+    def frame(self, step: int) -> np.ndarray:
+        """(H, W, 3) uint8 image of the current camera at `step`; reads the store chunk holding it once."""
+        images = self.episode.array("images")
+        chunk = images.chunks[0]
+        start = step // chunk * chunk
+        if self._chunk_key != (self.camera, start):
+            self._chunk = np.asarray(images[start:start + chunk, self.camera])
+            self._chunk_key = (self.camera, start)
+        return self._chunk[step - start].transpose(1, 2, 0)
+
+    def show_step(self) -> None:
+        step = self.step
+        with self.app.batch_update():
+            self.query_one("#camera", CameraView).set_frame(self.frame(step))
+            self.query_one("#timeline", SignalTimeline).set_cursor(step)
+            self.query_one("#step-info", Static).update(self._step_info(step))
+            self.query_one("#values", Static).update(self._values(step))
+            grid = self.query_one("#probabilities", ProbabilityGrid)
+            if self.probabilities is None:
+                grid.show(None, self.horizons)
+            else:
+                grid.show(self.probabilities[step], tuple(self.monitor.predictor.spec.horizons), alarm=self._alarm(step))
+            self.set_class(self.failed and step == self.meta.failure_step, "failure-step")
+
+    def _step_info(self, step: int) -> Text:
+        meta = self.meta
+        text = Text(f"step {step}/{self.length - 1}  t = {step / self.control_hz:.2f} s\n")
+        if self.failed:
+            outcome = OUTCOME_NAMES[meta.failure_type]
+            ahead = meta.failure_step - step
+            if ahead == 0:
+                text.append(f"FAILURE: {outcome} at this step", style="bold reverse")
+            elif ahead > 0:
+                text.append(f"{outcome} in {ahead} steps ({ahead / self.control_hz:.2f} s)")
+            else:
+                text.append(f"{-ahead} steps after the {outcome}")
+            evidence = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in list(meta.evidence.items())[:3])
+            if evidence:
+                text.append(f"\nevidence: {evidence}", style="dim")
+        else:
+            text.append("success episode")
+        positive = [f"{FAILURE_TYPES[k]}<={self.horizons[h]}" for h in range(len(self.horizons))
+                    for k in range(len(FAILURE_TYPES)) if self.labels[step, h, k]]
+        text.append("\nlabels: " + (", ".join(positive[:4]) if positive else "none"), style="dim")
+        return text
+
+    def _values(self, step: int) -> Text:
+        state, action = self.states[step], self.actions[step]
+        text = Text()
+        text.append("state  ", style="bold")
+        text.append("q " + " ".join(f"{v:+.2f}" for v in state[:7]) + f"  grip {state[7]:.3f}\n")
+        text.append("action ", style="bold")
+        text.append("dpos " + " ".join(f"{v:+.2f}" for v in action[:3]) + "  drot "
+                    + " ".join(f"{v:+.2f}" for v in action[3:6]) + f"  grip {action[6]:+.2f}")
+        return text
+
+    def _alarm(self, step: int) -> str:
+        if self.monitor is None or self.monitor.threshold is None:
+            return ""
+        if self.alarm_step is not None and step >= self.alarm_step:
+            return f"ALARM since step {self.alarm_step} (threshold {self.monitor.threshold:.2f})"
+        return ""

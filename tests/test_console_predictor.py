@@ -1,0 +1,197 @@
+"""The train, evaluate and episodes screens with the real predictor jobs (training, evaluation with
+baselines, the numpy online predictor) on a small formula store (see test_console_support)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from salus_tui.app import SalusApp
+from salus_tui.commands import palette_commands
+from salus_tui.screens.episodes import EpisodesScreen
+from salus_tui.screens.error_dialog import ErrorDialog
+from salus_tui.screens.evaluate import EvaluateScreen
+from salus_tui.screens.help import HelpScreen
+from salus_tui.screens.player import EpisodePlayer
+from salus_tui.screens.train import TrainScreen
+from salus_tui.widgets.line_chart import LineChart
+from salus_tui.widgets.signal_timeline import SignalTimeline
+from tests.test_console_support import screen_text, wait_for, write_formula_store
+
+EPISODES = 48
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return write_formula_store(tmp_path_factory.mktemp("console") / "store", EPISODES)
+
+
+def make_app(tmp_path: Path, **kwargs) -> SalusApp:
+    kwargs.setdefault("checkpoint", "")
+    return SalusApp(log_path=tmp_path / "session.log", theme="salus-dark", **kwargs)
+
+
+def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
+    run_dir = tmp_path / "run"
+
+    async def scenario():
+        app = make_app(tmp_path, data=store, start_screen="train")
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            train = app.screen
+            assert isinstance(train, TrainScreen)
+            for field, value in (("#epochs", "6"), ("#batch-size", "128"), ("#lr", "3e-3"), ("#out", str(run_dir))):
+                train.query_one(field).value = value
+            await pilot.press("s")
+            await wait_for(lambda: train.running, pilot, 10)
+            await wait_for(lambda: not train.running, pilot, 120)
+            await pilot.pause(0.2)
+            epochs = len(train.history)
+            assert 1 <= epochs <= 6
+            chart = train.query_one("#chart", LineChart)
+            assert [len(s.x) for s in chart.series] == [epochs, epochs]
+            assert [s.x[-1] for s in chart.series] == [epochs, epochs]
+            text = screen_text(app)
+            assert "best epoch" in text and "remaining" in text and "lr " in text
+            assert (run_dir / "best.safetensors").is_file() and train.run_dir == str(run_dir)
+
+            # e opens the evaluate screen with this run and store
+            await pilot.press("e")
+            await pilot.pause(0.3)
+            evaluate = app.screen
+            assert isinstance(evaluate, EvaluateScreen)
+            assert evaluate.query_one("#checkpoint").value == str(run_dir)
+            assert evaluate.query_one("#out").value == str(run_dir / "evaluation")
+            evaluate.query_one("#plots").value = False
+            await pilot.press("s")
+            await wait_for(lambda: evaluate.running, pilot, 10)
+            await wait_for(lambda: not evaluate.running, pilot, 180)
+            await pilot.pause(0.3)
+            assert evaluate.metrics is not None
+            metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+            scorers = evaluate.query_one("#scorers")
+            assert scorers.row_count == len(metrics["scorers"]) >= 9
+            assert evaluate.query_one("#per-class").row_count == 4 * len(metrics["scorers"])
+            summary = screen_text(app)
+            assert "detection rate" in summary and "false-alarm rate" in summary and "lead time" in summary
+            assert "episodes: true (rows) vs monitor" in summary
+            roc = evaluate.query_one("#roc", LineChart)
+            assert len(roc.series) >= 4 and roc.series[-1].label.startswith("MLP")
+            await pilot.press("t", "t")
+            await pilot.pause(0.2)
+            assert evaluate.query_one("#tabs").active == "roc-pane"
+            assert "false-positive rate" in screen_text(app)
+
+            # the episodes screen got the store and the checkpoint; filter, sort, play
+            await pilot.press("4")
+            episodes = app.screen
+            assert isinstance(episodes, EpisodesScreen)
+            await wait_for(lambda: len(episodes.rows) == EPISODES and not episodes.loading, pilot, 60)
+            assert episodes.monitor is not None and episodes.monitor.threshold is not None
+            await pilot.press("f")  # failures only
+            await pilot.pause(0.1)
+            table = episodes.query_one("#episodes")
+            assert table.row_count == sum(1 for r in episodes.rows if r.failure_type >= 0)
+            await pilot.press("o")  # sort by length, longest first
+            await pilot.pause(0.1)
+            lengths = [r.length for r in episodes.visible_rows()]
+            assert lengths == sorted(lengths, reverse=True)
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            player = app.screen
+            assert isinstance(player, EpisodePlayer)
+            first = episodes.visible_rows()[0]
+            assert player.meta.episode_id == first.episode_id and player.step == 0
+            assert player.probabilities.shape == (first.length, 4, 4)
+            await pilot.press("f")
+            await pilot.pause(0.1)
+            assert player.step == first.failure_step
+            text = screen_text(app)
+            assert "FAILURE" in text and "P(fail within)" in text
+            assert player.query_one("#timeline", SignalTimeline).cursor == first.failure_step
+            await pilot.press("home", "right", "right", "down")
+            assert player.step == 12
+            await pilot.press("up", "left", "end")
+            assert player.step == first.length - 1
+            await pilot.press("home", "space")
+            await wait_for(lambda: player.step >= 3, pilot, 10, 0.05)
+            await pilot.press("space")
+            stopped_at = player.step
+            await pilot.pause(0.4)
+            assert player.step == stopped_at and player._play_timer is None
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert app.screen is episodes
+            await pilot.press("q")
+        assert "evaluate:" in (tmp_path / "session.log").read_text()
+
+    asyncio.run(scenario())
+
+
+def test_job_error_is_a_dialog_and_the_console_stays_up(tmp_path):
+    async def scenario():
+        app = make_app(tmp_path, data=str(tmp_path / "missing-store"), start_screen="train")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            train = app.screen
+            train.query_one("#out").value = str(tmp_path / "run")
+            await pilot.press("s")
+            await wait_for(lambda: isinstance(app.screen, ErrorDialog), pilot, 60)
+            text = screen_text(app)
+            assert "missing-store" in text and str(tmp_path / "session.log") in text
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            assert app.screen is train and not train.running
+            assert train.query_one("#form").display
+            await pilot.press("q")
+        assert "missing-store" in (tmp_path / "session.log").read_text()
+
+    asyncio.run(scenario())
+
+
+def test_help_and_palette_cover_every_binding(store, tmp_path):
+    async def scenario():
+        app = make_app(tmp_path, data=store)
+        async with app.run_test(size=(80, 24)) as pilot:
+            for key, mode in (("1", "collect"), ("2", "train"), ("3", "evaluate"), ("4", "episodes")):
+                await pilot.press(key)
+                await pilot.pause(0.1)
+                screen = app.screen
+                assert screen.MODE == mode
+                commands = {title for title, _, _ in palette_commands(app, screen)}
+                for binding in type(screen).BINDINGS:
+                    if binding.action == "leave_form":
+                        continue
+                    enabled = app._check_action_state(binding.action, screen) is not False
+                    assert not enabled or f"{mode}: {binding.description}" in commands, (mode, binding.description)
+                assert {f"screen: {m}" for m in ("collect", "train", "evaluate", "episodes")} <= commands
+                assert {"theme: salus-dark", "theme: salus-light", "theme: salus-ansi"} <= commands
+                await pilot.press("question_mark")
+                await pilot.pause(0.1)
+                assert isinstance(app.screen, HelpScreen)
+                keys = {row[1] for row in app.screen.rows}
+                assert {b.description for b in type(screen).BINDINGS if b.action != "leave_form"} <= {
+                    k.removesuffix(" (not now)") for k in keys}
+                assert "help" in keys and "quit" in keys
+                await pilot.press("escape")
+                await pilot.pause(0.1)
+            # a palette command runs its action: the episodes filter
+            episodes = app.screen
+            await wait_for(lambda: len(episodes.rows) == EPISODES, pilot, 60)
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.2)
+            await pilot.press(*"filter")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            assert episodes.filter == "failures"
+            # themes cycle with ctrl+t; each is one of ours
+            for _ in range(3):
+                await pilot.press("ctrl+t")
+                assert app.theme in app.salus_theme_names
+            await pilot.press("q")
+
+    asyncio.run(scenario())
