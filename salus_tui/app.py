@@ -10,6 +10,7 @@ The session log is written to `logs/salus-tui-<time>.log` (or `--log FILE`).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import threading
 import time
@@ -33,6 +34,8 @@ from salus_tui.themes import DEFAULT_THEME, load_themes
 from salus_tui.widgets.nav_bar import NavBar
 
 LOG_DIR = Path("logs")
+HANG_UP_EXIT_S = 5.0
+"""After a hang-up and once every job has stopped, seconds allowed for Textual's own exit."""
 MODES = ("collect", "train", "evaluate", "episodes")
 
 
@@ -61,7 +64,6 @@ class SalusApp(App):
 
     TITLE = "SALUS"
     SUB_TITLE = "failure prediction for VLA policies"
-    DEFAULT_MODE = "collect"
     COMMANDS = App.COMMANDS | {SalusCommands}
     BINDINGS = [
         Binding("1,f2", "show_screen('collect')", "collect", show=False, id="screen-collect"),
@@ -120,8 +122,10 @@ class SalusApp(App):
 
     def on_mount(self) -> None:
         self.log_to_file(f"session started; log {self.log_path}")
-        if self.start_screen != self.DEFAULT_MODE:
-            self.switch_mode(self.start_screen)
+        # The first screen is shown by switching away from Textual's blank default mode: `App.run` uses
+        # eager tasks, so a mode's base screen composes before it is on its stack, and a widget that
+        # reads `app.screen` while composing (Input does) needs the previous mode's screen there.
+        self.switch_mode(self.start_screen)
         try:
             import asyncio
 
@@ -231,13 +235,24 @@ class SalusApp(App):
         if waiting:
             self.notify("quitting after the current unit of work; nothing recorded is lost", timeout=60)
         self.log_to_file(f"exit ({reason}); waiting for {', '.join(s.JOB for s in waiting) or 'nothing'}")
-        self.run_worker(partial_wait(self, waiting), thread=True, exit_on_error=False, group="exit")
+        self.run_worker(partial_wait(self, waiting, reason), thread=True, exit_on_error=False, group="exit")
 
-    def _wait_and_exit(self, screens: list[JobScreen]) -> None:
+    def _wait_and_exit(self, screens: list[JobScreen], reason: str) -> None:
         for screen in screens:
             screen.done_event.wait()
         self.log_to_file("every job stopped; exiting")
+        if reason == "SIGHUP":
+            # After a hang-up the terminal is gone and restoring it can block Textual's exit forever
+            # (its output queue never drains); the jobs have stopped and the store is complete, so a
+            # watchdog ends the process if the normal exit has not within a few seconds.
+            threading.Thread(target=self._exit_if_stuck, args=(HANG_UP_EXIT_S,), daemon=True,
+                             name="salus-exit-watchdog").start()
         self.call_from_thread(self.exit)
+
+    def _exit_if_stuck(self, delay: float) -> None:
+        time.sleep(delay)
+        self._close_log("session ended (the terminal was gone; exited without restoring it)")
+        os._exit(0)
 
     def on_unmount(self) -> None:
         if getattr(self, "_signals_installed", False):
@@ -249,9 +264,12 @@ class SalusApp(App):
                 loop.remove_signal_handler(signal.SIGHUP)
             except (RuntimeError, ValueError):
                 pass
+        self._close_log("session ended")
+
+    def _close_log(self, last_line: str) -> None:
         with self._log_lock:
             if self._log_file is not None:
-                self._log_file.write(f"{dt.datetime.now().isoformat(timespec='seconds')} session ended\n")
+                self._log_file.write(f"{dt.datetime.now().isoformat(timespec='seconds')} {last_line}\n")
                 self._log_file.close()
                 self._log_file = None
 
@@ -260,8 +278,8 @@ def partial_factory(app: SalusApp, mode: str) -> Callable[[], object]:
     return lambda: app.make_screen(mode)
 
 
-def partial_wait(app: SalusApp, screens: list[JobScreen]) -> Callable[[], None]:
-    return lambda: app._wait_and_exit(screens)
+def partial_wait(app: SalusApp, screens: list[JobScreen], reason: str) -> Callable[[], None]:
+    return lambda: app._wait_and_exit(screens, reason)
 
 
 def run_app(collect_config: CollectConfig | None = None, *, autostart: bool = False, data: str | None = None,
@@ -276,6 +294,10 @@ def run_app(collect_config: CollectConfig | None = None, *, autostart: bool = Fa
 
     from salus_tui.themes import theme_name
 
+    # Textual sizes the screen with shutil.get_terminal_size, which prefers exported COLUMNS / LINES over the
+    # terminal itself; exported values (some shells, test runners) would pin the size and ignore resizes.
+    for variable in ("COLUMNS", "LINES"):
+        os.environ.pop(variable, None)
     available = [t.name for t in load_themes()]
     name = theme_name(theme, available) if available else None
     app = SalusApp(collect_config, autostart=autostart, data=data, checkpoint=checkpoint, refresh_hz=refresh_hz,

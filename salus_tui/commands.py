@@ -11,6 +11,7 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from salus_tui.bindings import live_bindings
 from salus_tui.widgets.nav_bar import SCREENS
 
 
@@ -19,17 +20,12 @@ def palette_commands(app, screen) -> list[tuple[str, str, Callable[[], object]]]
     commands: list[tuple[str, str, Callable[[], object]]] = []
     for mode, key in SCREENS:
         commands.append((f"screen: {mode}", f"show the {mode} screen (key {key})", partial(app.action_show_screen, mode)))
-    seen: set[tuple[int, str]] = set()
-    for key, active in screen.active_bindings.items():
-        binding = active.binding
-        if binding.system or binding.action in ("command_palette", "leave_form") or binding.action.startswith("show_screen"):
+    for entry in live_bindings(screen):
+        action = entry.binding.action
+        if not entry.enabled or action in ("command_palette", "leave_form") or action.startswith("show_screen"):
             continue
-        if (id(active.node), binding.action) in seen or not active.enabled:
-            continue
-        seen.add((id(active.node), binding.action))
-        where = "app" if active.node is app else getattr(active.node, "MODE", "") or type(active.node).__name__.lower()
-        title = f"{where}: {binding.description or binding.action}"
-        commands.append((title, f"key {app.get_key_display(binding)}", partial(app.run_action, binding.action, active.node)))
+        commands.append((f"{entry.where}: {entry.description}", f"key {' '.join(entry.keys)}",
+                         partial(app.run_action, action, entry.node)))
     for name in app.salus_theme_names:
         commands.append((f"theme: {name}", "switch the console's colours", partial(setattr, app, "theme", name)))
     return commands

@@ -1,40 +1,83 @@
-"""The console's collection screen with the real engine (simulator + lerobot ensemble), tiny settings."""
+"""The console's collection screen with the real engine (simulator + lerobot ensemble), tiny settings:
+a collection at 80x24, the outcome bars, the finished episode's signals with horizon labels, the
+memory warning, the recorded episodes in the player; quitting while collecting asks first, and
+SIGTERM stops after the current episode without losing what was recorded."""
+
+from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
+import numpy as np
 import pytest
 
+from salus_engine.events import ResourceSample
 from salus_engine.store import EpisodeStore
 from salus_tui.app import SalusApp
 from salus_tui.screens.collect import CollectScreen
-
-
-async def wait_for(predicate, pilot, timeout=240.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise TimeoutError("condition not reached")
-        await pilot.pause(0.2)
+from salus_tui.screens.confirm_quit import ConfirmQuit
+from salus_tui.screens.episodes import EpisodesScreen
+from salus_tui.screens.player import EpisodePlayer
+from salus_tui.widgets.camera_view import CameraView
+from salus_tui.widgets.outcome_bars import OutcomeBars
+from salus_tui.widgets.signal_timeline import SignalTimeline
+from tests.test_console_support import screen_text, wait_for
 
 
 @pytest.mark.slow
-def test_collect_screen_runs_a_collection_and_quits(tiny_collect_config, tmp_path):
+def test_collect_screen_runs_a_collection_then_plays_an_episode(tiny_collect_config, tmp_path):
     async def scenario():
-        app = SalusApp(tiny_collect_config, log_path=tmp_path / "session.log")
+        app = SalusApp(tiny_collect_config, autostart=True, checkpoint="", log_path=tmp_path / "session.log",
+                       theme="salus-dark")
         async with app.run_test(size=(80, 24)) as pilot:
-            screen = app.collect_screen
-            assert isinstance(app.screen, CollectScreen)
+            screen = app.screen
+            assert isinstance(screen, CollectScreen)
             await wait_for(lambda: screen.running, pilot, 30)
+            assert "collect" in screen_text(app).splitlines()[0]  # the job shows in the navigation line
             await wait_for(lambda: not screen.running, pilot)
             await pilot.pause(0.3)
+            text = screen_text(app)
+            assert "collection complete" in text
             log_text = "\n".join(str(line.text) for line in screen.query_one("#log").lines)
             assert "ep    0" in log_text and "ep    1" in log_text
-            progress = str(screen.query_one("#progress-text").render())
-            assert "complete" in progress
-            # the signals panel shows the last episode's values
-            assert str(screen.query_one("#signal-value-0").render()) != "-"
-            await pilot.press("q")
+            # outcome bars count both episodes
+            assert sum(screen.query_one("#outcome-bars", OutcomeBars).counts.values()) == 2
+            # the last episode's six signals stay in view with its horizon labels
+            timeline = screen.query_one("#signals", SignalTimeline)
+            assert timeline.horizon_labels is not None
+            assert timeline.signals.shape == (len(timeline.horizon_labels), 6)
+            assert np.ptp(timeline.signals[:, 0]) > 0
+            assert "fail<=20" in text
+            # memory gauge: warning style above 90 % of the budget, normal below
+            memory_box = screen.query_one("#memory-box")
+            screen.show_memory(ResourceSample(used_gb=9.5, budget_gb=10.0, kind="ram"))
+            await pilot.pause()
+            assert memory_box.has_class("memory-warning") and "ABOVE 90 %" in screen_text(app)
+            screen.show_memory(ResourceSample(used_gb=8.5, budget_gb=10.0, kind="ram"))
+            await pilot.pause()
+            assert not memory_box.has_class("memory-warning")
+
+            # the episodes screen already points at the new store: open one, step through it
+            await pilot.press("4")
+            episodes = app.screen
+            assert isinstance(episodes, EpisodesScreen)
+            await wait_for(lambda: len(episodes.rows) == 2, pilot, 30)
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            player = app.screen
+            assert isinstance(player, EpisodePlayer)
+            camera = player.query_one("#camera", CameraView)
+            size = tiny_collect_config.sim.image_size
+            assert camera.frame.shape == (size, size, 3) and camera.frame.std() > 0  # a rendered image
+            first = camera.frame.copy()
+            await pilot.press("end")
+            assert player.step == player.length - 1
+            assert not np.array_equal(camera.frame, first)  # the robot moved
+            await pilot.press("f")
+            assert player.step == (player.meta.failure_step if player.failed else player.length - 1)
+            assert "P(fail within)" not in screen_text(app)  # no checkpoint: no probabilities
+            await pilot.press("escape", "q")
             await pilot.pause(0.2)
         assert len(EpisodeStore.open(tiny_collect_config.out)) == 2
         assert "ep    1" in (tmp_path / "session.log").read_text()
@@ -43,28 +86,36 @@ def test_collect_screen_runs_a_collection_and_quits(tiny_collect_config, tmp_pat
 
 
 @pytest.mark.slow
-def test_quit_while_running_asks_then_stops_after_the_episode(tiny_collect_config, tmp_path):
+def test_quit_asks_while_collecting_and_sigterm_stops_after_the_episode(tiny_collect_config, tmp_path):
     tiny_collect_config.episodes = 5
 
     async def scenario():
-        app = SalusApp(tiny_collect_config, log_path=tmp_path / "session.log")
+        app = SalusApp(tiny_collect_config, autostart=True, checkpoint="", log_path=tmp_path / "session.log",
+                       theme="salus-dark")
         async with app.run_test(size=(80, 24)) as pilot:
-            screen = app.collect_screen
+            screen = app.screen
             # wait until the first episode is under way (past model loading)
             await wait_for(lambda: screen.snapshot.read()[2] > 0, pilot)
             await pilot.press("q")
             await pilot.pause(0.2)
-            assert app.screen.__class__.__name__ == "ConfirmQuit"
+            assert isinstance(app.screen, ConfirmQuit)
             await pilot.press("n")
             await pilot.pause(0.2)
             assert screen.running and not screen.stop_event.is_set()
             await pilot.press("ctrl+q")
             await pilot.pause(0.2)
-            await pilot.press("y")
+            assert isinstance(app.screen, ConfirmQuit)
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert screen.running
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` or a hang-up (SIGHUP) would
+            await wait_for(lambda: screen.stop_event.is_set(), pilot, 10)
             await wait_for(lambda: not screen.running, pilot)
             await pilot.pause(0.5)
         store = EpisodeStore.open(tiny_collect_config.out)
         assert 1 <= len(store) < 5
         assert store.episode_ids == list(range(len(store)))
+        log = (tmp_path / "session.log").read_text()
+        assert "SIGTERM received" in log and "every job stopped; exiting" in log and "session ended" in log
 
     asyncio.run(scenario())

@@ -89,7 +89,7 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             await pilot.press("4")
             episodes = app.screen
             assert isinstance(episodes, EpisodesScreen)
-            await wait_for(lambda: len(episodes.rows) == EPISODES and not episodes.loading, pilot, 60)
+            await wait_for(lambda: len(episodes.rows) == EPISODES and not episodes.reading, pilot, 60)
             assert episodes.monitor is not None and episodes.monitor.threshold is not None
             await pilot.press("f")  # failures only
             await pilot.pause(0.1)
@@ -140,8 +140,10 @@ def test_job_error_is_a_dialog_and_the_console_stays_up(tmp_path):
             train.query_one("#out").value = str(tmp_path / "run")
             await pilot.press("s")
             await wait_for(lambda: isinstance(app.screen, ErrorDialog), pilot, 60)
+            dialog = app.screen
+            assert "missing-store" in dialog.message and dialog.log_path == str(tmp_path / "session.log")
             text = screen_text(app)
-            assert "missing-store" in text and str(tmp_path / "session.log") in text
+            assert "no such store" in text and "session log:" in text
             await pilot.press("enter")
             await pilot.pause(0.1)
             assert app.screen is train and not train.running
@@ -165,7 +167,7 @@ def test_help_and_palette_cover_every_binding(store, tmp_path):
                 for binding in type(screen).BINDINGS:
                     if binding.action == "leave_form":
                         continue
-                    enabled = app._check_action_state(binding.action, screen) is not False
+                    enabled = bool(app._check_action_state(binding.action, screen))
                     assert not enabled or f"{mode}: {binding.description}" in commands, (mode, binding.description)
                 assert {f"screen: {m}" for m in ("collect", "train", "evaluate", "episodes")} <= commands
                 assert {"theme: salus-dark", "theme: salus-light", "theme: salus-ansi"} <= commands
@@ -193,5 +195,50 @@ def test_help_and_palette_cover_every_binding(store, tmp_path):
                 await pilot.press("ctrl+t")
                 assert app.theme in app.salus_theme_names
             await pilot.press("q")
+
+    asyncio.run(scenario())
+
+
+def test_training_stops_after_the_current_epoch(store, tmp_path):
+    async def scenario():
+        app = make_app(tmp_path, data=store, start_screen="train")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            train = app.screen
+            for field, value in (("#epochs", "500"), ("#patience", "0"), ("#out", str(tmp_path / "run"))):
+                train.query_one(field).value = value
+            await pilot.press("s")
+            await wait_for(lambda: len(train.history) >= 1, pilot, 60, 0.05)
+            await pilot.press("x")
+            await wait_for(lambda: not train.running, pilot, 60)
+            await pilot.pause(0.2)
+            assert 1 <= len(train.history) < 500
+            assert "stopped on request" in screen_text(app)
+            assert (tmp_path / "run" / "final.safetensors").is_file()
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+
+
+def test_unexpected_worker_error_is_a_dialog(tmp_path):
+    """An exception that is no user error (a bug) still ends as a dialog; the traceback goes to the log."""
+
+    def failing_job(sink, stop):
+        raise RuntimeError("a defect inside the job")
+
+    async def scenario():
+        app = make_app(tmp_path, start_screen="train")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            train = app.screen
+            train.start_job(failing_job)
+            await wait_for(lambda: isinstance(app.screen, ErrorDialog), pilot, 30)
+            assert "RuntimeError: a defect inside the job" in app.screen.message
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert app.screen is train and not train.running and app.job_status.get("train") == ""
+            await pilot.press("q")
+        log = (tmp_path / "session.log").read_text()
+        assert "Traceback" in log and "a defect inside the job" in log
 
     asyncio.run(scenario())

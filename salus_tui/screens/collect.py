@@ -111,7 +111,7 @@ class CollectScreen(JobScreen):
         with Vertical(id="signals-box") as box:
             box.border_title = "signals: current episode"
             yield SignalTimeline(id="signals", empty_text="no episode yet")
-        yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
+        yield RichLog(id="log", max_lines=2000, markup=False, wrap=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -225,8 +225,8 @@ class CollectScreen(JobScreen):
         bar.update(total=event.budget_gb, progress=min(event.used_gb, event.budget_gb))
         label = "GPU" if event.kind == "gpu" else "RSS"
         warning = event.used_gb > MEMORY_WARNING_FRACTION * event.budget_gb
-        text = f"{label} {event.used_gb:.2f} / {event.budget_gb:.1f} GB"
-        self.query_one("#memory-text", Label).update(f"{text} HIGH" if warning else text)
+        text = f"{label} {event.used_gb:.2f}/{event.budget_gb:.1f} GB"
+        self.query_one("#memory-text", Label).update(f"{text}\nABOVE 90 %" if warning else text)
         self.query_one("#memory-box").set_class(warning, "memory-warning")
 
     def job_ended(self, failed: bool) -> None:

@@ -129,7 +129,7 @@ class EpisodesScreen(SalusScreen):
         self.monitor: Monitor | None = None
         self.filter = "all"
         self.sort = "id"
-        self.loading = False
+        self.reading = False
 
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
@@ -176,7 +176,7 @@ class EpisodesScreen(SalusScreen):
         if not data:
             self.notify("give a store folder", severity="warning")
             return
-        self.loading = True
+        self.reading = True
         self._summary(f"reading {data} ...")
         self._load(data, checkpoint)
 
@@ -203,7 +203,7 @@ class EpisodesScreen(SalusScreen):
 
     @on(StoreLoaded)
     def _loaded(self, message: StoreLoaded) -> None:
-        self.loading = False
+        self.reading = False
         if message.error:
             self._summary(f"error: {message.error}")
             self.app.show_error(message.error, title="cannot open the store")

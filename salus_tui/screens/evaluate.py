@@ -83,7 +83,7 @@ class EvaluateScreen(JobScreen):
     ]
     DEFAULT_CSS = """
     EvaluateScreen .form { grid-size: 2; grid-rows: 1; grid-gutter: 0 2; height: auto; padding: 0 1; }
-    EvaluateScreen #status-box { height: 4; border: round $primary; padding: 0 1; }
+    EvaluateScreen #status-box { height: 2; padding: 0 1; background: $panel; }
     EvaluateScreen #status-box ProgressBar Bar { width: 1fr; }
     EvaluateScreen TabbedContent { height: 1fr; }
     EvaluateScreen TabPane { padding: 0; }
@@ -111,12 +111,11 @@ class EvaluateScreen(JobScreen):
             yield FormField("store", Input(self.data, id="data", compact=True,
                                            tooltip="the store it was trained on (empty: the checkpoint's)"))
             yield FormField("split", Select([(name, name) for name in SPLIT_NAMES], value="test", allow_blank=False,
-                                            id="split", compact=True))
+                                            id="split", compact=True),
+                            Checkbox("PNG plots", True, id="plots", tooltip="also write the PNG plots"))
             yield FormField("out", Input(default_evaluation_dir(self.checkpoint, "test"), id="out", compact=True,
                                          tooltip="folder for metrics.json and the PNG plots"))
-            yield FormField("plots", Checkbox("write PNG plots", True, id="plots"))
-        with Vertical(id="status-box") as box:
-            box.border_title = "evaluation"
+        with Vertical(id="status-box"):
             yield ProgressBar(total=1, show_eta=False, id="scorer-progress")
             yield Label("idle: s evaluates the checkpoint on the split, l loads an existing metrics.json", id="status-text")
         yield RichLog(id="log", max_lines=300, markup=False, wrap=True)
@@ -341,9 +340,9 @@ class EvaluateScreen(JobScreen):
                       show_edge=False)
         table.add_column("")
         for label in confusion["labels"]:
-            table.add_column(label[:5], justify="right")
+            table.add_column(label[:4], justify="right")
         for label, row in zip(confusion["labels"], confusion["matrix"]):
-            table.add_row(label, *(Text(str(v), style="bold" if v and label[:5] == col[:5] else "")
+            table.add_row(label, *(Text(str(v), style="bold" if v and label == col else "")
                                    for v, col in zip(row, confusion["labels"])))
         return table
 

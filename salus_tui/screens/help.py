@@ -8,31 +8,21 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Label
 
+from salus_tui.bindings import live_bindings
+
 
 def binding_rows(screen: Screen) -> list[tuple[str, str, str]]:
-    """(keys, description, where) of every binding active on `screen`, keys of one action merged.
-
-    `where` is the node that holds the binding: `app`, the screen's mode, or a widget's type.
-    """
+    """(keys, description, where) of every binding live on `screen` (see `salus_tui.bindings`)."""
     app = screen.app
-    rows: dict[tuple[str, str], tuple[list[str], str, str]] = {}
-    for key, active in screen.active_bindings.items():
-        binding = active.binding
-        if binding.system or binding.action in ("command_palette",):
+    rows = []
+    for entry in live_bindings(screen):
+        if entry.binding.action == "command_palette":
             continue
-        node = active.node
-        where = "app" if node is app else getattr(node, "MODE", "") or type(node).__name__
-        description = binding.description or binding.action
-        if not active.enabled:
-            description += " (not now)"
-        entry = rows.setdefault((where, binding.action), ([], description, where))
-        entry[0].append(app.get_key_display(binding))
+        rows.append((" ".join(entry.keys), entry.description + ("" if entry.enabled else " (not now)"), entry.where))
     if app.ENABLE_COMMAND_PALETTE:
-        rows[("app", "command_palette")] = ([app.get_key_display(Binding(app.COMMAND_PALETTE_BINDING, ""))],
-                                            "command palette: every action by name", "app")
-    order = {"app": 1}
-    ordered = sorted(rows.values(), key=lambda r: (order.get(r[2], 0), r[2]))
-    return [(" ".join(keys), description, where) for keys, description, where in ordered]
+        rows.append((app.get_key_display(Binding(app.COMMAND_PALETTE_BINDING, "")),
+                     "command palette: every action by name", "app"))
+    return rows
 
 
 class HelpScreen(ModalScreen[None]):

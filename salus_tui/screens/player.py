@@ -30,6 +30,8 @@ DEFAULT_CONTROL_HZ = 30.0
 class EpisodePlayer(Screen):
     """Pushed by the episodes screen; escape goes back to the table."""
 
+    MODE = "player"
+    """Name in the help screen and the command palette (the player belongs to the episodes mode)."""
     AUTO_FOCUS = None
 
     BINDINGS = [

@@ -148,13 +148,20 @@ class LineChart(Widget):
         tick_rows = {0: ticks[0], plot_height // 2: ticks[1], plot_height - 1: ticks[2]}
         for row in range(plot_height):
             segments = [Segment(tick_rows.get(row, "").rjust(label_width - 1) + " ", axis), Segment("│", axis)]
+            run_text, run_style = "", None
             for col in range(plot_width):
                 b = bits[row][col]
                 if b == 0:
-                    segments.append(Segment(" "))
+                    char, style = " ", None
                 else:
                     c = colour[row][col]
-                    segments.append(Segment(chr(BRAILLE_BASE + b), axis if c < 0 else styles[c % SERIES_STYLES]))
+                    char, style = chr(BRAILLE_BASE + b), axis if c < 0 else styles[c % SERIES_STYLES]
+                if style is not run_style and run_text:
+                    segments.append(Segment(run_text, run_style))
+                    run_text = ""
+                run_text += char
+                run_style = style
+            segments.append(Segment(run_text, run_style))
             lines.append(Strip(segments))
         left, right = format_tick(x0), format_tick(x1)
         middle = self.x_label.center(max(0, plot_width - len(left) - len(right)))

@@ -41,6 +41,17 @@ def column_steps(steps: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, np.minimum(hi, steps)
 
 
+def _runs(cells: list[str], styles: list) -> list[Segment]:
+    """One segment per run of cells with the same style (fewer segments to compose and write)."""
+    segments: list[Segment] = []
+    start = 0
+    for i in range(1, len(cells) + 1):
+        if i == len(cells) or styles[i] != styles[start]:
+            segments.append(Segment("".join(cells[start:i]), styles[start]))
+            start = i
+    return segments
+
+
 class SignalTimeline(Widget):
     """8 rows: six signals, horizon labels, markers."""
 
@@ -138,9 +149,8 @@ class SignalTimeline(Widget):
             level = (np.zeros(columns, int) if high <= low
                      else np.rint((column_max - low) / (high - low) * 7).astype(int))
             segments = [Segment(label.ljust(NAME_WIDTH), name_style)]
-            for c in range(columns):
-                style = cursor_style if cursor[c] else failure_style if failure[c] else bar
-                segments.append(Segment(LEVELS[level[c]], style))
+            styles = [cursor_style if cursor[c] else failure_style if failure[c] else bar for c in range(columns)]
+            segments += _runs([LEVELS[v] for v in level], styles)
             value = self.value_at_cursor(k)
             segments.append(Segment(f"{value:>{VALUE_WIDTH}.4f}"[-VALUE_WIDTH:], value_style))
             lines.append(Strip(segments))
@@ -163,15 +173,18 @@ class SignalTimeline(Widget):
         longest = self.horizons[-1] if self.horizons else self.horizon_labels.shape[1]
         labels = np.asarray(self.horizon_labels)[:, -1, :]
         cursor_style = self._style("cursor")
-        segments = [Segment(f"fail<={longest}".ljust(NAME_WIDTH), name_style)]
+        type_styles = [self._style(f"type-{k}") for k in range(len(FAILURE_TYPES))]
+        cells, styles = [], []
         for c in range(len(lo)):
             kinds = np.flatnonzero(labels[lo[c]:hi[c]].max(axis=0))
             if len(kinds):
-                style = self._style(f"type-{int(kinds[0])}")
-                segments.append(Segment(TYPE_LETTERS[int(kinds[0])], style + cursor_style if cursor[c] else style))
+                k = int(kinds[0])
+                cells.append(TYPE_LETTERS[k])
+                styles.append(type_styles[k] + cursor_style if cursor[c] else type_styles[k])
             else:
-                segments.append(Segment("·" if cursor[c] else " ", cursor_style if cursor[c] else None))
-        return Strip(segments)
+                cells.append("·" if cursor[c] else " ")
+                styles.append(cursor_style if cursor[c] else None)
+        return Strip([Segment(f"fail<={longest}".ljust(NAME_WIDTH), name_style), *_runs(cells, styles)])
 
     def _marker_row(self, lo: np.ndarray, hi: np.ndarray, steps: int) -> Strip:
         """▲ under the cursor, ✕ under the failure step, ! under the first alarm (first column of each)."""
