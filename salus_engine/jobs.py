@@ -104,7 +104,7 @@ def run_collection(
     started = time.perf_counter()
     if EpisodeStore.exists(config.out):
         # check the store before spending seconds on loading the ensemble
-        open_writer(config, config.policy.ensemble_size)
+        open_writer(config, config.policy.ensemble_size).close()
     ensemble = PolicyEnsemble(config.policy, cameras=config.sim.cameras)
     writer = open_writer(config, ensemble.ensemble_size)
     env = PickPlaceEnv(config.sim)
@@ -139,6 +139,7 @@ def run_collection(
     finally:
         env.close()
         ensemble.close()
+        writer.close()
     summary = CollectionSummary(out=str(writer.path), episodes_written=written, total_in_store=writer.next_episode_id,
                                 outcomes=dict(outcomes), stopped=stop.is_set() and writer.next_episode_id < total,
                                 seconds=time.perf_counter() - started)

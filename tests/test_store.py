@@ -97,6 +97,7 @@ def test_partial_episode_is_invisible_and_resume_continues(tmp_path):
     staged.create_array("signals", shape=(3, 6), dtype="float32")
     assert len(EpisodeStore.open(path)) == 2
     assert any("partial" in w for w in verify_store(path).warnings)
+    writer.close()
     resumed = EpisodeWriter.open_for_resume(path)
     assert resumed.next_episode_id == 2 and resumed.seed_for(2) == 102
     assert not (path / ".staging").exists()
@@ -178,3 +179,13 @@ def test_verify_flags_frozen_actions(tmp_path):
     rec.actions[:] = 0.5
     new_writer(path).write(rec)
     assert any("frozen" in p for p in verify_store(path).problems)
+
+
+def test_second_writer_is_refused_while_the_first_is_open(tmp_path):
+    path = tmp_path / "c"
+    first = new_writer(path)
+    first.write(record(0))
+    with pytest.raises(StoreError, match="another collection"):
+        EpisodeWriter.open_for_resume(path)
+    first.close()
+    assert EpisodeWriter.open_for_resume(path).next_episode_id == 1

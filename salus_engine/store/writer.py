@@ -9,6 +9,7 @@ episode is visible once complete or not at all. The root attributes are written 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
@@ -87,10 +88,28 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _acquire_lock(path: Path):
+    """Takes the store's writer lock: an advisory `flock` on the root `zarr.json`, which stays
+    unmodified; the kernel releases it when the process ends, even by SIGKILL.
+
+    Raises:
+        StoreError: another process is writing to the store.
+    """
+    handle = open(path / "zarr.json", "rb")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreError(f"{path} is being written by another collection; wait for it or stop it first") from None
+    return handle
+
+
 class EpisodeWriter:
     """Writes episodes to one collection store. Create with `create` or `open_for_resume`."""
 
-    def __init__(self, path: Path, attrs: dict[str, Any], next_episode_id: int, compression_level: int = 3) -> None:
+    def __init__(self, path: Path, attrs: dict[str, Any], next_episode_id: int, compression_level: int = 3,
+                 lock=None) -> None:
+        self._lock = lock if lock is not None else _acquire_lock(path)
         self.path = path
         self.attrs = attrs
         self.next_episode_id = next_episode_id
@@ -152,11 +171,16 @@ class EpisodeWriter:
             StoreError: `path` is missing, damaged or not a SALUS store.
         """
         store = EpisodeStore.open(path)
+        lock = _acquire_lock(store.path)  # before touching .staging, which a live writer may be using
         staging = store.path / STAGING_DIR
         if staging.exists():
             shutil.rmtree(staging)
         ids = store.episode_ids
-        return cls(store.path, dict(store.attrs), (max(ids) + 1) if ids else 0, compression_level)
+        return cls(store.path, dict(store.attrs), (max(ids) + 1) if ids else 0, compression_level, lock)
+
+    def close(self) -> None:
+        """Releases the writer lock."""
+        self._lock.close()
 
     def seed_for(self, episode_id: int) -> int:
         """Episode seed: the store's base seed plus the episode id."""
