@@ -3,15 +3,21 @@ headless `salus collect`, and the console's idle CPU.
 
 (a) Slowdown: the same collection (same seeds, so the same episodes) runs headless
 (`salus collect`) and in the console (`salus tui --collect`, inside tmux at 200x60 so that every
-frame is really drawn in a terminal), alternating, `--repeats` times each. Time per step is the
-sum of the engine's per-episode seconds over the sum of episode lengths (model loading excluded);
-slowdown = console / headless - 1, median over the pairs. Target: at most 5 %.
+frame is really drawn in a terminal), alternating, `--repeats` times each. Each run is measured from
+the end of its first episode to the end of its last (model loading and warm-up excluded): wall-clock
+seconds per step and process CPU seconds per step (user + system, /proc). Slowdown = console /
+headless - 1, median over the pairs. Target: at most 5 %. By default the two runs of a pair run at
+the same time (`--mode concurrent`), so that other jobs' load on a shared machine falls on both alike
+(one after the other, the wall clock follows that load: swings of +-40 % were seen on the 2-core
+development machine); the console's own extra CPU then slows both runs, and is printed beside.
 
-(b) Idle CPU: the console's process CPU time (user + system, /proc) over `--idle-seconds`, once
-freshly opened with nothing running and once after its collection finished, as % of one core.
+(b) Idle CPU: the console's process CPU time (user + system, /proc) over `--idle-seconds`, freshly
+opened with nothing running, and after its collection finished on each screen (collect, train,
+evaluate, episodes, the player paused), as % of one core.
 Target: below 3 %.
 
-Also printed: the console's UI (main) thread CPU while collecting, as % of one core.
+Also printed: the console's UI (main) thread CPU while collecting, and the CPU of the terminal
+(tmux) drawing it, as % of one core.
 
     .venv/bin/python bench/console_overhead.py [--episodes 4] [--repeats 2] [--idle-seconds 30]
 
@@ -30,7 +36,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,8 +46,8 @@ sys.path.insert(0, str(REPO))
 
 from salus_engine.config import DEFAULT_POLICY_DIR  # noqa: E402
 
-HEADLESS_LINE = re.compile(r"episode\s+(\d+)\s+seed\s+\d+\s+(\w+)\s+step\s+\d+/\s*(\d+)\s+max uncertainty\s+\S+\s+([\d.]+) s")
-CONSOLE_LINE = re.compile(r"ep\s+(\d+)\s+(\w+)\s+step\s+\d+/\s*(\d+)\s+unc max\s+\S+\s+([\d.]+)s")
+HEADLESS_LINE = re.compile(r"episode\s+(\d+)\s+seed\s+\d+\s+(\w+)\s+step\s+\d+/\s*(\d+)")
+CONSOLE_LINE = re.compile(r"ep\s+(\d+)\s+(\w+)\s+step\s+\d+/\s*(\d+)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -105,49 +113,76 @@ def collect_args(args: argparse.Namespace, out: Path) -> list[str]:
     return ["--out", str(out), "--seed", str(args.seed), *extra, *policy_args(args)]
 
 
-def per_step(lines: list[tuple[int, str, int, float]]) -> tuple[float, int, float]:
-    """(seconds per step, steps, seconds) over parsed episode lines (id, outcome, length, seconds)."""
-    steps = sum(line[2] for line in lines)
-    seconds = sum(line[3] for line in lines)
-    return seconds / max(1, steps), steps, seconds
+@dataclass
+class Run:
+    """Marks taken as each episode finished: (wall s, process CPU s, episode length, UI thread CPU s,
+    terminal CPU s). Only the window from the first to the last mark is compared (model loading and
+    the first episode's warm-up excluded)."""
+
+    marks: list[tuple[float, float, int, float, float]] = field(default_factory=list)
+
+    def window(self) -> tuple[float, float, int, float, float]:
+        """(wall s, process CPU s, steps, UI thread CPU s, terminal CPU s) between the first and last mark."""
+        if len(self.marks) < 2:
+            raise SystemExit("console_overhead: fewer than 2 episodes finished; use --episodes 3 or more")
+        first, last = self.marks[0], self.marks[-1]
+        steps = sum(mark[2] for mark in self.marks[1:])
+        return last[0] - first[0], last[1] - first[1], steps, last[3] - first[3], last[4] - first[4]
 
 
-def run_headless(args: argparse.Namespace, work: Path, index: int) -> list[tuple[int, str, int, float]]:
+def run_headless(args: argparse.Namespace, work: Path, index: int) -> Run:
     out = work / f"headless-{index}"
     command = [sys.executable, "-m", "salus_engine.cli", "collect", "--episodes", str(args.episodes),
                *collect_args(args, out)]
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"console_overhead: salus collect failed:\n{proc.stderr[-2000:]}")
-    return [(int(m[1]), m[2], int(m[3]), float(m[4])) for m in HEADLESS_LINE.finditer(proc.stdout)]
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYTHONPATH": str(REPO),
+           "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    run = Run()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    for line in proc.stdout:
+        match = HEADLESS_LINE.search(line)
+        if match:
+            run.marks.append((time.monotonic(), cpu_seconds(proc.pid), int(match[3]), 0.0, 0.0))
+    if proc.wait() != 0:
+        raise SystemExit(f"console_overhead: salus collect failed:\n{proc.stderr.read()[-2000:]}")
+    return run
 
 
-def run_console(args: argparse.Namespace, work: Path, index: int) -> tuple[list[tuple[int, str, int, float]],
-                                                                             float, float]:
-    """Episode lines, the UI thread's CPU share while collecting, and the idle CPU share afterwards."""
+def run_console(args: argparse.Namespace, work: Path, index: int) -> tuple[Run, float]:
+    """The console's marks (from its session log, polled) and its idle CPU share after the collection."""
     out, log = work / f"console-{index}", work / f"console-{index}.log"
     command = [sys.executable, "-m", "salus_engine.cli", "tui", "--collect", str(args.episodes),
                *collect_args(args, out), "--log", str(log), "--checkpoint", "", "--refresh-hz", str(args.refresh_hz)]
     env = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "TERM": "xterm-256color", "COLORTERM": "truecolor",
            "PYTHONPATH": str(REPO)}
     terminal = Terminal(f"salus-bench-{os.getpid()}-{index}", command, env, args.size)
+    server = int(terminal.tmux("display-message", "-p", "#{pid}").strip())
+    run = Run()
     try:
         text = lambda: log.read_text() if log.exists() else ""  # noqa: E731
-        wait_for(lambda: "ep    0" in text(), args.timeout, "the first console episode")
-        ui_start, wall_start = cpu_seconds(terminal.pid, terminal.pid), time.monotonic()
-        wait_for(lambda: "collection complete" in text() or "error:" in text(), args.timeout,
-                 "the console collection")
-        ui_share = (cpu_seconds(terminal.pid, terminal.pid) - ui_start) / (time.monotonic() - wall_start)
-        if "error:" in text():
-            raise SystemExit(f"console_overhead: the console collection failed; see {log}")
+        end = time.monotonic() + args.timeout
+        while "collection complete" not in text():
+            if "error:" in text() or time.monotonic() > end:
+                raise SystemExit(f"console_overhead: the console collection failed or timed out; see {log}")
+            lengths = [int(m[3]) for m in CONSOLE_LINE.finditer(text())]
+            if len(lengths) > len(run.marks):
+                run.marks.append((time.monotonic(), cpu_seconds(terminal.pid), lengths[len(run.marks)],
+                                  cpu_seconds(terminal.pid, terminal.pid), cpu_seconds(server)))
+            time.sleep(0.05)
         time.sleep(2.0)
         idle = idle_share(terminal.pid, args.idle_seconds)
+        if index == 0:
+            # idle on every screen (and in the player, paused), after the collection
+            for keys, name in ((["2"], "train"), (["3"], "evaluate"), (["4"], "episodes"), (["Enter"], "player")):
+                terminal.keys(*keys)
+                time.sleep(3.0)
+                share = idle_share(terminal.pid, args.idle_seconds)
+                print(f"  idle CPU on the {name} screen: {100 * share:.2f} % of one core")
+            terminal.keys("Escape")
         terminal.keys("q")
         wait_for(lambda: not Path(f"/proc/{terminal.pid}").exists(), 60, "the console to quit")
     finally:
         terminal.close()
-    return [(int(m[1]), m[2], int(m[3]), float(m[4])) for m in CONSOLE_LINE.finditer(text())], ui_share, idle
+    return run, idle
 
 
 def idle_share(pid: int, seconds: float) -> float:
@@ -175,7 +210,7 @@ def fresh_idle(args: argparse.Namespace, work: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=4, help="episodes per run (default 4)")
+    parser.add_argument("--episodes", type=int, default=4, help="episodes per run, at least 3 (default 4)")
     parser.add_argument("--repeats", type=int, default=2, help="headless/console pairs (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, help="camera image side (default: the simulator's, 256)")
@@ -186,36 +221,51 @@ def main() -> int:
     parser.add_argument("--size", default="200x60", help="terminal size, WxH (default 200x60)")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="idle CPU sampling time (default 30)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per run")
+    parser.add_argument("--mode", choices=("concurrent", "sequential"), default="concurrent",
+                        help="run each pair at the same time (default; robust to other jobs' load) or one after "
+                             "the other (right on an otherwise idle machine)")
     args = parser.parse_args()
     args.size = tuple(int(v) for v in args.size.lower().split("x"))
     if shutil.which("tmux") is None:
         raise SystemExit("console_overhead: tmux is not installed; apt-get install tmux")
-    print(f"console overhead: {args.episodes} episodes x {args.repeats} pairs, terminal {args.size[0]}x{args.size[1]}, "
+    print(f"console overhead: {args.episodes} episodes x {args.repeats} {args.mode} pairs, terminal {args.size[0]}x{args.size[1]}, "
           f"refresh {args.refresh_hz:g} Hz, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="salus-console-bench-") as tmp:
         work = Path(tmp)
         idle_fresh = fresh_idle(args, work)
         print(f"idle CPU, console just opened, nothing running: {100 * idle_fresh:.2f} % of one core "
               f"over {args.idle_seconds:g} s")
-        ratios, ui_shares, idle_after = [], [], []
+        wall_ratios, cpu_ratios, ui_shares, terminal_shares, idle_after = [], [], [], [], []
         for index in range(args.repeats):
-            headless = run_headless(args, work, index)
-            console, ui_share, idle = run_console(args, work, index)
-            h_step, h_steps, h_seconds = per_step(headless)
-            c_step, c_steps, c_seconds = per_step(console)
-            if [line[:3] for line in headless] != [line[:3] for line in console]:
-                print("  warning: the two runs recorded different episodes; comparing time per step anyway")
-            ratio = c_step / h_step
-            ratios.append(ratio)
-            ui_shares.append(ui_share)
+            load = os.getloadavg()[0]
+            if args.mode == "concurrent":
+                # both at once: the other processes' load falls on both alike
+                result: dict[str, Run] = {}
+                worker = threading.Thread(target=lambda: result.update(headless=run_headless(args, work, index)))
+                worker.start()
+                console, idle = run_console(args, work, index)
+                worker.join()
+                headless = result["headless"]
+            else:
+                headless = run_headless(args, work, index)
+                console, idle = run_console(args, work, index)
+            h_wall, h_cpu, h_steps, _, _ = headless.window()
+            c_wall, c_cpu, c_steps, c_ui, c_terminal = console.window()
+            wall_ratios.append((c_wall / c_steps) / (h_wall / h_steps))
+            cpu_ratios.append((c_cpu / c_steps) / (h_cpu / h_steps))
+            ui_shares.append(c_ui / c_wall)
+            terminal_shares.append(c_terminal / c_wall)
             idle_after.append(idle)
-            print(f"pair {index + 1}: headless {1000 * h_step:.1f} ms/step ({h_steps} steps, {h_seconds:.1f} s), "
-                  f"console {1000 * c_step:.1f} ms/step ({c_steps} steps, {c_seconds:.1f} s): "
-                  f"{100 * (ratio - 1):+.1f} %; console UI thread {100 * ui_share:.1f} % of a core while collecting")
-        median = statistics.median(ratios)
-        print(f"collection slowdown with the console: {100 * (median - 1):+.1f} % (median of {len(ratios)} pairs; "
-              f"target <= 5 %)")
-        print(f"console UI thread while collecting: {100 * statistics.median(ui_shares):.1f} % of one core (median)")
+            print(f"pair {index + 1} (load average {load:.1f} -> {os.getloadavg()[0]:.1f}): "
+                  f"wall {1000 * h_wall / h_steps:.1f} -> {1000 * c_wall / c_steps:.1f} ms/step "
+                  f"({100 * (wall_ratios[-1] - 1):+.1f} %), CPU {1000 * h_cpu / h_steps:.1f} -> "
+                  f"{1000 * c_cpu / c_steps:.1f} ms/step ({100 * (cpu_ratios[-1] - 1):+.1f} %); console UI thread "
+                  f"{100 * ui_shares[-1]:.1f} %, tmux {100 * terminal_shares[-1]:.1f} % of a core")
+        print(f"collection slowdown with the console (wall clock per step, {args.mode} runs): "
+              f"{100 * (statistics.median(wall_ratios) - 1):+.1f} % (median of {len(wall_ratios)} pairs; target <= 5 %)")
+        print(f"collection CPU time per step with the console: {100 * (statistics.median(cpu_ratios) - 1):+.1f} % (median)")
+        print(f"console UI thread while collecting: {100 * statistics.median(ui_shares):.1f} % of one core; "
+              f"the terminal (tmux) drawing it: {100 * statistics.median(terminal_shares):.1f} %")
         print(f"idle CPU after a collection finished: {100 * statistics.median(idle_after):.2f} % of one core; "
               f"just opened: {100 * idle_fresh:.2f} % (target < 3 %)")
     return 0

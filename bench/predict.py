@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from salus_engine.predictor.checkpoint import read_config
-from salus_engine.predictor.online import OnlinePredictor
-from salus_engine.store import EpisodeStore
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's salus_engine, however installed
+
+from salus_engine.predictor.checkpoint import read_config  # noqa: E402
+from salus_engine.predictor.online import OnlinePredictor  # noqa: E402
+from salus_engine.store import EpisodeStore  # noqa: E402
 
 
 def main() -> int:
@@ -27,15 +30,14 @@ def main() -> int:
 
     config = read_config(args.checkpoint)
     store = EpisodeStore.open(args.data or config["store"]["path"])
-    signals, starts = [], []
-    for episode in store:
-        starts.append(len(signals) and sum(len(s) for s in signals))
+    signals, first = [], []
+    for episode in store:  # real signals in step order, enough episodes for `calls` steps
         signals.append(episode.signals)
+        first.append(np.arange(len(episode.signals)) == 0)
         if sum(len(s) for s in signals) >= args.calls:
             break
     rows = np.concatenate(signals).astype(np.float64)
-    first = np.zeros(len(rows), dtype=bool)
-    first[starts] = True
+    first = np.concatenate(first)
     predictor = OnlinePredictor.load(args.checkpoint)
     for i in range(min(200, len(rows))):  # warm-up
         predictor.step(rows[i])

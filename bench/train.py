@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's salus_engine, however installed
+
+from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,10 +45,16 @@ def build_store(source: Path, out: Path, target_steps: int, max_steps: int) -> t
         out, horizons=src.horizons, cameras=tuple(attrs["cameras"]), image_size=1,
         ensemble_size=int(attrs["ensemble_size"]), base_seed=int(attrs["base_seed"]),
         policy=f"re-recorded from {source}", sim_config=dict(attrs.get("sim_config") or {}))
+    members = int(attrs["ensemble_size"])
+    usable = [i for i in range(len(src)) if src.episode(i).member_actions.shape[1] == members]
+    if not usable:
+        raise SystemExit(f"{source}: no episode has the store's {members} ensemble members")
+    if len(usable) < len(src):
+        print(f"skipping {len(src) - len(usable)} source episodes whose member count differs from the store's {members}")
     steps = episodes = 0
     cameras = len(attrs["cameras"])
     while steps < target_steps:
-        episode = src.episode(episodes % len(src))
+        episode = src.episode(usable[episodes % len(usable)])
         meta = episode.meta
         length = min(meta.episode_length, max_steps)
         if length < meta.episode_length and meta.failure_step >= length:

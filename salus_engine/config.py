@@ -74,6 +74,9 @@ class PolicyConfig:
     the current chunks."""
     seed: int = 0
     """Seed of the flow-matching noise shared by all members."""
+    noise_scale: float = 1.0
+    """Scale of the shared flow-matching noise (sampling temperature): 1.0 samples the learned
+    action distribution, 0.0 integrates from the distribution's centre (deterministic chunks)."""
     camera_map: str = ""
     """Explicit policy-camera <- env-camera pairs, e.g. `camera1=front,camera2=wrist`, for checkpoints
     whose camera names differ from the env's. Empty: same names match, the rest pair up in order

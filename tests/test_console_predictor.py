@@ -46,7 +46,7 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             for field, value in (("#epochs", "6"), ("#batch-size", "128"), ("#lr", "3e-3"), ("#out", str(run_dir))):
                 train.query_one(field).value = value
             await pilot.press("s")
-            await wait_for(lambda: train.running, pilot, 10)
+            assert train.running or train.history, (app.focused, app.screen, [n.message for n in app._notifications])
             await wait_for(lambda: not train.running, pilot, 120)
             await pilot.pause(0.2)
             epochs = len(train.history)

@@ -286,6 +286,9 @@ def test_evaluate_and_report(trained, store, tmp_path, capsys):
     assert salus_main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "logistic regression" in printed and "permutation control" in printed and "detected" in printed
+    assert salus_main(["report", str(out), "--markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.count("| permutation control") == 1 and "| **MLP" in markdown
 
 
 def test_stop_between_epochs(store, tmp_path):

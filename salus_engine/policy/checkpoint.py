@@ -112,7 +112,7 @@ def _store_relative_backbone(folder: Path, absolute: str) -> None:
         path.write_text(json.dumps(data, indent=4) + "\n")
 
 
-def _quiet(fn, *args, **kwargs):
+def quiet(fn, *args, **kwargs):
     """Calls `fn`, routing what lerobot prints to stdout into the debug log (the console owns stdout)."""
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
@@ -147,7 +147,7 @@ def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
         raise PolicyLoadError(f"policy path {source} does not exist; give a saved policy folder or a hub id")
     name = str(local.resolve()) if is_local else source
     try:
-        cfg = _quiet(PreTrainedConfig.from_pretrained, name)
+        cfg = quiet(PreTrainedConfig.from_pretrained, name)
     except Exception as err:  # hub errors come in many types (offline, 404, auth)
         raise PolicyLoadError(
             f"cannot read policy config of {source} ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
@@ -162,7 +162,7 @@ def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
         overrides["tokenizer_processor"] = {"tokenizer_name": str(backbone.resolve())}
     policy_cls = get_policy_class(cfg.type)
     try:
-        policy = _quiet(policy_cls.from_pretrained, name, config=cfg)
+        policy = quiet(policy_cls.from_pretrained, name, config=cfg)
     except Exception as err:
         raise PolicyLoadError(
             f"cannot load policy weights of {source} ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
@@ -171,7 +171,7 @@ def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
     if project_saved:
         _check_weights_loaded(policy, local / WEIGHTS_FILE)
     try:
-        preprocessor, postprocessor = _quiet(
+        preprocessor, postprocessor = quiet(
             make_pre_post_processors,
             cfg,
             pretrained_path=name,
@@ -183,7 +183,7 @@ def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
             raise PolicyLoadError(f"{local} has no saved processors; retrain it with `salus policy train`") from None
         log.warning("%s has no saved processors: building them from its config without dataset statistics, "
                     "so states are not normalised and actions not unnormalised", source)
-        preprocessor, postprocessor = _quiet(make_pre_post_processors, cfg)
+        preprocessor, postprocessor = quiet(make_pre_post_processors, cfg)
     except Exception as err:
         raise PolicyLoadError(
             f"cannot load the processors of {source} ({type(err).__name__}: {str(err).splitlines()[0][:160]})"

@@ -30,6 +30,9 @@ class Demonstrations:
         images: camera -> (N, 3, s, s) uint8 RGB at the policy's input size s.
         states: (N, 8) float32 env states (7 joint angles rad, gripper opening m).
         actions: (N, 7) float32 clean expert actions (labels) in env units [-1, 1].
+        positions: (N, 8) float32 privileged scene positions, m, world frame: cube centre xyz, bin
+            centre xy, gripper pinch point xyz (`PickPlaceEnv.task_state()`). Only the auxiliary
+            training loss reads them (`behaviour_cloning`); they are never a policy input.
         episode: (N,) int32 episode index of each step (0..E-1).
         step: (N,) int32 step index within its episode.
         outcomes: (E,) int8 outcome code of each episode (-1 success, 0..3 failure types).
@@ -40,6 +43,7 @@ class Demonstrations:
     images: dict[str, np.ndarray]
     states: np.ndarray
     actions: np.ndarray
+    positions: np.ndarray
     episode: np.ndarray
     step: np.ndarray
     outcomes: np.ndarray
@@ -90,7 +94,8 @@ def record_demonstrations(
     episodes: int,
     image_size: int,
     seed: int = 1_000_000,
-    noise_std: float = 0.3,
+    noise_std: float = 0.15,
+    noise_dims: tuple[int, ...] = (0, 1, 2),
     sink: EventSink = discard,
     stop: threading.Event | None = None,
 ) -> Demonstrations:
@@ -102,8 +107,9 @@ def record_demonstrations(
             starts at 1,000,000, away from collection seeds (0, 1, ...), so the policy is evaluated
             on initial conditions it was not trained on.
         image_size: policy input size s the images are downscaled to, pixels.
-        noise_std: std of the gaussian noise added to every executed action dim (action units,
-            before the env's clipping to [-1, 1]); labels stay clean.
+        noise_std: std of the gaussian noise added to the executed action dims `noise_dims`
+            (action units, before the env's clipping to [-1, 1]); labels stay clean.
+        noise_dims: action dims that receive noise; default the position dims 0..2.
         sink: receives a `ProgressUpdate` per episode.
         stop: when set, recording ends after the current episode.
 
@@ -124,7 +130,7 @@ def record_demonstrations(
     expert = ScriptedExpert(env)
     rng = np.random.default_rng(seed)
     images: dict[str, list[np.ndarray]] = {cam: [] for cam in sim_config.cameras}
-    states, actions, episode_idx, step_idx, outcomes, seeds = [], [], [], [], [], []
+    states, actions, positions, episode_idx, step_idx, outcomes, seeds = [], [], [], [], [], [], []
     try:
         for e in range(episodes):
             if stop is not None and stop.is_set():
@@ -138,9 +144,13 @@ def record_demonstrations(
                     images[cam].append(downscale(obs["images"][cam], image_size))
                 states.append(obs["state"].copy())
                 actions.append(clean)
+                scene = env.task_state()
+                positions.append(np.concatenate([scene.cube_pos, scene.bin_pos[:2], scene.pinch_pos]))
                 episode_idx.append(len(outcomes))
                 step_idx.append(t)
-                executed = clean + rng.normal(0.0, noise_std, size=7) if noise_std > 0 else clean
+                executed = clean.copy()
+                if noise_std > 0 and noise_dims:
+                    executed[list(noise_dims)] += rng.normal(0.0, noise_std, size=len(noise_dims))
                 obs, _, terminated, truncated, info = env.step(np.clip(executed, -1.0, 1.0))
                 t += 1
                 if terminated or truncated:
@@ -157,6 +167,7 @@ def record_demonstrations(
         images={cam: np.stack(v) for cam, v in images.items()},
         states=np.asarray(states, dtype=np.float32),
         actions=np.asarray(actions, dtype=np.float32),
+        positions=np.asarray(positions, dtype=np.float32),
         episode=np.asarray(episode_idx, dtype=np.int32),
         step=np.asarray(step_idx, dtype=np.int32),
         outcomes=np.asarray(outcomes, dtype=np.int8),

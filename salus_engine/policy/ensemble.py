@@ -308,7 +308,9 @@ class PolicyEnsemble:
         raw = self._raw_batch(observation)
         m_count = self.ensemble_size
         n_noise = m_count if self.shared_checkpoint else 1
-        noises = [torch.randn(self._noise_shape, generator=self._generator).to(self._device) for _ in range(n_noise)]
+        scale = float(self.config.noise_scale)
+        noises = [(torch.randn(self._noise_shape, generator=self._generator) * scale).to(self._device)
+                  for _ in range(n_noise)]
         chunks = []
         with torch.inference_mode():
             if self.shared_checkpoint:

@@ -102,7 +102,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from salus_engine.predictor.report import print_report
 
-    return print_report(args.run)
+    return print_report(args.run, markdown=args.markdown)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -140,4 +140,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("report", help="print a run's training summary and evaluation tables")
     p.add_argument("run", help="run folder of 'salus train' (with evaluation/) or an evaluate --out folder")
+    p.add_argument("--markdown", action="store_true", help="print the evaluation as a Markdown section for a README")
     p.set_defaults(func=cmd_report)

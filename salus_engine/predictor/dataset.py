@@ -177,7 +177,6 @@ def _read_arrays(path: Path, episode_ids: list[int]) -> list[tuple[Any, Any]]:
         One (signals, labels) pair per id; an element is the exception raised if that array is unreadable.
     """
     import zarr.api.asynchronous as zarr_async
-    from zarr.core.sync import sync
 
     async def read(episode_id: int, name: str):
         array = await zarr_async.open_array(store=str(path / EPISODES_GROUP / episode_name(episode_id) / name),
@@ -188,24 +187,20 @@ def _read_arrays(path: Path, episode_ids: list[int]) -> list[tuple[Any, Any]]:
         return await asyncio.gather(*(read(i, name) for i in episode_ids for name in ("signals", "horizon_labels")),
                                     return_exceptions=True)
 
-    flat = sync(read_all())
+    flat = asyncio.run(read_all())
     return list(zip(flat[0::2], flat[1::2]))
 
 
-def require_failures_and_successes(data: SignalData, episode_ids: np.ndarray | None = None,
-                                   what: str = "training") -> None:
-    """Checks that the episodes hold at least one failure and one success.
+def require_failures(data: SignalData) -> None:
+    """Checks that the store holds at least one failed episode.
 
     Raises:
-        PredictorError: no failed or no successful episode.
+        PredictorError: every episode succeeded.
     """
-    counts = data.outcome_counts(episode_ids)
+    counts = data.outcome_counts()
     if counts["success"] == sum(counts.values()):
         raise PredictorError(f"{data.path}: all {counts['success']} episodes succeeded, so there is no failure to "
-                             f"learn for {what}; collect more episodes (or raise sim randomization_scale)")
-    if counts["success"] == 0:
-        raise PredictorError(f"{data.path}: no episode succeeded, so false alarms cannot be measured for {what}; "
-                             "collect more episodes")
+                             "learn; collect more episodes (or raise sim randomization_scale)")
 
 
 def _largest_remainder(n: int, fractions: list[float]) -> np.ndarray:

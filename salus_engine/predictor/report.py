@@ -163,11 +163,12 @@ def training_lines(run_dir: Path) -> list[str]:
     return lines
 
 
-def print_report(target: str | Path, console: Console | None = None) -> int:
+def print_report(target: str | Path, console: Console | None = None, markdown: bool = False) -> int:
     """Prints a run's training summary and evaluation tables.
 
     Args:
         target: a `salus train` run folder, or a `salus evaluate` --out folder.
+        markdown: print the evaluation as GitHub Markdown (for a README) instead of rich tables.
 
     Raises:
         PredictorError: neither a run folder nor an evaluation folder.
@@ -183,6 +184,9 @@ def print_report(target: str | Path, console: Console | None = None) -> int:
     if not lines and metrics is None:
         raise PredictorError(f"{target} holds neither config.json nor metrics.json; give a 'salus train' --out or "
                              "'salus evaluate' --out folder")
+    if markdown and metrics is not None:
+        print(markdown_report(metrics))
+        return 0
     for line in lines:
         console.print(line)
     if metrics is None:
@@ -202,6 +206,52 @@ def print_report(target: str | Path, console: Console | None = None) -> int:
     console.print(confusion_table(metrics))
     console.print("plots: " + ", ".join(str(metrics_path.parent / p) for p in metrics.get("plots", [])))
     return 0
+
+
+def _ci(entry: dict[str, Any]) -> str:
+    if not entry or not entry.get("n"):
+        return "–"
+    low, high = entry["ci95"]
+    return f"{entry['rate']:.2f} ({entry['k']}/{entry['n']}; 95% CI {low:.2f}-{high:.2f})"
+
+
+def markdown_report(metrics: dict[str, Any]) -> str:
+    """The README section: setting, comparison table, per-type episode detection, calibration and
+    the permutation control, as GitHub Markdown."""
+    conformal = metrics["conformal"]
+    horizon = metrics["alarm_horizon"]
+    model, logistic = metrics["scorers"]["model"], metrics["scorers"]["logistic_regression"]
+    control = metrics["scorers"].get("permutation_control")
+    split = metrics["split"]
+    lines = [
+        f"Evaluated on the {split} split of `{metrics['store']}` ("
+        + ", ".join(f"{k} {v}" for k, v in metrics["episodes"][split].items() if v) + " episodes). "
+        f"Alarm: the first step whose max-over-types score for failure within {horizon} steps "
+        f"({horizon / metrics['control_hz']:.2f} s) exceeds a split-conformal threshold calibrated on "
+        f"{conformal['calibration_episodes']} successful calibration episodes for a false-alarm rate of "
+        f"{conformal['alpha']}. Step metrics: mean over the 4 types x {len(metrics['horizons'])} horizons; "
+        "decision thresholds (for F1) chosen on the val split.",
+        "",
+        markdown_table(metrics),
+        "",
+        "| outcome | model: detected | model: median lead (steps) | logistic: detected | logistic: median lead (steps) |",
+        "|---|---|---|---|---|",
+    ]
+    for t in FAILURE_TYPES:
+        a, b = model["episode"]["per_type"][t], logistic["episode"]["per_type"][t]
+        lines.append(f"| {t} | {_ci(a)} | {_f(a['median_lead_steps'], 1)} | {_ci(b)} | {_f(b['median_lead_steps'], 1)} |")
+    lines.append(f"| success: false alarms | {_ci(model['episode']['far'])} | | {_ci(logistic['episode']['far'])} | |")
+    ep = model["episode"]
+    lines += ["",
+              f"Model: detected {_ci(ep['tpr'])} of failed episodes, {_ci(ep['tpr_actionable'])} at least "
+              f"{ep['min_lead_steps']} steps ahead; false alarms {_ci(ep['far'])} (conformal bound {conformal['alpha']}); "
+              f"median lead {_f(ep['median_lead_steps'], 1)} steps = {_f(ep['median_lead_s'], 2)} s. "
+              f"Expected calibration error (16 outputs): model {_f((model.get('reliability') or {}).get('ece'))}, "
+              f"logistic regression {_f((logistic.get('reliability') or {}).get('ece'))}."]
+    if control:
+        lines.append(f"Permutation control (labels shuffled across episodes): mean AUROC {_f(control['mean']['auroc'])}, "
+                     f"any-failure AUROC {_f(control['any_failure']['auroc'])}.")
+    return "\n".join(lines)
 
 
 def markdown_table(metrics: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from salus_engine.predictor.checkpoint import WEIGHT_FILES, save_weights, write_
 from salus_engine.predictor.dataset import (
     SignalData,
     load_signal_data,
-    require_failures_and_successes,
+    require_failures,
     save_splits,
     split_episodes,
     window_features,
@@ -279,12 +279,12 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
 
     Raises:
         PredictorError: bad settings, an existing non-empty --out, a missing or unusable store (no
-            failures, no successes, NaN signals, other signal set), too few episodes to split.
+            failures, NaN signals, other signal set), too few episodes to split.
     """
     _check_config(config)
     started = time.perf_counter()
     data = load_signal_data(config.data)
-    require_failures_and_successes(data)
+    require_failures(data)
     splits = split_episodes(data.episode_ids, data.outcomes, seed=config.seed)
     train_counts = data.outcome_counts(splits["train"])
     if train_counts["success"] == sum(train_counts.values()):
@@ -313,6 +313,9 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     sink(JobStarted(job="train", total=config.epochs, detail={
         "out": str(out), "data": str(data.path), "model": spec.kind, "parameters": parameters,
         "samples": samples, "episodes": episodes}))
+    if data.outcome_counts()["success"] == 0:
+        sink(LogLine("warning", f"{data.path} holds no successful episode: training works, but 'salus evaluate' "
+                                "needs successes to calibrate alarms"))
     for k in np.flatnonzero(y_train.sum(axis=0) == 0):
         sink(LogLine("warning", f"output {output_name(spec, int(k))} has no positive step in the training split; "
                                 "it cannot be learned"))

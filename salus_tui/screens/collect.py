@@ -66,8 +66,9 @@ class CollectScreen(JobScreen):
     CollectScreen #progress-box { width: 2fr; border: round $primary; padding: 0 1; }
     CollectScreen #outcomes-box { width: 1fr; min-width: 22; border: round $primary; padding: 0 1; }
     CollectScreen #memory-box { width: 1fr; min-width: 18; border: round $primary; padding: 0 1; }
-    CollectScreen #signals-box { height: 10; border: round $primary; padding: 0 1; }
-    CollectScreen #log { border: round $primary; height: 1fr; min-height: 3; }
+    CollectScreen #signals-box { height: 2fr; min-height: 10; max-height: 34; border: round $primary; padding: 0 1; }
+    CollectScreen #signals { height: 1fr; }
+    CollectScreen #log { border: round $primary; height: 1fr; min-height: 4; }
     CollectScreen ProgressBar Bar { width: 1fr; }
     CollectScreen #progress-text { height: 2; width: 1fr; }
     CollectScreen .memory-warning { border: heavy $error; }

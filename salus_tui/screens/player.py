@@ -53,8 +53,9 @@ class EpisodePlayer(Screen):
     EpisodePlayer #camera { width: 40; height: 1fr; }
     EpisodePlayer #details { width: 1fr; padding: 0 1; }
     EpisodePlayer #step-info { height: auto; }
-    EpisodePlayer #values { height: auto; margin-top: 1; }
     EpisodePlayer #probabilities { margin-top: 1; }
+    EpisodePlayer #values { height: auto; margin-top: 1; }
+    EpisodePlayer #evidence { height: auto; color: $foreground 60%; }
     EpisodePlayer #timeline { border-top: solid $primary; height: 9; }
     EpisodePlayer .failure-step #step-info { color: $error; text-style: bold; }
     """
@@ -97,8 +98,9 @@ class EpisodePlayer(Screen):
             with VerticalScroll(id="details") as details:
                 details.can_focus = False  # the arrow keys step through the episode, never scroll
                 yield Static("", id="step-info")
-                yield Static("", id="values")
                 yield ProbabilityGrid(id="probabilities")
+                yield Static("", id="values")
+                yield Static("", id="evidence")
         yield SignalTimeline(id="timeline")
         yield Footer()
 
@@ -109,8 +111,11 @@ class EpisodePlayer(Screen):
         self.show_step()
 
     def on_resize(self, event: Resize) -> None:
-        """The camera takes a square of the free height (2 pixels per row), at most half the width."""
-        main_height = max(4, event.size.height - 1 - 1 - 9 - 1)
+        """Taller terminals get taller signal bars (2 rows each from 50 rows); the camera takes a
+        square of the remaining height (2 pixels per row), at most half the width."""
+        timeline_height = 1 + 6 * (2 if event.size.height >= 50 else 1) + 2
+        self.query_one("#timeline").styles.height = timeline_height
+        main_height = max(4, event.size.height - 1 - 1 - timeline_height - 1)
         self.query_one("#camera").styles.width = max(16, min(event.size.width // 2, 2 * main_height))
 
     def _title(self) -> str:
@@ -197,6 +202,7 @@ class EpisodePlayer(Screen):
             self.query_one("#timeline", SignalTimeline).set_cursor(step)
             self.query_one("#step-info", Static).update(self._step_info(step))
             self.query_one("#values", Static).update(self._values(step))
+            self.query_one("#evidence", Static).update(self._evidence(step))
             grid = self.query_one("#probabilities", ProbabilityGrid)
             if self.probabilities is None:
                 grid.show(None, self.horizons)
@@ -216,15 +222,19 @@ class EpisodePlayer(Screen):
                 text.append(f"{outcome} in {ahead} steps ({ahead / self.control_hz:.2f} s)")
             else:
                 text.append(f"{-ahead} steps after the {outcome}")
-            evidence = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in list(meta.evidence.items())[:3])
-            if evidence:
-                text.append(f"\nevidence: {evidence}", style="dim")
         else:
             text.append("success episode")
+        return text
+
+    def _evidence(self, step: int) -> Text:
+        """Horizon labels of the step and the outcome's evidence (dim, below the rest)."""
         positive = [f"{FAILURE_TYPES[k]}<={self.horizons[h]}" for h in range(len(self.horizons))
                     for k in range(len(FAILURE_TYPES)) if self.labels[step, h, k]]
-        text.append("\nlabels: " + (", ".join(positive[:4]) if positive else "none"), style="dim")
+        text = Text("labels: " + (", ".join(positive[:4]) if positive else "none"))
+        evidence = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                             for k, v in self.meta.evidence.items())
+        if evidence:
+            text.append(f"\nevidence: {evidence}")
         return text
 
     def _values(self, step: int) -> Text:

@@ -1,7 +1,7 @@
 """The six signals of one episode over time, with its horizon labels, failure step and a step cursor.
 
-Rows: the six signals (block characters scaled between the episode's minimum and maximum of that
-signal; with more steps than columns a column shows the maximum of its steps), then the horizon
+Rows: the six signals (bars of block characters scaled between the episode's minimum and maximum of
+that signal, one terminal row each at the minimum height of 8, several when the widget is taller; with more steps than columns a column shows the maximum of its steps), then the horizon
 labels (the failure type's letter where `horizon_labels[t, -1, k]` = 1, i.e. failure type k happens
 within the longest horizon of step t), then a marker row (▲ cursor, ✕ failure step, ! first alarm).
 The last column holds each signal's value at the cursor (or at the last step).
@@ -121,7 +121,7 @@ class SignalTimeline(Widget):
     # drawing ------------------------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
         if self._lines is None or self._drawn_size != self.size:
-            self._lines = self._draw(self.size.width)
+            self._lines = self._draw(self.size.width, self.size.height)
             self._drawn_size = self.size
         line = self._lines[y] if y < len(self._lines) else Strip.blank(self.size.width)
         return line.crop_extend(0, self.size.width, self.rich_style).apply_style(self.rich_style)
@@ -129,8 +129,9 @@ class SignalTimeline(Widget):
     def _style(self, name: str):
         return self.get_component_rich_style(f"signal-timeline--{name}", partial=True)
 
-    def _draw(self, width: int) -> list[Strip]:
+    def _draw(self, width: int, height: int) -> list[Strip]:
         steps = len(self.signals)
+        rows = self.rows_per_signal(height)
         name_style, value_style = self._style("name"), self._style("value")
         columns = max(1, width - NAME_WIDTH - VALUE_WIDTH)
         if steps == 0:
@@ -146,17 +147,28 @@ class SignalTimeline(Widget):
             values = self.signals[:, k].astype(np.float64)
             column_max = np.maximum.reduceat(values, lo) if steps > columns else values[lo]
             low, high = float(values.min()), float(values.max())
+            top = 8 * rows - 1
             level = (np.zeros(columns, int) if high <= low
-                     else np.rint((column_max - low) / (high - low) * 7).astype(int))
-            segments = [Segment(label.ljust(NAME_WIDTH), name_style)]
+                     else np.rint((column_max - low) / (high - low) * top).astype(int))
             styles = [cursor_style if cursor[c] else failure_style if failure[c] else bar for c in range(columns)]
-            segments += _runs([LEVELS[v] for v in level], styles)
             value = self.value_at_cursor(k)
-            segments.append(Segment(f"{value:>{VALUE_WIDTH}.4f}"[-VALUE_WIDTH:], value_style))
-            lines.append(Strip(segments))
+            for row in range(rows):
+                # a bar of `rows` cells: this row shows the eighths above 8 * (rows - 1 - row)
+                fill = np.clip(level + 1 - 8 * (rows - 1 - row), 0, 8)
+                cells = [LEVELS[f - 1] if f else " " for f in fill]
+                segments = [Segment((label if row == 0 else "").ljust(NAME_WIDTH), name_style)]
+                segments += _runs(cells, styles)
+                text = f"{value:>{VALUE_WIDTH}.4f}"[-VALUE_WIDTH:] if row == 0 else ""
+                segments.append(Segment(text, value_style))
+                lines.append(Strip(segments))
         lines.append(self._label_row(lo, hi, cursor))
         lines.append(self._marker_row(lo, hi, steps))
         return lines
+
+    @staticmethod
+    def rows_per_signal(height: int) -> int:
+        """Terminal rows per signal: 1 at the minimum height of 8, more when the widget is taller."""
+        return max(1, (height - 2) // len(SIGNAL_LABELS))
 
     @staticmethod
     def _covers(step: int | None, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
