@@ -58,28 +58,6 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-PAUSED: set[str] = set()
-"""Runs during which a process was seen stopped (state T: paused by job control or by a scheduler
-outside the project); their wall clock is not comparable."""
-
-
-def watch_for_pauses(pid: int, name: str, done: threading.Event) -> threading.Thread:
-    """Samples the process state every 0.25 s until `done`; adds `name` to PAUSED if it is ever stopped."""
-    def run() -> None:
-        while not done.is_set():
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                return
-            if state in ("T", "t"):
-                PAUSED.add(name)
-            time.sleep(0.25)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 class Terminal:
     """A tmux server on a private socket with one window of a fixed size running one command."""
 
@@ -89,15 +67,14 @@ class Terminal:
         shell = f"cd {shlex.quote(str(REPO))} && exec env -u COLUMNS -u LINES {exports} {shlex.join(command)}"
         width, height = (str(v) for v in size)
         subprocess.run([*self.base, "new-session", "-d", "-s", "bench", "-x", width, "-y", height, "sleep 3600"],
-                       check=True, stdin=subprocess.DEVNULL)
+                       check=True)
         self.tmux("set-option", "-t", "bench", "window-size", "manual")
         self.tmux("resize-window", "-t", "bench", "-x", width, "-y", height)
-        subprocess.run([*self.base, "respawn-pane", "-k", "-t", "bench", shell], check=True, stdin=subprocess.DEVNULL)
+        subprocess.run([*self.base, "respawn-pane", "-k", "-t", "bench", shell], check=True)
         self.pid = int(self.tmux("display-message", "-p", "-t", "bench", "#{pane_pid}").strip())
-        self.socket = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run([*self.base, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout
+        return subprocess.run([*self.base, *args], capture_output=True, text=True).stdout
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "bench")
@@ -108,9 +85,7 @@ class Terminal:
             time.sleep(0.3)
 
     def close(self) -> None:
-        subprocess.run([*self.base, "kill-server"], capture_output=True, stdin=subprocess.DEVNULL)
-        if self.socket:
-            Path(self.socket).unlink(missing_ok=True)
+        subprocess.run([*self.base, "kill-server"], capture_output=True)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -162,16 +137,11 @@ def run_headless(args: argparse.Namespace, work: Path, index: int) -> Run:
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYTHONPATH": str(REPO),
            "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     run = Run()
-    # own session and no stdin: terminal job control never stops it
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO, env=env, start_new_session=True)
-    done = threading.Event()
-    watch_for_pauses(proc.pid, f"headless-{index}", done)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     for line in proc.stdout:
         match = HEADLESS_LINE.search(line)
         if match:
             run.marks.append((time.monotonic(), cpu_seconds(proc.pid), int(match[3]), 0.0, 0.0))
-    done.set()
     if proc.wait() != 0:
         raise SystemExit(f"console_overhead: salus collect failed:\n{proc.stderr.read()[-2000:]}")
     return run
@@ -187,8 +157,6 @@ def run_console(args: argparse.Namespace, work: Path, index: int) -> tuple[Run, 
     terminal = Terminal(f"salus-bench-{os.getpid()}-{index}", command, env, args.size)
     server = int(terminal.tmux("display-message", "-p", "#{pid}").strip())
     run = Run()
-    done = threading.Event()
-    watch_for_pauses(terminal.pid, f"console-{index}", done)
     try:
         text = lambda: log.read_text() if log.exists() else ""  # noqa: E731
         end = time.monotonic() + args.timeout
@@ -200,7 +168,6 @@ def run_console(args: argparse.Namespace, work: Path, index: int) -> tuple[Run, 
                 run.marks.append((time.monotonic(), cpu_seconds(terminal.pid), lengths[len(run.marks)],
                                   cpu_seconds(terminal.pid, terminal.pid), cpu_seconds(server)))
             time.sleep(0.05)
-        done.set()
         time.sleep(2.0)
         idle = idle_share(terminal.pid, args.idle_seconds)
         if index == 0:
@@ -289,23 +256,14 @@ def main() -> int:
             ui_shares.append(c_ui / c_wall)
             terminal_shares.append(c_terminal / c_wall)
             idle_after.append(idle)
-            paused = sorted(name for name in PAUSED if name.endswith(f"-{index}"))
-            if paused:
-                print(f"  warning: {', '.join(paused)} was stopped (state T) for a while by something outside this "
-                      "benchmark; this pair's wall clock is not comparable, its CPU time still is")
             print(f"pair {index + 1} (load average {load:.1f} -> {os.getloadavg()[0]:.1f}): "
                   f"wall {1000 * h_wall / h_steps:.1f} -> {1000 * c_wall / c_steps:.1f} ms/step "
                   f"({100 * (wall_ratios[-1] - 1):+.1f} %), CPU {1000 * h_cpu / h_steps:.1f} -> "
                   f"{1000 * c_cpu / c_steps:.1f} ms/step ({100 * (cpu_ratios[-1] - 1):+.1f} %); console UI thread "
                   f"{100 * ui_shares[-1]:.1f} %, tmux {100 * terminal_shares[-1]:.1f} % of a core")
-        clean = [r for i, r in enumerate(wall_ratios) if not any(n.endswith(f"-{i}") for n in PAUSED)]
-        if clean:
-            print(f"collection slowdown with the console (wall clock per step, {args.mode} runs): "
-                  f"{100 * (statistics.median(clean) - 1):+.1f} % (median of {len(clean)} unpaused pairs; target <= 5 %)")
-        else:
-            print("collection slowdown (wall clock): no pair ran unpaused; see the CPU time below")
-        print(f"collection CPU time per step with the console (the console's own threads included): "
-              f"{100 * (statistics.median(cpu_ratios) - 1):+.1f} % (median of {len(cpu_ratios)} pairs)")
+        print(f"collection slowdown with the console (wall clock per step, {args.mode} runs): "
+              f"{100 * (statistics.median(wall_ratios) - 1):+.1f} % (median of {len(wall_ratios)} pairs; target <= 5 %)")
+        print(f"collection CPU time per step with the console: {100 * (statistics.median(cpu_ratios) - 1):+.1f} % (median)")
         print(f"console UI thread while collecting: {100 * statistics.median(ui_shares):.1f} % of one core; "
               f"the terminal (tmux) drawing it: {100 * statistics.median(terminal_shares):.1f} %")
         print(f"idle CPU after a collection finished: {100 * statistics.median(idle_after):.2f} % of one core; "

@@ -30,28 +30,25 @@ class Terminal:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         shell = f"cd {shlex.quote(str(REPO))} && exec env -u COLUMNS -u LINES {exports} {shlex.join(command)}"
         # a fixed 100x30 window first (a detached session may otherwise start at tmux's 80x24), then the command
-        subprocess.run([*self.base, "new-session", "-d", "-s", "salus", "-x", "100", "-y", "30", "sleep 600"],
-                       check=True, stdin=subprocess.DEVNULL)
+        subprocess.run([*self.base, "new-session", "-d", "-s", "salus", "-x", "100", "-y", "30", "sleep 600"], check=True)
         self.tmux("set-option", "-t", "salus", "window-size", "manual")
         self.tmux("resize-window", "-t", "salus", "-x", "100", "-y", "30")
-        subprocess.run([*self.base, "respawn-pane", "-k", "-t", "salus", shell], check=True, stdin=subprocess.DEVNULL)
+        subprocess.run([*self.base, "respawn-pane", "-k", "-t", "salus", shell], check=True)
         self.pid = int(self.tmux("display-message", "-p", "-t", "salus", "#{pane_pid}").strip())
-        self.socket = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run([*self.base, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout
+        return subprocess.run([*self.base, *args], capture_output=True, text=True).stdout
 
     def keys(self, *keys: str) -> None:
         for key in keys:
-            subprocess.run([*self.base, "send-keys", "-t", "salus", key], check=True, stdin=subprocess.DEVNULL)
+            subprocess.run([*self.base, "send-keys", "-t", "salus", key], check=True)
             time.sleep(0.3)
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "salus")
 
     def alive(self) -> bool:
-        return subprocess.run([*self.base, "has-session", "-t", "salus"], capture_output=True,
-                              stdin=subprocess.DEVNULL).returncode == 0
+        return subprocess.run([*self.base, "has-session", "-t", "salus"], capture_output=True).returncode == 0
 
     def wait_for(self, text: str, timeout: float) -> str:
         end = time.monotonic() + timeout
@@ -65,9 +62,7 @@ class Terminal:
         raise AssertionError(f"{text!r} not on the screen after {timeout} s:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run([*self.base, "kill-server"], capture_output=True, stdin=subprocess.DEVNULL)
-        if self.socket:
-            Path(self.socket).unlink(missing_ok=True)
+        subprocess.run([*self.base, "kill-server"], capture_output=True)
 
 
 def tui_command(out: Path, log: Path, episodes: int, image_size: int = 64, max_steps: int = 16) -> list[str]:

@@ -66,9 +66,6 @@ class TrainSettings:
     4-pixel shift at 128 px is several centimetres on the table."""
     aux_weight: float = 1.0
     """Weight of the auxiliary scene-position loss (see `SceneProbe`); 0 disables it."""
-    grasp_weight: float = 3.0
-    """Sampling weight of demonstration steps near the grasp relative to the others (see
-    `grasp_weights`); 1 samples uniformly."""
     seed: int = 0
     """Seed of member 0 (member i uses seed + i); demonstrations use env seeds from `demo_seed`."""
     demo_seed: int = 1_000_000
@@ -168,77 +165,44 @@ def _batch(demos: Demonstrations, index: np.ndarray, chunk_size: int, shift_px: 
 
 
 class SceneProbe(torch.nn.Module):
-    """Auxiliary training heads: regress privileged scene positions from the policy's own features.
+    """Auxiliary training head: regresses privileged scene positions from each camera's image tokens.
 
     A tiny vision encoder trained from scratch by the flow-matching loss alone barely learns where
     the cube is (measured: predicted actions hardly change between images of different scenes, and
-    the policy repeats one average trajectory), and the gripper height, which decides grasps and
-    table collisions, is a forward-kinematics function of the joint angles that the loss alone
-    learns slowly. Two kinds of linear heads, trained with an MSE loss against the normalised
-    `Demonstrations.positions` (cube xyz, bin xy, pinch xyz), fix this (an auxiliary task with
-    privileged labels, as in privileged-information / asymmetric training):
-
-    - one per camera on the SmolVLM connector output (B, 16, 64): all 8 positions from the image;
-    - one on the first VLM layer's MLP output at the state token (the last prefix token): the
-      pinch xyz from the joint angles.
-
-    Features are captured by forward hooks during `SmolVLAPolicy.forward`. The heads exist only
-    during training: the saved member is a plain `SmolVLAPolicy` (image, state, instruction in).
+    the policy repeats one average trajectory). This head reads the SmolVLM connector's output
+    (B, 16, 64) per camera, captured by a forward hook during `SmolVLAPolicy.forward`, and is
+    trained with an MSE loss against the normalised cube xyz, bin xy and pinch xyz of
+    `Demonstrations.positions` (an auxiliary task with privileged labels, as in asymmetric
+    actor-critic / privileged-information training). It exists only during training: the saved
+    member is a plain `SmolVLAPolicy` whose inputs are the image, state and instruction.
     """
 
-    def __init__(self, policy: Any, cameras: int, mean: np.ndarray, std: np.ndarray) -> None:
+    def __init__(self, policy: Any, cameras: int, targets: int, mean: np.ndarray, std: np.ndarray) -> None:
         super().__init__()
         vlm = policy.model.vlm_with_expert.get_vlm_model()
-        hidden = int(vlm.config.text_config.hidden_size)
-        size = int(vlm.config.vision_config.image_size)
-        with torch.no_grad():
-            features = policy.model.vlm_with_expert.embed_image(torch.zeros(1, 3, size, size)).flatten(1).shape[1]
-        targets = len(mean)
-        self.image_heads = torch.nn.ModuleList(torch.nn.Linear(features, targets) for _ in range(cameras))
-        self.state_head = torch.nn.Linear(hidden, 3)
+        self.heads = torch.nn.ModuleList(torch.nn.LazyLinear(targets) for _ in range(cameras))
         self.register_buffer("mean", torch.from_numpy(mean).float())
         self.register_buffer("std", torch.from_numpy(std).float())
-        self._images: list[torch.Tensor] = []
-        self._prefix: list[torch.Tensor] = []
-        self._hooks = [
-            vlm.connector.register_forward_hook(lambda _m, _i, out: self._images.append(out)),
-            vlm.text_model.layers[0].mlp.register_forward_hook(lambda _m, _i, out: self._prefix.append(out)),
-        ]
-        self.discard()
+        self._captured: list[torch.Tensor] = []
+        self._hook = vlm.connector.register_forward_hook(lambda _m, _i, out: self._captured.append(out))
 
     def loss(self, positions: np.ndarray) -> torch.Tensor:
-        """Mean of the heads' MSE losses on the features captured since the last call (image
-        tokens: one tensor per camera, in camera order; prefix: the first call's); clears them."""
-        images, prefix = self._images, self._prefix
-        self.discard()
+        """MSE between predicted and true normalised positions over the images captured since the
+        last call (one tensor per camera, in camera order); clears the capture."""
+        captured, self._captured = self._captured, []
         target = (torch.from_numpy(positions).float() - self.mean) / self.std
         losses = [torch.nn.functional.mse_loss(head(tokens.flatten(1)), target)
-                  for head, tokens in zip(self.image_heads, images)]
-        if prefix:
-            losses.append(torch.nn.functional.mse_loss(self.state_head(prefix[0][:, -1]), target[:, 5:8]))
+                  for head, tokens in zip(self.heads, captured)]
         return torch.stack(losses).mean()
 
     def discard(self) -> None:
-        """Drops captured activations."""
-        self._images, self._prefix = [], []
+        """Drops captured activations (e.g. after an inference call)."""
+        self._captured = []
 
     def remove(self) -> None:
-        """Detaches the hooks from the policy."""
-        for hook in self._hooks:
-            hook.remove()
-        self.discard()
-
-
-def grasp_weights(demos: Demonstrations, weight: float) -> np.ndarray:
-    """Sampling probabilities (N,) that give steps near the grasp `weight` times the weight of the
-    others: pinch within 4 cm of the cube horizontally and less than 10 cm above it (descent and
-    closing, where centimetres decide between a grasp, a miss and a table collision)."""
-    pos = demos.positions
-    horizontal = np.linalg.norm(pos[:, 5:7] - pos[:, 0:2], axis=1)
-    height = pos[:, 7] - pos[:, 2]
-    near = (horizontal < 0.04) & (height < 0.10)
-    w = np.where(near, float(weight), 1.0)
-    return w / w.sum()
+        """Detaches the hook from the policy."""
+        self._hook.remove()
+        self._captured = []
 
 
 def train_member(demos: Demonstrations, backbone_dir: str | Path, settings: TrainSettings, member: int,
@@ -264,11 +228,17 @@ def train_member(demos: Demonstrations, backbone_dir: str | Path, settings: Trai
     probe = None
     if settings.aux_weight > 0:
         mean, std = demos.positions.mean(axis=0), demos.positions.std(axis=0)
-        probe = SceneProbe(policy, len(cameras), mean, np.where(std < 1e-4, 1.0, std))
+        probe = SceneProbe(policy, len(cameras), demos.positions.shape[1], mean, np.where(std < 1e-4, 1.0, std))
+        # materialise the lazy heads with one image batch
+        with torch.no_grad():
+            sample = torch.zeros(1, 3, settings.image_size, settings.image_size)
+            tokens = policy.model.vlm_with_expert.embed_image(sample)
+            for head in probe.heads:
+                head(tokens.flatten(1))
+        probe.discard()
     params = [p for p in policy.parameters() if p.requires_grad]
     if probe is not None:
-        params += list(probe.parameters())
-    probabilities = grasp_weights(demos, settings.grasp_weight) if settings.grasp_weight != 1.0 else None
+        params += list(probe.heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay)
 
     def lr_factor(step: int) -> float:
@@ -286,7 +256,7 @@ def train_member(demos: Demonstrations, backbone_dir: str | Path, settings: Trai
     for step in range(settings.steps):
         if stop is not None and stop.is_set():
             break
-        index = rng.choice(len(demos), settings.batch_size, p=probabilities)
+        index = rng.integers(0, len(demos), settings.batch_size)
         batch = preprocessor(_batch(demos, index, settings.chunk_size, settings.shift_px, generator))
         loss, _ = policy.forward(batch)
         total_loss = loss
