@@ -2,7 +2,7 @@
 
 The clock is frozen (`SalusApp(clock=...)`) and every path shown is relative, so the pictures do not
 depend on when or where they are taken. The training curves come from the events of a real
-`salus train` run and the evaluation from its real metrics.json (tests/snapshots/data/run: a run
+`salus train` run and the evaluation from its real metrics.json (tests/data/console_run: a run
 on the formula store of test_console_support, `salus train --epochs 25 --batch-size 128 --lr 3e-3
 --threads 1` then `salus evaluate --no-plots`); the episodes screens read a formula store written
 at test time. Update the pictures with `pytest tests/test_console_snapshots.py --snapshot-update`
@@ -37,7 +37,7 @@ if str(SnapshotCollectionStorage.snapshot_dirname) == "__snapshots__":
 pytest_textual_snapshot.SVGImageExtension.file_extension = "svg"
 
 REPO = Path(__file__).resolve().parent.parent
-RUN = Path("tests/snapshots/data/run")
+RUN = Path("tests/data/console_run")
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 FROZEN = 1000.0
 
