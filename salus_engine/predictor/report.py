@@ -36,17 +36,20 @@ def load_metrics(path: Path) -> dict[str, Any]:
     return metrics
 
 
-def _f(value: float | None, digits: int = 3) -> str:
+def format_value(value: float | None, digits: int = 3) -> str:
+    """A metric with `digits` decimals; an en dash for an undefined one (None)."""
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _rate(entry: dict[str, Any]) -> str:
-    if not entry or entry.get("n", 0) == 0:
+def format_rate(entry: dict[str, Any] | None) -> str:
+    """An episode-level rate entry of metrics.json as `0.80 (8/10)`; an en dash when n is 0."""
+    if not entry or not entry.get("n"):
         return "–"
     return f"{entry['rate']:.2f} ({entry['k']}/{entry['n']})"
 
 
-def _scorer_order(metrics: dict[str, Any]) -> list[str]:
+def scorer_order(metrics: dict[str, Any]) -> list[str]:
+    """Model, logistic regression, the single-signal baselines, the permutation control last."""
     names = list(metrics["scorers"])
     head = [n for n in ("model", "logistic_regression") if n in names]
     tail = [n for n in ("permutation_control",) if n in names]
@@ -62,10 +65,10 @@ def step_table(metrics: dict[str, Any]) -> Table:
     table.add_column("scorer", no_wrap=True)
     for name in ("AUROC", "AUPRC", *FAILURE_TYPES):
         table.add_column(name, justify="right")
-    for name in _scorer_order(metrics):
+    for name in scorer_order(metrics):
         s = metrics["scorers"][name]
-        table.add_row(s["short"], _f(s["mean"]["auroc"]), _f(s["mean"]["auprc"]),
-                      *(_f(s["per_type"][t]["auroc"]) for t in FAILURE_TYPES), style=_row_style(name))
+        table.add_row(s["short"], format_value(s["mean"]["auroc"]), format_value(s["mean"]["auprc"]),
+                      *(format_value(s["per_type"][t]["auroc"]) for t in FAILURE_TYPES), style=_row_style(name))
     return table
 
 
@@ -79,11 +82,11 @@ def monitor_table(metrics: dict[str, Any]) -> Table:
     table.add_column("scorer", no_wrap=True)
     for name in ("AUROC any", "F1", "detected", "false alarms", "lead s"):
         table.add_column(name, justify="right")
-    for name in _scorer_order(metrics):
+    for name in scorer_order(metrics):
         s = metrics["scorers"][name]
         ep = s["episode"]
-        table.add_row(s["short"], _f(s["any_failure"]["auroc"]), _f(s["mean"]["f1"]), _rate(ep["tpr"]),
-                      _rate(ep["far"]), _f(ep["median_lead_s"], 2), style=_row_style(name))
+        table.add_row(s["short"], format_value(s["any_failure"]["auroc"]), format_value(s["mean"]["f1"]), format_rate(ep["tpr"]),
+                      format_rate(ep["far"]), format_value(ep["median_lead_s"], 2), style=_row_style(name))
     table.caption = ("AUROC any: any failure within the horizon, max-over-types score; F1: mean over outputs; "
                      "lead s: median seconds from first alarm to failure, detected episodes")
     return table
@@ -100,10 +103,10 @@ def detail_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
     for name in ("type", "horizon", "precision", "recall", "F1", "AUROC", "AUPRC", "support"):
         table.add_column(name, justify="left" if name == "type" else "right")
     for r in s["per_type_horizon"]:
-        table.add_row(r["type"], str(r["horizon"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]),
-                      _f(r["auroc"]), _f(r["auprc"]), str(r["support"]))
-    table.caption = (f"exact match (all {len(s['per_type_horizon'])} decisions right): {_f(s['exact_match'])}; "
-                     f"ECE {_f((s.get('reliability') or {}).get('ece'))}")
+        table.add_row(r["type"], str(r["horizon"]), format_value(r["precision"]), format_value(r["recall"]), format_value(r["f1"]),
+                      format_value(r["auroc"]), format_value(r["auprc"]), str(r["support"]))
+    table.caption = (f"exact match (all {len(s['per_type_horizon'])} decisions right): {format_value(s['exact_match'])}; "
+                     f"ECE {format_value((s.get('reliability') or {}).get('ece'))}")
     return table
 
 
@@ -119,17 +122,17 @@ def episode_table(metrics: dict[str, Any]) -> Table:
         cells = []
         for name in ("model", "logistic_regression"):
             entry = metrics["scorers"][name]["episode"]["per_type"][t]
-            cells += [_rate(entry), _f(entry["median_lead_steps"], 1)]
+            cells += [format_rate(entry), format_value(entry["median_lead_steps"], 1)]
         table.add_row(t, *cells)
     cells = []
     for name in ("model", "logistic_regression"):
         ep = metrics["scorers"][name]["episode"]
-        cells += [_rate(ep["far"]), ""]
+        cells += [format_rate(ep["far"]), ""]
     table.add_row("success: false alarms", *cells)
     model_ep = metrics["scorers"]["model"]["episode"]
-    table.caption = (f"model: {_rate(model_ep['tpr_actionable'])} of failures flagged at least "
+    table.caption = (f"model: {format_rate(model_ep['tpr_actionable'])} of failures flagged at least "
                      f"{model_ep['min_lead_steps']} steps ahead; lead quartiles (s) "
-                     f"{', '.join(_f(q, 2) for q in model_ep['lead_quartiles_s'] or [])}")
+                     f"{', '.join(format_value(q, 2) for q in model_ep['lead_quartiles_s'] or [])}")
     return table
 
 
@@ -239,18 +242,18 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     ]
     for t in FAILURE_TYPES:
         a, b = model["episode"]["per_type"][t], logistic["episode"]["per_type"][t]
-        lines.append(f"| {t} | {_ci(a)} | {_f(a['median_lead_steps'], 1)} | {_ci(b)} | {_f(b['median_lead_steps'], 1)} |")
+        lines.append(f"| {t} | {_ci(a)} | {format_value(a['median_lead_steps'], 1)} | {_ci(b)} | {format_value(b['median_lead_steps'], 1)} |")
     lines.append(f"| success: false alarms | {_ci(model['episode']['far'])} | | {_ci(logistic['episode']['far'])} | |")
     ep = model["episode"]
     lines += ["",
               f"Model: detected {_ci(ep['tpr'])} of failed episodes, {_ci(ep['tpr_actionable'])} at least "
               f"{ep['min_lead_steps']} steps ahead; false alarms {_ci(ep['far'])} (conformal bound {conformal['alpha']}); "
-              f"median lead {_f(ep['median_lead_steps'], 1)} steps = {_f(ep['median_lead_s'], 2)} s. "
-              f"Expected calibration error (16 outputs): model {_f((model.get('reliability') or {}).get('ece'))}, "
-              f"logistic regression {_f((logistic.get('reliability') or {}).get('ece'))}."]
+              f"median lead {format_value(ep['median_lead_steps'], 1)} steps = {format_value(ep['median_lead_s'], 2)} s. "
+              f"Expected calibration error (16 outputs): model {format_value((model.get('reliability') or {}).get('ece'))}, "
+              f"logistic regression {format_value((logistic.get('reliability') or {}).get('ece'))}."]
     if control:
-        lines.append(f"Permutation control (labels shuffled across episodes): mean AUROC {_f(control['mean']['auroc'])}, "
-                     f"any-failure AUROC {_f(control['any_failure']['auroc'])}.")
+        lines.append(f"Permutation control (labels shuffled across episodes): mean AUROC {format_value(control['mean']['auroc'])}, "
+                     f"any-failure AUROC {format_value(control['any_failure']['auroc'])}.")
     return "\n".join(lines)
 
 
@@ -260,12 +263,12 @@ def markdown_table(metrics: dict[str, Any]) -> str:
     head = ["scorer", "mean AUROC", "mean AUPRC", "mean F1", f"any-failure AUROC @{horizon}",
             *(f"{t} AUROC" for t in FAILURE_TYPES), "detected (TPR)", "false alarms (FAR)", "median lead (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in _scorer_order(metrics):
+    for name in scorer_order(metrics):
         s = metrics["scorers"][name]
         ep = s["episode"]
-        cells = [s["label"], _f(s["mean"]["auroc"]), _f(s["mean"]["auprc"]), _f(s["mean"]["f1"]),
-                 _f(s["any_failure"]["auroc"]), *(_f(s["per_type"][t]["auroc"]) for t in FAILURE_TYPES),
-                 _rate(ep["tpr"]), _rate(ep["far"]), _f(ep["median_lead_s"], 2)]
+        cells = [s["label"], format_value(s["mean"]["auroc"]), format_value(s["mean"]["auprc"]), format_value(s["mean"]["f1"]),
+                 format_value(s["any_failure"]["auroc"]), *(format_value(s["per_type"][t]["auroc"]) for t in FAILURE_TYPES),
+                 format_rate(ep["tpr"]), format_rate(ep["far"]), format_value(ep["median_lead_s"], 2)]
         if name == "model":
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")

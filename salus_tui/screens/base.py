@@ -17,7 +17,7 @@ from textual import on, work
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Input, Select
+from textual.widgets import Input, Label, Select
 from textual.worker import Worker, WorkerState
 
 from salus_engine.events import Event, EventSink, JobFailed
@@ -62,6 +62,8 @@ class JobScreen(SalusScreen):
 
     JOB = "job"
     """Name of the job (`collect`, `train`, `evaluate`), as in `JobStarted.job`."""
+    STOP_STATUS = ("#status-text", "stopping after the current unit of work")
+    """(label selector, text) shown once a stop was requested."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,6 +86,35 @@ class JobScreen(SalusScreen):
         for timer in self._live_timers:
             if self.is_current:
                 timer.resume()
+        self.refresh_bindings()
+
+    def action_stop(self) -> bool:
+        """Asks the running job to stop after its current unit of work and says so in the status
+        label; False when there was nothing to stop."""
+        if not self.request_stop():
+            return False
+        selector, text = self.STOP_STATUS
+        self.query_one(selector, Label).update(text)
+        self.refresh_bindings()
+        return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`start` only while idle, `stop` only while a job runs and no stop was asked yet (None
+        greys the key out in the footer); subclasses add their own actions and call this."""
+        if action == "start":
+            return not self.running or None
+        if action == "stop":
+            return self.running and not self.stop_event.is_set() or None
+        return True
+
+    @on(Input.Submitted, "#form Input")
+    def _form_submitted(self) -> None:
+        """Enter in a field of the screen's form starts the job."""
+        self.action_start()
+
+    def action_start(self) -> None:
+        """Starts the screen's job from its form (each job screen defines it)."""
+        raise NotImplementedError
 
     def request_stop(self) -> bool:
         """Asks the job to stop after its current unit of work; False when none is running."""

@@ -55,6 +55,7 @@ class CollectScreen(JobScreen):
 
     MODE = "collect"
     JOB = "collect"
+    STOP_STATUS = ("#progress-text", "stopping after the current episode ...")
     AUTO_FOCUS = "#log"
     BINDINGS = [
         Binding("s", "start", "start", id="collect-start"),
@@ -125,17 +126,6 @@ class CollectScreen(JobScreen):
         return self.query_one("#log")
 
     # actions ------------------------------------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "start":
-            return not self.running or None
-        if action == "stop":
-            return self.running and not self.stop_event.is_set() or None
-        return True
-
-    @on(Input.Submitted, "#form Input")
-    def _submitted(self) -> None:
-        self.action_start()
-
     def action_start(self) -> None:
         if self.running:
             self.notify("a collection is already running", severity="warning")
@@ -171,13 +161,12 @@ class CollectScreen(JobScreen):
             run_collection(config, sink=sink, stop=stop, snapshot=snapshot)
 
         self.start_job(job)
-        self.refresh_bindings()
 
-    def action_stop(self) -> None:
-        if self.request_stop():
-            self.query_one("#progress-text", Label).update("stopping after the current episode ...")
-            self.notify("stopping after the current episode; nothing recorded is lost")
-            self.refresh_bindings()
+    def action_stop(self) -> bool:
+        if not super().action_stop():
+            return False
+        self.notify("stopping after the current episode; nothing recorded is lost")
+        return True
 
     # events from the engine ---------------------------------------------------------------------
     @on(EngineEvent)

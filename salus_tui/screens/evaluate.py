@@ -34,6 +34,7 @@ from textual.widgets import (
 from salus_engine import FAILURE_TYPES
 from salus_engine.events import JobFailed, JobFinished, JobStarted, LogLine, ProgressUpdate
 from salus_engine.predictor import SPLIT_NAMES
+from salus_engine.predictor.report import format_rate, format_value, scorer_order
 from salus_tui.messages import EngineEvent
 from salus_tui.screens.base import JobScreen
 from salus_tui.screens.train import training_threads
@@ -42,24 +43,6 @@ from salus_tui.widgets.line_chart import LineChart, Series
 from salus_tui.widgets.nav_bar import NavBar
 
 TABS = ("summary", "classes", "roc")
-
-
-def _f(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _rate(entry: dict[str, Any] | None) -> str:
-    if not entry or not entry.get("n"):
-        return "–"
-    return f"{entry['rate']:.2f} ({entry['k']}/{entry['n']})"
-
-
-def scorer_order(metrics: dict[str, Any]) -> list[str]:
-    """Model, logistic regression, the single-signal baselines, the permutation control last."""
-    names = list(metrics["scorers"])
-    head = [n for n in ("model", "logistic_regression") if n in names]
-    tail = [n for n in ("permutation_control",) if n in names]
-    return head + [n for n in names if n not in head and n not in tail] + tail
 
 
 def default_evaluation_dir(checkpoint: str, split: str) -> str:
@@ -74,6 +57,7 @@ class EvaluateScreen(JobScreen):
 
     MODE = "evaluate"
     JOB = "evaluate"
+    STOP_STATUS = ("#status-text", "stopping after the current scorer; nothing is written")
     AUTO_FOCUS = "#scorers"
     BINDINGS = [
         Binding("s", "start", "evaluate", id="evaluate-start"),
@@ -146,11 +130,9 @@ class EvaluateScreen(JobScreen):
         return self.query_one("#scorers")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("start", "load"):
+        if action == "load":
             return not self.running or None
-        if action == "stop":
-            return self.running and not self.stop_event.is_set() or None
-        return True
+        return super().check_action(action, parameters)
 
     def suggest(self, checkpoint: str | None = None, store: str | None = None) -> None:
         """Fills the form (after a training) unless a job runs."""
@@ -169,10 +151,6 @@ class EvaluateScreen(JobScreen):
         out = self.query_one("#out", Input)
         if out.value.strip() in ("", *(default_evaluation_dir(checkpoint, s) for s in SPLIT_NAMES)):
             out.value = default_evaluation_dir(checkpoint, str(event.value))
-
-    @on(Input.Submitted, "#form Input")
-    def _submitted(self) -> None:
-        self.action_start()
 
     # actions ------------------------------------------------------------------------------------
     def read_form(self):
@@ -219,12 +197,6 @@ class EvaluateScreen(JobScreen):
             run_evaluation(config, sink=sink, stop=stop)
 
         self.start_job(job)
-        self.refresh_bindings()
-
-    def action_stop(self) -> None:
-        if self.request_stop():
-            self.query_one("#status-text", Label).update("stopping after the current scorer; nothing is written")
-            self.refresh_bindings()
 
     def action_load(self) -> None:
         from salus_engine.predictor.report import find_metrics
@@ -303,14 +275,14 @@ class EvaluateScreen(JobScreen):
         horizon = metrics["alarm_horizon"]
         summary = Text()
         summary.append(f"{model['label']}, {metrics['split']} split\n", style="bold")
-        summary.append(f"detection rate   {_rate(episode['tpr'])}\n")
-        summary.append(f"false-alarm rate {_rate(episode['far'])}\n")
+        summary.append(f"detection rate   {format_rate(episode['tpr'])}\n")
+        summary.append(f"false-alarm rate {format_rate(episode['far'])}\n")
         lead_steps = episode["median_lead_steps"]
         summary.append("median lead time " + ("–" if lead_steps is None else
                                                 f"{lead_steps:.0f} steps = {episode['median_lead_s']:.2f} s") + "\n")
-        summary.append(f"actionable (>= {episode['min_lead_steps']} steps) {_rate(episode['tpr_actionable'])}\n")
+        summary.append(f"actionable (>= {episode['min_lead_steps']} steps) {format_rate(episode['tpr_actionable'])}\n")
         summary.append(f"alarm: max over types of P(fail within {horizon} steps = {horizon / hz:.2f} s) "
-                       f">= {_f(episode['threshold'])}\n", style="dim")
+                       f">= {format_value(episode['threshold'])}\n", style="dim")
         summary.append(f"threshold by split conformal on {conformal['calibration_episodes']} successful episodes: "
                        f"{conformal['guarantee']}", style="dim")
         self.query_one("#episode-summary", Static).update(summary)
@@ -324,12 +296,12 @@ class EvaluateScreen(JobScreen):
             s = metrics["scorers"][name]
             ep = s["episode"]
             label = Text(s["short"], style="bold" if name == "model" else "dim" if s["kind"] == "control" else "")
-            scorers.add_row(label, _f(s["mean"]["auroc"]), _f(s["any_failure"]["auroc"]), _f(s["mean"]["f1"]),
-                            _rate(ep["tpr"]), _rate(ep["far"]), _f(ep["median_lead_s"], 2), key=name)
+            scorers.add_row(label, format_value(s["mean"]["auroc"]), format_value(s["any_failure"]["auroc"]), format_value(s["mean"]["f1"]),
+                            format_rate(ep["tpr"]), format_rate(ep["far"]), format_value(ep["median_lead_s"], 2), key=name)
             for t in FAILURE_TYPES:
                 r = s["per_type"][t]
-                per_class.add_row(label, t, _f(r["precision"]), _f(r["recall"]), _f(r["f1"]), _f(r["auroc"]),
-                                  _f(r["auprc"]), str(r["support"]), key=f"{name}/{t}")
+                per_class.add_row(label, t, format_value(r["precision"]), format_value(r["recall"]), format_value(r["f1"]), format_value(r["auroc"]),
+                                  format_value(r["auprc"]), str(r["support"]), key=f"{name}/{t}")
         self.query_one("#roc", LineChart).set_series(self._roc_series(metrics))
 
     @staticmethod
@@ -360,5 +332,5 @@ class EvaluateScreen(JobScreen):
             roc = scorers[name]["any_failure"].get("roc")
             if roc:
                 auroc = scorers[name]["any_failure"]["auroc"]
-                series.append(Series(f"{scorers[name]['short']} {_f(auroc, 2)}", roc["fpr"], roc["tpr"], style))
+                series.append(Series(f"{scorers[name]['short']} {format_value(auroc, 2)}", roc["fpr"], roc["tpr"], style))
         return series

@@ -31,6 +31,7 @@ class TrainScreen(JobScreen):
 
     MODE = "train"
     JOB = "train"
+    STOP_STATUS = ("#status-text", "stopping after the current epoch (the best weights are kept)")
     AUTO_FOCUS = "#log"
     BINDINGS = [
         Binding("s", "start", "start", id="train-start"),
@@ -82,13 +83,9 @@ class TrainScreen(JobScreen):
         return self.query_one("#log")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "start":
-            return not self.running or None
-        if action == "stop":
-            return self.running and not self.stop_event.is_set() or None
         if action == "evaluate":
             return (self.run_dir is not None and not self.running) or None
-        return True
+        return super().check_action(action, parameters)
 
     def suggest(self, store: str | None = None) -> None:
         """Fills the store field (after a collection) unless a job runs."""
@@ -96,10 +93,6 @@ class TrainScreen(JobScreen):
             self.query_one("#data", Input).value = store
 
     # actions ------------------------------------------------------------------------------------
-    @on(Input.Submitted, "#form Input")
-    def _submitted(self) -> None:
-        self.action_start()
-
     def read_form(self):
         """The form as a `TrainConfig`; None (with a notification) when a field is wrong."""
         from salus_engine.predictor.training import TrainConfig
@@ -145,12 +138,6 @@ class TrainScreen(JobScreen):
             run_training(config, sink=sink, stop=stop)
 
         self.start_job(job)
-        self.refresh_bindings()
-
-    def action_stop(self) -> None:
-        if self.request_stop():
-            self.query_one("#status-text", Label).update("stopping after the current epoch (the best weights are kept)")
-            self.refresh_bindings()
 
     def action_evaluate(self) -> None:
         """Opens the evaluate screen with this run and its store."""

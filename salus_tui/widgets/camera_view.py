@@ -13,9 +13,9 @@ import numpy as np
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
-from textual.geometry import Size
 from textual.strip import Strip
-from textual.widget import Widget
+
+from salus_tui.widgets.drawn_widget import DrawnWidget
 
 
 def fit_image(frame: np.ndarray, columns: int, rows: int) -> np.ndarray:
@@ -33,7 +33,7 @@ def fit_image(frame: np.ndarray, columns: int, rows: int) -> np.ndarray:
     return frame[ys][:, xs]
 
 
-class CameraView(Widget):
+class CameraView(DrawnWidget):
     """Shows one (H, W, 3) uint8 frame; `set_frame` replaces it."""
 
     DEFAULT_CSS = """
@@ -43,21 +43,10 @@ class CameraView(Widget):
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.frame: np.ndarray | None = None
-        self._lines: list[Strip] | None = None
-        self._drawn_size: Size | None = None
 
     def set_frame(self, frame: np.ndarray | None) -> None:
         self.frame = frame
-        self._lines = None
-        self.refresh()
-
-    def render_line(self, y: int) -> Strip:
-        width, height = self.size
-        if self._lines is None or self._drawn_size != self.size:
-            self._lines = self._draw(width, height)
-            self._drawn_size = self.size
-        line = self._lines[y] if y < len(self._lines) else Strip.blank(width)
-        return line.crop_extend(0, width, self.rich_style).apply_style(self.rich_style)
+        self.redraw()
 
     def _draw(self, width: int, height: int) -> list[Strip]:
         if self.frame is None or width < 2 or height < 1:

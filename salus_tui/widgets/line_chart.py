@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.segment import Segment
-from textual.geometry import Size
 from textual.strip import Strip
-from textual.widget import Widget
+
+from salus_tui.widgets.drawn_widget import DrawnWidget
 
 BRAILLE_BASE = 0x2800
 # bit of the dot at (column 0..1, row 0..3) inside one braille cell (Unicode braille patterns)
@@ -40,7 +40,7 @@ def format_tick(value: float) -> str:
     return f"{value:.3g}"
 
 
-class LineChart(Widget):
+class LineChart(DrawnWidget):
     """Legend row, plot with y-axis ticks, x-axis row. `set_series` replaces the data."""
 
     COMPONENT_CLASSES = {"line-chart--axis", "line-chart--empty",
@@ -66,28 +66,13 @@ class LineChart(Widget):
         self.fixed_x = x_range
         self.fixed_y = y_range
         self.series: list[Series] = []
-        self._lines: list[Strip] | None = None
-        self._drawn_size: Size | None = None
 
     def set_series(self, series: list[Series]) -> None:
         """Replaces every line and redraws once."""
         self.series = list(series)
-        self._lines = None
-        self.refresh()
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._lines = None
+        self.redraw()
 
     # drawing ------------------------------------------------------------------------------------
-    def render_line(self, y: int) -> Strip:
-        width, height = self.size
-        if self._lines is None or self._drawn_size != self.size:
-            self._lines = self._draw(width, height)
-            self._drawn_size = self.size
-        line = self._lines[y] if y < len(self._lines) else Strip.blank(width)
-        return line.crop_extend(0, width, self.rich_style).apply_style(self.rich_style)
-
     def _ranges(self) -> tuple[float, float, float, float] | None:
         xs = [float(v) for s in self.series for v in s.x if math.isfinite(float(v))]
         ys = [float(v) for s in self.series for v in s.y if math.isfinite(float(v))]
