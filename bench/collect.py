@@ -80,6 +80,7 @@ def main() -> None:
     a, b = a_s / a_n * per, b_s / b_n * per
     print(f"settings: cameras {','.join(config.sim.cameras)} at {config.sim.image_size}px, "
           f"{config.policy.ensemble_size} members, chunk every {config.policy.requery_every} steps, "
+          f"{config.policy.denoising_steps or 'checkpoint-default'} denoising steps, "
           f"{args.episodes} episodes, {os.cpu_count()} CPUs")
     print(f"(a) bare simulator + scripted expert + rendering: {a:.2f} s per {per}-step episode ({a_n} steps)")
     print(f"(b) full collection (ensemble, signals, Zarr):    {b:.2f} s per {per}-step episode ({b_n} steps)")

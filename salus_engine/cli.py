@@ -46,6 +46,8 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
     parser.add_argument("--image-size", type=int, help="camera image side in pixels (default 256)")
     parser.add_argument("--max-steps", type=int, help="episode step limit (default 200)")
     parser.add_argument("--requery-every", type=int, help="steps between fresh action chunks (default 4)")
+    parser.add_argument("--denoising-steps", type=int,
+                        help="flow-matching steps per action chunk (default: the embedded ensemble's setting; 0: the checkpoint's own)")
     parser.add_argument("--gpu-budget-gb", type=float, help="GPU memory budget shown in the console (default 11)")
     parser.add_argument("--config", help="TOML file with [collect], [sim], [policy], [store] tables")
 
@@ -62,7 +64,7 @@ def collect_config_from_args(args: argparse.Namespace, episodes: int | None) -> 
         ("gpu_budget_gb", config, "gpu_budget_gb"),
         ("policy", config.policy, "path"), ("ensemble_size", config.policy, "ensemble_size"),
         ("device", config.policy, "device"), ("requery_every", config.policy, "requery_every"),
-        ("image_size", config.sim, "image_size"), ("max_steps", config.sim, "max_steps"),
+        ("denoising_steps", config.policy, "denoising_steps"), ("image_size", config.sim, "image_size"), ("max_steps", config.sim, "max_steps"),
     ):
         value = getattr(args, flag, None)
         if value is not None and value is not False:
@@ -77,6 +79,8 @@ def collect_config_from_args(args: argparse.Namespace, episodes: int | None) -> 
         raise ConfigError(f"--ensemble-size must be at least 1, got {config.policy.ensemble_size}")
     if config.policy.requery_every < 1:
         raise ConfigError(f"--requery-every must be at least 1, got {config.policy.requery_every}")
+    if config.policy.denoising_steps < 0:
+        raise ConfigError(f"--denoising-steps must be 0 (the checkpoint's own) or more, got {config.policy.denoising_steps}")
     return config
 
 
@@ -170,6 +174,7 @@ def cmd_policy_train(args: argparse.Namespace) -> int:
 
     from salus_engine.events import LogLine, ProgressUpdate
     from salus_engine.policy import train_default_ensemble
+    from salus_engine.policy.behaviour_cloning import TrainSettings
 
     console = Console()
     stop = threading.Event()
@@ -191,7 +196,12 @@ def cmd_policy_train(args: argparse.Namespace) -> int:
 
     with progress:
         overrides = {k: getattr(args, k) for k in ("members", "demos", "steps", "seed") if getattr(args, k) is not None}
-        result = train_default_ensemble(out_dir=args.out, sink=sink, stop=stop, **overrides)
+        settings = TrainSettings()
+        if args.member_steps is not None:
+            if args.member_steps < 0:
+                raise ConfigError(f"--member-steps must be 0 or more, got {args.member_steps}")
+            settings.member_steps = args.member_steps
+        result = train_default_ensemble(out_dir=args.out, sink=sink, stop=stop, settings=settings, **overrides)
     if result.stopped:
         console.print(f"stopped: {result.out_dir} left unchanged")
         return 1
@@ -239,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--out", default=str(DEFAULT_POLICY_DIR), help="destination folder (default: the embedded default)")
     pt.add_argument("--members", type=int, help="ensemble members M (default: the embedded default's settings)")
     pt.add_argument("--demos", type=int, help="scripted-expert demonstration episodes")
-    pt.add_argument("--steps", type=int, help="optimiser steps per member")
+    pt.add_argument("--steps", type=int, help="optimiser steps of member 0 (of every member with --member-steps 0)")
+    pt.add_argument("--member-steps", type=int,
+                    help="fine-tuning steps of members 1..M-1 from member 0 on bootstrap resamples; 0 trains each from scratch")
     pt.add_argument("--seed", type=int, help="seed of member 0; member i uses seed + i")
     pt.set_defaults(func=cmd_policy_train)
 

@@ -72,6 +72,10 @@ class PolicyConfig:
     requery_every: int = 4
     """Members predict a fresh action chunk every k steps; per-step member actions are read from
     the current chunks."""
+    denoising_steps: int = 0
+    """Flow-matching integration steps per action chunk (lerobot's `SmolVLAConfig.num_steps`, an
+    inference-time setting); 0 keeps each checkpoint's own value (10 for SmolVLA). The chunk's cost
+    grows linearly with it (measured: about 4 ms per step and member on this CPU)."""
     seed: int = 0
     """Seed of the flow-matching noise shared by all members."""
     noise_scale: float = 1.0

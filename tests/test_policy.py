@@ -161,6 +161,18 @@ def test_one_checkpoint_queried_m_times_differs_by_sampling_noise(trained):
     assert members[0].std(axis=0).mean() > 1e-4
 
 
+def test_denoising_steps_set_the_flow_matching_integration_of_every_member(trained):
+    own = PolicyEnsemble(PolicyConfig(path=str(trained.members), ensemble_size=2), ("front",))
+    fewer = PolicyEnsemble(PolicyConfig(path=str(trained.members), ensemble_size=2, denoising_steps=2), ("front",))
+    assert [m.policy.config.num_steps for m in own._members] == [10, 10]
+    assert [m.policy.config.num_steps for m in fewer._members] == [2, 2]
+    # same seed and noise, a coarser integration: a different (but close) first chunk
+    a, _ = _rollout(own, steps=1)
+    b, _ = _rollout(fewer, steps=1)
+    assert np.abs(a - b).max() > 1e-4
+    own.close(), fewer.close()
+
+
 def test_ensemble_errors_name_the_problem(trained, tmp_path):
     with pytest.raises(PolicyLoadError, match="holds 2 members"):
         PolicyEnsemble(PolicyConfig(path=str(trained.members), ensemble_size=3), ("front",))
@@ -171,6 +183,8 @@ def test_ensemble_errors_name_the_problem(trained, tmp_path):
         PolicyEnsemble(PolicyConfig(path=str(tmp_path / "empty")), ("front",))
     with pytest.raises(ValueError, match="requery_every"):
         PolicyEnsemble(PolicyConfig(path=str(trained.members), ensemble_size=2, requery_every=99), ("front",))
+    with pytest.raises(ValueError, match="denoising_steps"):
+        PolicyEnsemble(PolicyConfig(path=str(trained.members), ensemble_size=2, denoising_steps=-1), ("front",))
     if not torch.cuda.is_available():
         with pytest.raises(PolicyLoadError, match="CUDA is not available"):
             PolicyEnsemble(PolicyConfig(path=str(trained.members), ensemble_size=2, device="cuda"), ("front",))

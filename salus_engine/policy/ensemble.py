@@ -197,15 +197,16 @@ class PolicyEnsemble:
     """An ensemble of M lerobot policies driving one env (see the module docstring).
 
     Args:
-        config: `PolicyConfig` (path, ensemble_size M, device, requery_every k, seed, camera_map,
-            action_map).
+        config: `PolicyConfig` (path, ensemble_size M, device, requery_every k, denoising_steps,
+            seed, noise_scale, camera_map, action_map).
         cameras: env cameras present in observations, e.g. `("front",)`.
         action_dim: env action size (7: delta position 3, delta rotation 3, gripper 1).
         instruction: the language instruction fed as lerobot's `task`.
 
     Raises:
         PolicyLoadError: bad path, missing members, unusable device, or a mapping that cannot work.
-        ValueError: ensemble_size or requery_every below 1, or requery_every above the chunk size.
+        ValueError: ensemble_size or requery_every below 1, requery_every above the chunk size, or
+            denoising_steps below 0.
     """
 
     def __init__(self, config: PolicyConfig, cameras: tuple[str, ...], action_dim: int = 7,
@@ -214,6 +215,8 @@ class PolicyEnsemble:
             raise ValueError(f"ensemble_size is {config.ensemble_size}; use 1 or more")
         if config.requery_every < 1:
             raise ValueError(f"requery_every is {config.requery_every}; use 1 or more")
+        if config.denoising_steps < 0:
+            raise ValueError(f"denoising_steps is {config.denoising_steps}; use 0 (the checkpoint's own) or more")
         self.config = config
         self.cameras = tuple(cameras)
         self.action_dim = int(action_dim)
@@ -239,6 +242,10 @@ class PolicyEnsemble:
             self.shared_checkpoint = True
             self.notes.append(f"one checkpoint ({config.path}) queried {config.ensemble_size} times with different "
                               "noise: members differ by sampling noise only")
+        if config.denoising_steps:
+            for m in self._members:
+                if hasattr(m.policy.config, "num_steps"):
+                    m.policy.config.num_steps = int(config.denoising_steps)
         first = self._members[0].policy.config
         self.chunk_size = int(first.chunk_size)
         if config.requery_every > self.chunk_size:
@@ -254,8 +261,9 @@ class PolicyEnsemble:
         self.mapping = IOMapping.build(first, self.cameras, self.action_dim, config)
         self.notes.extend(self.mapping.notes)
         self._device = torch.device(config.device)
-        log.info("policy ensemble: %d members from %s on %s, chunk %d, re-query every %d steps",
-                 self.ensemble_size, config.path, config.device, self.chunk_size, config.requery_every)
+        log.info("policy ensemble: %d members from %s on %s, chunk %d, re-query every %d steps, %s denoising steps",
+                 self.ensemble_size, config.path, config.device, self.chunk_size, config.requery_every,
+                 getattr(first, "num_steps", "n/a"))
         for note in self.notes:
             log.warning("policy mapping: %s", note)
         self._generator = torch.Generator()
