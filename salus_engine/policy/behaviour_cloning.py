@@ -76,6 +76,11 @@ class TrainSettings:
     """Weight of the auxiliary scene-position loss (see `SceneProbe`); 0 disables it."""
     member_lr: float = 3e-4
     """Peak learning rate of that fine-tuning (same warm-up and cosine decay)."""
+    denoising_steps: int = 4
+    """Flow-matching integration steps written into each saved member's config (`num_steps`, used
+    only at inference; SmolVLA's default is 10). A query costs about 6 ms plus 3 ms per step and
+    member on this CPU; with 4 steps the default ensemble succeeded in 40 % (re-query every 6) and
+    45 % (every 5) of 20 episodes."""
     seed: int = 0
     """Seed of member 0 (member i uses seed + i: initialisation or bootstrap resample, batch order,
     flow-matching noise); demonstrations use env seeds from `demo_seed`."""
@@ -398,6 +403,7 @@ def train_default_ensemble(
                 break
             if i == 0:
                 base_state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+            policy.config.num_steps = settings.denoising_steps
             save_member(policy, pre, post, staging / f"member_{i}")
             tail = losses[-max(1, len(losses) // 10):]
             result.final_losses.append(float(np.mean(tail)))
