@@ -1,15 +1,15 @@
 """Exports SVG screenshots of every console screen into docs/screenshots/ for the README, each taken
 while the console runs the real job on real data:
 
-- collect.svg: a live collection (`--collect-episodes` episodes into a temporary store, with the
-  given policy), taken while its last episode runs;
+- collect.svg: a live collection (`--collect-episodes` episodes into a temporary store shown as
+  data/collection, with the given policy), taken while its last episode runs;
 - train.svg: a training on `--data`, taken when it has finished;
 - evaluate.svg, evaluate-roc.svg: the evaluation of that run (summary tab, ROC tab);
 - episodes.svg: the episodes of `--data` with that run loaded;
 - player.svg: the player at the failure step of the first failed episode;
 - help.svg: the key help of the player.
 
-    .venv/bin/python bench/console_screenshots.py --data data/collection [--size 120x40] [--epochs 30]
+    .venv/bin/python bench/console_screenshots.py [--data data/collection] [--size 120x40] [--epochs 30]
         [--policy DIR --ensemble-size M] [--image-size 128] [--collect-episodes 3]
 
 `--data` should hold failed and successful episodes (a training needs both); without successes the
@@ -45,15 +45,16 @@ async def until(predicate, pilot, timeout: float, what: str) -> None:
 async def take(args: argparse.Namespace, work: Path) -> list[str]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = CollectConfig(episodes=args.collect_episodes, out=str(work / "live-store"), seed=args.seed)
+    config = CollectConfig(episodes=args.collect_episodes, out="data/collection", seed=args.seed)
     if args.policy:
         config.policy.path = args.policy
     if args.ensemble_size:
         config.policy.ensemble_size = args.ensemble_size
     if args.image_size:
         config.sim.image_size = args.image_size
-    run_dir = work / "run"
-    app = SalusApp(config, data=args.data, checkpoint="", log_path=work / "session.log", theme=args.theme)
+    run_dir = Path("checkpoints/predictor-example")
+    data = args.data or config.out
+    app = SalusApp(config, data=data, checkpoint="", log_path=work / "session.log", theme=args.theme)
     written = []
 
     def shot(name: str) -> None:
@@ -72,7 +73,7 @@ async def take(args: argparse.Namespace, work: Path) -> list[str]:
 
         await pilot.press("2")
         train = app.screen
-        train.query_one("#data").value = args.data
+        train.query_one("#data").value = data
         for field, value in (("#epochs", str(args.epochs)), ("#out", str(run_dir))):
             train.query_one(field).value = value
         await pilot.press("s")  # the job runs from here until `running` is False again
@@ -105,7 +106,7 @@ async def take(args: argparse.Namespace, work: Path) -> list[str]:
 
         await pilot.press("4")
         episodes = app.screen
-        episodes.query_one("#data").value = args.data
+        episodes.query_one("#data").value = data
         episodes.query_one("#checkpoint").value = str(run_dir) if trained else ""
         episodes.action_reload()
         await until(lambda: episodes.rows and not episodes.reading, pilot, 600, "the episode table")
@@ -126,7 +127,8 @@ async def take(args: argparse.Namespace, work: Path) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="a collection store with failed and successful episodes")
+    parser.add_argument("--data", help="a collection store with failed and successful episodes for the train, "
+                        "evaluate and episodes screens (default: the live collection's)")
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"), help="folder for the SVG files")
     parser.add_argument("--size", default="120x40", help="terminal size WxH (default 120x40)")
     parser.add_argument("--theme", default="salus-dark")
@@ -138,7 +140,15 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, help="camera image side of the live collection")
     args = parser.parse_args()
     args.size = tuple(int(v) for v in args.size.lower().split("x"))
+    args.out = str(Path(args.out).resolve())
+    args.data = str(Path(args.data).resolve()) if args.data else None
     with tempfile.TemporaryDirectory(prefix="salus-screenshots-") as tmp:
+        os.chdir(tmp)  # the live store and the run get short relative paths on screen
+        if args.data:  # shown as data/<name>, like a store in the repository
+            link = Path(tmp) / "data" / Path(args.data).name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(args.data, target_is_directory=True)
+            args.data = str(link.relative_to(tmp))
         for path in asyncio.run(take(args, Path(tmp))):
             print(path)
     return 0
