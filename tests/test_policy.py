@@ -107,6 +107,24 @@ def test_behaviour_cloning_lowers_the_flow_matching_loss(trained):
     assert after < 0.8 * before, (before, after)
 
 
+def test_fine_tuned_member_starts_from_the_base_on_a_bootstrap_resample(trained):
+    from salus_engine.policy.behaviour_cloning import bootstrap_steps
+
+    demos = trained.demos
+    pool = bootstrap_steps(demos, np.random.default_rng(0))
+    # whole episodes only: every drawn episode contributes all of its steps, as often as it was drawn
+    counts = np.bincount(demos.episode[pool], minlength=len(demos.outcomes))
+    lengths = np.diff(np.concatenate([[0], demos.episode_end]))
+    assert counts.sum() == len(pool) and np.all(counts % lengths == 0) and (counts // lengths).sum() == len(lengths)
+    base, _, _, _ = train_member(demos, trained.backbone, SETTINGS, member=0)
+    state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    start, _, _, _ = train_member(demos, trained.backbone, SETTINGS, member=1, init_state=state, steps=0)
+    assert all(torch.equal(state[k], v) for k, v in start.state_dict().items())
+    tuned, _, _, losses = train_member(demos, trained.backbone, SETTINGS, member=1, init_state=state, steps=3)
+    assert len(losses) == 3
+    assert any(not torch.equal(state[k], v) for k, v in tuned.state_dict().items())
+
+
 def test_save_and_load_keep_weights_equal_and_repoint_the_backbone(trained, tmp_path):
     source = trained.members / "member_0"
     for name in ("config.json", "policy_preprocessor.json"):
