@@ -79,8 +79,10 @@ class SalusApp(App):
     def __init__(self, collect_config: CollectConfig | None = None, *, autostart: bool = False,
                  data: str | None = None, checkpoint: str | None = None, refresh_hz: float = 5.0,
                  log_path: Path | None = None, theme: str | None = None, start_screen: str = "collect",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, graphics: str | None = None) -> None:
         super().__init__()
+        self.graphics = graphics
+        """Pixel protocol of the terminal for camera images ("tgp", "sixel") or None: half-block cells."""
         if refresh_hz <= 0:
             raise ValueError(f"refresh rate must be positive, got {refresh_hz}")
         self.collect_config = collect_config or CollectConfig()
@@ -121,7 +123,8 @@ class SalusApp(App):
         return screen
 
     def on_mount(self) -> None:
-        self.log_to_file(f"session started; log {self.log_path}")
+        self.log_to_file(f"session started; log {self.log_path}; camera images as "
+                         f"{self.graphics or 'half-block cells'}")
         # The first screen is shown by switching away from Textual's blank default mode: `App.run` uses
         # eager tasks, so a mode's base screen composes before it is on its stack, and a widget that
         # reads `app.screen` while composing (Input does) needs the previous mode's screen there.
@@ -300,8 +303,11 @@ def run_app(collect_config: CollectConfig | None = None, *, autostart: bool = Fa
         os.environ.pop(variable, None)
     available = [t.name for t in load_themes()]
     name = theme_name(theme, available) if available else None
+    from salus_tui.widgets.terminal_graphics import detect_protocol
+
     app = SalusApp(collect_config, autostart=autostart, data=data, checkpoint=checkpoint, refresh_hz=refresh_hz,
-                   log_path=Path(log_path) if log_path else None, theme=name, start_screen=start_screen)
+                   log_path=Path(log_path) if log_path else None, theme=name, start_screen=start_screen,
+                   graphics=detect_protocol())
     app.run()
     print(f"session log: {app.log_path}", file=sys.stderr)
     return app.return_code or 0

@@ -72,3 +72,17 @@ def test_theme_file_without_primary_is_a_one_line_error(tmp_path):
     path.write_text("$background: #000000;\n")
     with pytest.raises(ValueError, match="no \\$primary"):
         parse_theme_file(path)
+
+
+def test_pixel_graphics_only_where_a_terminal_was_asked(monkeypatch):
+    """Under pytest stdout is no terminal: no probe is sent and the camera uses half-block cells;
+    SALUS_GRAPHICS=cells and NO_COLOR skip the probe as well."""
+    from salus_tui.widgets.terminal_graphics import detect_protocol, pixel_image_widget
+
+    assert detect_protocol() is None
+    monkeypatch.setenv("SALUS_GRAPHICS", "cells")
+    assert detect_protocol() is None
+    from textual_image.widget import Image
+
+    widget = pixel_image_widget("camera")
+    assert isinstance(widget, Image) and widget.id == "camera"

@@ -1,6 +1,7 @@
 """Episode player: step through a recorded episode frame by frame.
 
-Shows the camera image (half-block cells), the six signals as a timeline with a cursor at the
+Shows the camera image (half-block cells, or Kitty graphics / sixel pixels where the terminal draws
+them: `widgets.terminal_graphics`), the six signals as a timeline with a cursor at the
 current step and the failure marker, the state and action values, the horizon labels of the step
 and, with a predictor checkpoint, its 16 probabilities at the step (and the monitor's alarm).
 """
@@ -19,6 +20,7 @@ from textual.widgets import Footer, Label, Static
 
 from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
 from salus_tui.widgets.camera_view import CameraView
+from salus_tui.widgets.terminal_graphics import pixel_image_widget
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.probability_grid import ProbabilityGrid
 from salus_tui.widgets.signal_timeline import SignalTimeline
@@ -94,7 +96,10 @@ class EpisodePlayer(Screen):
         yield NavBar("episodes")
         yield Label(self._title(), id="title")
         with Horizontal(id="main"):
-            yield CameraView(id="camera")
+            if getattr(self.app, "graphics", None):
+                yield pixel_image_widget("camera")
+            else:
+                yield CameraView(id="camera")
             with VerticalScroll(id="details") as details:
                 details.can_focus = False  # the arrow keys step through the episode, never scroll
                 yield Static("", id="step-info")
@@ -198,7 +203,13 @@ class EpisodePlayer(Screen):
     def show_step(self) -> None:
         step = self.step
         with self.app.batch_update():
-            self.query_one("#camera", CameraView).set_frame(self.frame(step))
+            camera = self.query_one("#camera")
+            if isinstance(camera, CameraView):
+                camera.set_frame(self.frame(step))
+            else:
+                from PIL import Image
+
+                camera.image = Image.fromarray(self.frame(step))
             self.query_one("#timeline", SignalTimeline).set_cursor(step)
             self.query_one("#step-info", Static).update(self._step_info(step))
             self.query_one("#values", Static).update(self._values(step))
