@@ -195,13 +195,9 @@ def cmd_policy_train(args: argparse.Namespace) -> int:
             progress.update(tasks[phase], completed=event.done, total=event.total, info=info)
 
     with progress:
-        overrides = {k: getattr(args, k) for k in ("members", "demos", "steps", "seed") if getattr(args, k) is not None}
-        settings = TrainSettings()
-        if args.member_steps is not None:
-            if args.member_steps < 0:
-                raise ConfigError(f"--member-steps must be 0 or more, got {args.member_steps}")
-            settings.member_steps = args.member_steps
-        result = train_default_ensemble(out_dir=args.out, sink=sink, stop=stop, settings=settings, **overrides)
+        given = {k: getattr(args, k) for k in ("members", "demos", "steps", "member_steps", "seed")
+                 if getattr(args, k) is not None}
+        result = train_default_ensemble(out_dir=args.out, sink=sink, stop=stop, settings=TrainSettings(**given))
     if result.stopped:
         console.print(f"stopped: {result.out_dir} left unchanged")
         return 1

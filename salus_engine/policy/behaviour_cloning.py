@@ -334,10 +334,6 @@ def _folder_mb(path: Path) -> float:
 
 def train_default_ensemble(
     out_dir: str | Path = DEFAULT_POLICY_DIR,
-    members: int = TrainSettings.members,
-    demos: int = TrainSettings.demos,
-    steps: int = TrainSettings.steps,
-    seed: int = TrainSettings.seed,
     sim_config: SimConfig | None = None,
     settings: TrainSettings | None = None,
     sink: EventSink = discard,
@@ -351,10 +347,9 @@ def train_default_ensemble(
 
     Args:
         out_dir: destination folder; receives `member_0` .. `member_<M-1>` and `training.json`.
-        members, demos, steps, seed: override the same fields of `settings`.
         sim_config: env settings for the demonstrations (default `SimConfig()`: the default task
             distribution and cameras).
-        settings: every other behaviour-cloning setting (`TrainSettings`).
+        settings: the behaviour-cloning settings (default `TrainSettings()`: the committed default).
         sink: receives `LogLine` and `ProgressUpdate` events (demonstrations, then training steps
             counted over all members).
         stop: when set, the job stops after the current demonstration episode or training step and
@@ -364,12 +359,13 @@ def train_default_ensemble(
         `TrainResult` (members saved, timings, demonstration success rate, losses, size in MB).
 
     Raises:
-        ValueError: members, demos or steps below 1.
+        ValueError: members, demos or steps below 1, or member_steps below 0.
     """
     settings = TrainSettings(**asdict(settings)) if settings is not None else TrainSettings()
-    settings.members, settings.demos, settings.steps, settings.seed = members, demos, steps, seed
     if min(settings.members, settings.demos, settings.steps) < 1:
         raise ValueError("members, demos and steps must each be at least 1")
+    if settings.member_steps < 0:
+        raise ValueError(f"member steps must be 0 (train every member from scratch) or more, got {settings.member_steps}")
     sim_config = sim_config if sim_config is not None else SimConfig()
     out = Path(out_dir).expanduser().resolve()
     staging = out.with_name(out.name + ".staging")
