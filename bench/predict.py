@@ -52,7 +52,7 @@ def main() -> int:
         times[i] = time.perf_counter() - t0
     us = times * 1e6
     print(f"online predictor step ({config['model']['kind']}, window {config['model']['window']}, "
-          f"{rows.shape[1]} signals -> {config['model']['kind'] == 'mvp' and 4 or 16} probabilities), "
+          f"{rows.shape[1]} signals -> {config['model']['kind'] == 'single-horizon' and 4 or 16} probabilities), "
           f"{args.calls} calls: median {np.median(us):.1f} us, p90 {np.percentile(us, 90):.1f} us, "
           f"p99 {np.percentile(us, 99):.1f} us")
     return 0

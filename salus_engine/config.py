@@ -1,182 +1,408 @@
-"""Dataclass configurations for simulation, policy, collection and storage.
+"""Every setting of the project, validated where it is defined: simulation, policy, storage and
+collection (`CollectConfig`), behaviour cloning of the embedded ensemble (`TrainSettings`), and the
+failure predictor's training and evaluation (`TrainConfig`, `EvaluateConfig`).
 
-Values come, in increasing precedence, from the defaults below, a TOML file (`[sim]`, `[policy]`,
-`[collect]` tables), environment variables `SALUS_<SECTION>_<FIELD>` and CLI flags.
+Values come, in increasing precedence, from the defaults below, a TOML file (`[collect]`, `[sim]`,
+`[policy]`, `[store]` tables), environment variables `SALUS_<SECTION>_<FIELD>` (e.g.
+`SALUS_SIM_IMAGE_SIZE=64`) and command-line flags; pydantic-settings merges the sources and
+pydantic validates the result (types, ranges, unknown keys) before anything runs.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
+import contextvars
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
-DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "policies" / "default"
-"""The embedded default ensemble, trained by `salus policy train` and committed with the project."""
+from pydantic import AliasChoices, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError, TomlConfigSettingsSource
+
+from salus_engine.errors import SalusError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_POLICY_DIR = PACKAGE_DIR / "policy" / "default_ensemble"
+"""The embedded default ensemble, trained by `salus policy train` and installed with the package
+(`checkpoints/policies/default` in a repository checkout points here)."""
+
+POLICY_IMAGE_SIZE = 128
+"""Image side, pixels, that the embedded tiny SmolVLA members take (`resize_imgs_with_padding`)."""
+CAMERA_NAMES: tuple[str, ...] = ("front", "side", "wrist")
+"""Cameras the scene defines (`salus_engine.sim.scene.CAMERA_NAMES`)."""
 
 
-class ConfigError(ValueError):
+
+def _refuse_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got true/false")
+    return value
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+Camera = Literal["front", "side", "wrist"]
+Count = Annotated[int, BeforeValidator(_refuse_bool)]
+"""An integer setting: 64 or "64" (environment); never 64.9 or true."""
+Real = Annotated[float, BeforeValidator(_refuse_bool)]
+"""A real-valued setting: 0.5, 1 or "0.5"; never true."""
+Text = str
+T = TypeVar("T")
+SECTION = ConfigDict(extra="forbid", validate_assignment=True)
+"""Every settings section refuses unknown keys and validates on assignment."""
+
+
+class ConfigError(SalusError):
     """A configuration value or file is wrong; the message says which and what to do."""
 
 
-@dataclass
+@dataclass(config=SECTION)
 class SimConfig:
     """The pick-and-place task in MuJoCo (see `salus_engine.sim`).
 
     Thresholds follow the prototype measurements in DESIGN.md ("Failure evidence that worked").
     """
 
-    image_size: int = 256
+    image_size: Count = Field(256, ge=16, le=4096)
     """Height = width of every rendered camera, pixels."""
-    cameras: tuple[str, ...] = ("front",)
+    cameras: Annotated[tuple[Camera, ...], NoDecode, BeforeValidator(_split_commas)] = ("front",)
     """Cameras rendered into observations and recorded (subset of front, side, wrist)."""
-    max_steps: int = 200
+    max_steps: Count = Field(200, ge=1)
     """Episode length limit, control steps; reaching it without success is a timeout."""
-    control_hz: float = 30.0
+    control_hz: Real = Field(30.0, gt=0)
     """Control (policy) rate, Hz."""
-    physics_hz: float = 500.0
+    physics_hz: Real = Field(500.0, gt=0)
     """MuJoCo integration rate, Hz, rounded so that a whole number of substeps fills one control step:
     n = round(physics_hz / control_hz) substeps of 1 / (n * control_hz) s (default 17 x 1/510 s)."""
-    collision_force_n: float = 30.0
+    collision_force_n: Real = Field(30.0, gt=0)
     """Collision threshold, N: free motion peaks near 0 N, real hits measured 55-170 N, so 30 N
     separates them with margin on both sides."""
-    lift_height_m: float = 0.02
+    lift_height_m: Real = Field(0.02, gt=0)
     """Cube counts as lifted when grasped and this far above its start height, m (2 cm clears
     contact noise on the table but is reached within a few steps of a real lift)."""
-    drop_distance_m: float = 0.05
+    drop_distance_m: Real = Field(0.05, gt=0)
     """A lifted cube that is no longer grasped and this far from the gripper is dropped, m."""
-    miss_close_steps: int = 12
+    miss_close_steps: Count = Field(12, ge=1)
     """Gripper commanded closed for at least this many steps (0.4 s at 30 Hz, longer than the
     fingers need to close) while the arm rises and the cube never lifted: a miss."""
-    miss_rise_m: float = 0.05
+    miss_rise_m: Real = Field(0.05, gt=0)
     """How far the gripper must rise after closing, m, before a never-lifted cube is a miss."""
-    success_speed_mps: float = 0.05
+    success_speed_mps: Real = Field(0.05, gt=0)
     """Cube at rest for success: speed below this, m/s."""
-    randomization_scale: float = 1.0
+    randomization_scale: Real = Field(1.0, ge=0)
     """Scales every randomisation range (cube, bin, obstacle pose; cube mass and friction)."""
 
 
-@dataclass
+@dataclass(config=SECTION)
 class PolicyConfig:
     """The monitored policy: an ensemble of lerobot policies (see `salus_engine.policy`)."""
 
-    path: str = str(DEFAULT_POLICY_DIR)
+    path: Text = str(DEFAULT_POLICY_DIR)
     """A folder of member folders (the embedded default), one saved policy folder, or a hub id
     such as `lerobot/smolvla_base` (needs the weights on this machine)."""
-    ensemble_size: int = 3
+    ensemble_size: Count = Field(3, ge=1)
     """Number of ensemble members M."""
-    device: str = "cpu"
+    device: Text = "cpu"
     """torch device for every member, e.g. `cpu`, `cuda`, `cuda:1`."""
-    requery_every: int = 6
+    requery_every: Count = Field(6, ge=1)
     """Members predict a fresh action chunk every k steps (0.2 s at 30 Hz); per-step member actions
     are read from the current chunks. 6 of the embedded default's 8-action chunks: measured on this
     2-core CPU with 4 denoising steps, k = 6 keeps the full collection within 2x the bare simulator
     (3 members cost 54 ms a query); k = 8 (with 5 steps) left misses as the only failure type in 20
     episodes, k = 6 gave collisions and misses."""
-    denoising_steps: int = 0
+    denoising_steps: Count = Field(0, ge=0)
     """Flow-matching integration steps per action chunk (lerobot's `SmolVLAConfig.num_steps`, an
     inference-time setting); 0 keeps each checkpoint's own value (SmolVLA's default is 10, the
     embedded ensemble's 4). A query costs about 6 ms plus 3 ms per step and member on this CPU."""
-    seed: int = 0
+    seed: Count = Field(0, ge=0)
     """Seed of the flow-matching noise shared by all members."""
-    noise_scale: float = 1.0
+    noise_scale: Real = Field(1.0, ge=0)
     """Scale of the shared flow-matching noise (sampling temperature): 1.0 samples the learned
     action distribution, 0.0 integrates from the distribution's centre (deterministic chunks)."""
-    camera_map: str = ""
+    camera_map: Text = ""
     """Explicit policy-camera <- env-camera pairs, e.g. `camera1=front,camera2=wrist`, for checkpoints
     whose camera names differ from the env's. Empty: same names match, the rest pair up in order
     (logged)."""
-    action_map: str = ""
+    action_map: Text = ""
     """Explicit env action dim for each policy action dim, comma-separated, `-` to drop one, e.g.
     `0,1,2,3,4,6` for a 6-dim policy. Empty: identity when the sizes match, otherwise the documented
     default of `salus_engine.policy.ensemble` (logged); env dims no policy dim feeds are held at 0."""
 
 
-@dataclass
+@dataclass(config=SECTION)
 class StoreConfig:
     """Episode storage (see `salus_engine.store`)."""
 
-    horizons: tuple[int, ...] = (6, 10, 15, 20)
+    horizons: Annotated[tuple[Annotated[Count, Field(ge=1)], ...], NoDecode, BeforeValidator(_split_commas)] = Field(
+        (6, 10, 15, 20), min_length=1)
     """Prediction horizons, steps: `horizon_labels[t, h, k]` = 1 when failure type k happens
     within `horizons[h]` steps of step t."""
-    compression_level: int = 3
+    compression_level: Count = Field(3, ge=1, le=22)
     """zstd level for image and array chunks."""
 
 
-@dataclass
-class CollectConfig:
-    """A collection job."""
 
-    episodes: int = 50
-    out: str = "data/collection"
-    seed: int = 0
+@dataclass(config=SECTION)
+class TrainSettings:
+    """Behaviour-cloning settings of one ensemble (defaults: the committed embedded default)."""
+
+    members: Count = Field(3, ge=1)
+    """Ensemble members M, each trained with seed `seed + i`."""
+    demos: Count = Field(120, ge=1)
+    """Scripted-expert demonstration episodes (shared by all members)."""
+    steps: Count = Field(4000, ge=1)
+    """Optimiser steps of member 0 (and of every member when `member_steps` is 0)."""
+    member_steps: Count = Field(1500, ge=0)
+    """Members 1..M-1 start from member 0's trained weights and are fine-tuned for this many steps,
+    each with its own seed on its own bootstrap resample of the demonstration episodes (bagging,
+    Breiman 1996; members of a deep ensemble that share a pretrained start, as in fine-tuned
+    ensembles). 0 trains every member from scratch for `steps`. Why: from-scratch members of the
+    same recipe differed far more than their losses did (measured over 16-20 episodes each: 62 %,
+    0 % and 12 % success, final losses 0.307-0.309), and the mean action of such members failed
+    (5 % success): the ensemble then monitored a policy that no member is."""
+    batch_size: Count = Field(32, ge=1)
+    """Samples (steps of demonstrations with their action chunks) per optimiser step."""
+    lr: Real = Field(1e-3, gt=0)
+    """Peak AdamW learning rate (linear warm-up over `warmup_steps`, cosine decay to 10 %)."""
+    warmup_steps: Count = Field(100, ge=0)
+    weight_decay: Real = Field(1e-4, ge=0)
+    chunk_size: Count = Field(8, ge=1)
+    """Actions per predicted chunk (also lerobot's `n_action_steps`)."""
+    image_size: Count = Field(POLICY_IMAGE_SIZE, ge=16)
+    """Policy image input size, pixels (`resize_imgs_with_padding`)."""
+    noise_std: Real = Field(0.15, ge=0)
+    """DART noise std added to the executed expert position actions while recording (labels stay
+    clean). 0.15 keeps the expert at 100 % success; at 0.2 and above it times out (measured)."""
+    shift_px: Count = Field(0, ge=0)
+    """Random image shift augmentation, pixels (pad and random crop); 0 disables it. Off by
+    default: the cameras are fixed, so absolute image position encodes world position, and a
+    4-pixel shift at 128 px is several centimetres on the table."""
+    aux_weight: Real = Field(1.0, ge=0)
+    """Weight of the auxiliary scene-position loss (see `SceneProbe`); 0 disables it."""
+    member_lr: Real = Field(3e-4, gt=0)
+    """Peak learning rate of that fine-tuning (same warm-up and cosine decay)."""
+    denoising_steps: Count = Field(4, ge=1)
+    """Flow-matching integration steps written into each saved member's config (`num_steps`, used
+    only at inference; SmolVLA's default is 10). A query costs about 6 ms plus 3 ms per step and
+    member on this CPU; with 4 steps the default ensemble succeeded in 40 % (re-query every 6) and
+    45 % (every 5) of 20 episodes."""
+    seed: Count = Field(0, ge=0)
+    """Seed of member 0 (member i uses seed + i: initialisation or bootstrap resample, batch order,
+    flow-matching noise); demonstrations use env seeds from `demo_seed`."""
+    demo_seed: Count = Field(1_000_000, ge=0)
+    """First env seed of the demonstrations (collections use seeds from 0; kept apart)."""
+    threads: Count = Field(2, ge=1)
+    """torch CPU threads while training."""
+
+
+@dataclass(config=SECTION)
+class TrainConfig:
+    """Settings of `salus train` (flags of the same names) and of the console's train form; validated
+    at construction (`salus_engine.config.build_settings` turns a failure into a `ConfigError`)."""
+
+    data: Annotated[str, Field(min_length=1)]
+    """Collection store folder."""
+    out: Annotated[str, Field(min_length=1)]
+    """Run folder to create (must not exist or be empty)."""
+    epochs: Count = Field(50, ge=1)
+    """Maximum epochs."""
+    batch_size: Count = Field(256, ge=1)
+    """Steps per mini-batch."""
+    lr: Real = Field(1e-3, gt=0)
+    """AdamW learning rate, cosine-decayed."""
+    weight_decay: Real = Field(1e-2, ge=0)
+    """AdamW weight decay."""
+    patience: Count = Field(10, ge=0)
+    """Epochs without a lower validation loss before stopping; 0 never stops early."""
+    seed: Count = Field(0, ge=0)
+    """Seeds the episode split, the weight initialisation and the shuffling."""
+    model: Literal["multi-horizon", "single-horizon"] = "multi-horizon"
+    """`multi-horizon` (16 outputs) or `single-horizon` (the seeds' 4 outputs, failure within the longest horizon)."""
+    window: Count = Field(1, ge=1)
+    """Steps of signals per input (1 for the single-horizon model)."""
+    hidden: tuple[Annotated[Count, Field(ge=1)], ...] = (64, 64)
+    """Hidden layer widths."""
+    threads: Annotated[Count, Field(ge=1)] | None = 1
+    """torch CPU threads during training. The network is so small that one thread is fastest (more
+    threads only add synchronisation, badly so on a busy machine); None keeps torch's setting."""
+
+
+@dataclass(config=SECTION)
+class EvaluateConfig:
+    """Settings of `salus evaluate` (flags of the same names) and of the console's evaluate screen;
+    validated at construction (`salus_engine.config.build_settings` turns a failure into a `ConfigError`)."""
+
+    checkpoint: Annotated[str, Field(min_length=1)]
+    """Run folder of `salus train` (or one of its .safetensors files)."""
+    data: Annotated[str, Field(min_length=1)]
+    """The store the checkpoint was trained on."""
+    out: Annotated[str, Field(min_length=1)]
+    """Folder for metrics.json and the PNG plots (created)."""
+    split: Literal["train", "val", "calibration", "test"] = "test"
+    """Split to evaluate."""
+    alpha: Real = Field(0.1, gt=0, lt=1)
+    """False-alarm rate on successful episodes for the conformal alarm threshold."""
+    weights: Literal["best", "final"] = "best"
+    """Which weights of the run."""
+    horizon: Annotated[Count, Field(ge=1)] | None = None
+    """Alarm horizon, steps (one of the store's horizons); default the longest."""
+    threads: Annotated[Count, Field(ge=1)] | None = None
+    """torch CPU threads; None keeps torch's setting."""
+    plots: bool = True
+    """Write the PNG plots beside metrics.json."""
+
+
+_TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("salus_config_toml", default=None)
+"""The TOML file `load_collect_config` reads, for the settings sources of the call in progress."""
+
+
+def _collect_alias(name: str) -> AliasChoices:
+    """A collection field is set as NAME (flags, code) or as `SALUS_COLLECT_NAME` (environment)."""
+    return AliasChoices(name, f"salus_collect_{name}")
+
+
+class CollectConfig(BaseSettings):
+    """A collection job: its own settings (`[collect]` table, `SALUS_COLLECT_*`) and its sections.
+
+    Constructing it validates every value; `load_collect_config` adds a TOML file and turns a
+    validation failure into a one-line `ConfigError`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SALUS_", env_nested_delimiter="_", env_nested_max_split=1,
+                                      extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    episodes: Count = Field(50, ge=1, validation_alias=_collect_alias("episodes"))
+    """Episodes in the store when the collection is done."""
+    out: Text = Field("data/collection", validation_alias=_collect_alias("out"))
+    """Store folder."""
+    seed: Count = Field(0, ge=0, validation_alias=_collect_alias("seed"))
     """Seed of the first episode; episode i uses seed + i."""
-    resume: bool = False
-    gpu_budget_gb: float = 11.0
-    sim: SimConfig = field(default_factory=SimConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    store: StoreConfig = field(default_factory=StoreConfig)
+    resume: bool = Field(False, validation_alias=_collect_alias("resume"))
+    """Continue the store at `out` with the next episode id and seed."""
+    gpu_budget_gb: Real = Field(11.0, gt=0, validation_alias=_collect_alias("gpu_budget_gb"))
+    """GPU memory budget shown in the console, GB."""
+    sim: SimConfig = Field(default_factory=SimConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_table(cls, data: Any) -> Any:
+        """The `[collect]` table and `SALUS_COLLECT_*` set this object's own fields; values given
+        directly (flags) come first."""
+        if isinstance(data, dict) and isinstance(data.get("collect"), dict):
+            data = dict(data)
+            data = {**data.pop("collect"), **data}
+        return data
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init) < ... precedence, highest first: flags, SALUS_* environment, the TOML file."""
+        toml_file = _TOML_FILE.get()
+        if toml_file is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
 
 
-def _coerce(value: Any, current: Any, name: str) -> Any:
-    """Converts a TOML or environment value to the type of the field's current value."""
-    try:
-        if isinstance(current, bool):
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if isinstance(current, tuple):
-            items = value.split(",") if isinstance(value, str) else list(value)
-            kind = type(current[0]) if current else str
-            return tuple(kind(v.strip() if isinstance(v, str) else v) for v in items)
-        return type(current)(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"config value {name}={value!r} is not a {type(current).__name__}; fix it") from None
+    def with_values(self, **changes: Any) -> CollectConfig:
+        """A validated copy with `changes` applied (a console form's values), e.g. `episodes=20`.
+
+        Raises:
+            ConfigError: a changed value is wrong.
+        """
+        try:
+            return type(self).model_validate({**self.model_dump(), **changes})
+        except ValidationError as err:
+            raise ConfigError(f"invalid settings: {describe_validation_error(err)}") from None
 
 
-def apply_overrides(obj: Any, values: dict[str, Any], section: str) -> None:
-    """Sets fields of dataclass `obj` from `values`.
+def build_settings(cls: type[T], **values: Any) -> T:
+    """Constructs and validates a settings dataclass (e.g. `TrainConfig`) from `values`; None values
+    keep the field's default.
 
     Raises:
-        ConfigError: an unknown key or a value of the wrong type.
+        ConfigError: a value has the wrong type or is out of range, or a key is unknown.
     """
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in values.items():
-        if key not in names:
-            raise ConfigError(f"unknown config key [{section}] {key}; known keys: {', '.join(sorted(names))}")
-        setattr(obj, key, _coerce(value, getattr(obj, key), f"{section}.{key}"))
+    try:
+        return cls(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as err:
+        raise ConfigError(f"invalid settings: {describe_validation_error(err)}") from None
 
 
-def load_collect_config(toml_path: str | Path | None = None, environ: dict[str, str] | None = None) -> CollectConfig:
-    """Builds a `CollectConfig` from defaults, an optional TOML file and `SALUS_*` variables.
+def default_of(cls: type, name: str) -> Any:
+    """The default value of field `name` of a settings class (for help texts and form fields)."""
+    if isinstance(cls, type) and issubclass(cls, BaseSettings):
+        return cls.model_fields[name].get_default(call_default_factory=True)
+    field = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]
+    default = field.default
+    if hasattr(default, "get_default"):  # a pydantic Field(...) as the dataclass default
+        return default.get_default(call_default_factory=True)
+    return default
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One line from a pydantic validation error: each wrong setting, its value and why."""
+    parts = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "settings"
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown setting {where}")
+        else:
+            parts.append(f"{where}={item.get('input')!r}: {item['msg'].rstrip('.')}")
+    return "; ".join(parts)
+
+
+def load_collect_config(toml_path: str | Path | None = None, **flags: Any) -> CollectConfig:
+    """Builds a `CollectConfig` from defaults < a TOML file < `SALUS_*` variables < `flags`.
+
+    Args:
+        toml_path: TOML file with `[collect]`, `[sim]`, `[policy]`, `[store]` tables, or None.
+        flags: values given on the command line or in a form, e.g. `episodes=20, sim={"image_size": 64}`;
+            None values are left out.
 
     Raises:
         ConfigError: the file is missing or not valid TOML, or a key or value is wrong.
     """
-    config = CollectConfig()
-    sections = {"collect": config, "sim": config.sim, "policy": config.policy, "store": config.store}
+    path = None
     if toml_path is not None:
         path = Path(toml_path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; give an existing TOML file")
         try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found; give an existing TOML file") from None
-        except tomllib.TOMLDecodeError as err:
+            sections = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"config file {path} is not valid TOML ({err}); fix it") from None
-        for section, values in data.items():
-            if section not in sections or not isinstance(values, dict):
-                raise ConfigError(f"unknown config section [{section}] in {path}; use {', '.join(sections)}")
-            apply_overrides(sections[section], values, section)
-    env = os.environ if environ is None else environ
-    for section, obj in sections.items():
-        prefix = f"SALUS_{section.upper()}_"
-        values = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
-        if values:
-            apply_overrides(obj, values, section)
-    return config
+        unknown = [name for name, value in sections.items()
+                   if name not in ("collect", "sim", "policy", "store") or not isinstance(value, dict)]
+        if unknown:
+            raise ConfigError(f"unknown config section [{unknown[0]}] in {path}; use tables [collect], [sim], "
+                              "[policy], [store]")
+    given = _drop_none(flags)
+    token = _TOML_FILE.set(path)
+    try:
+        return CollectConfig(**given)
+    except ValidationError as err:
+        raise ConfigError(f"invalid settings: {describe_validation_error(err)}; fix the flag, config file or "
+                          "SALUS_* variable") from None
+    except SettingsError as err:
+        raise ConfigError(f"invalid settings: {err}; fix the SALUS_* variable or the config file") from None
+    finally:
+        _TOML_FILE.reset(token)
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out

@@ -9,7 +9,7 @@ The session log is written to `logs/salus-tui-<time>.log` (or `--log FILE`).
 
 from __future__ import annotations
 
-import datetime as dt
+import logging
 import os
 import signal
 import threading
@@ -21,6 +21,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from salus_engine.config import CollectConfig
+from salus_engine.session_log import close_session_log, default_log_path, open_session_log
 from salus_tui.commands import SalusCommands
 from salus_tui.screens.base import JobScreen
 from salus_tui.screens.collect import CollectScreen
@@ -33,7 +34,7 @@ from salus_tui.screens.train import TrainScreen
 from salus_tui.themes import DEFAULT_THEME, load_themes
 from salus_tui.widgets.nav_bar import NavBar
 
-LOG_DIR = Path("logs")
+log = logging.getLogger("salus_tui")
 HANG_UP_EXIT_S = 5.0
 """After a hang-up and once every job has stopped, seconds allowed for Textual's own exit."""
 MODES = ("collect", "train", "evaluate", "episodes")
@@ -92,10 +93,8 @@ class SalusApp(App):
         self.refresh_hz = refresh_hz
         self.clock = clock
         self.start_screen = start_screen
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        self.log_path = Path(log_path) if log_path else LOG_DIR / f"salus-tui-{stamp}.log"
-        self._log_file = None
-        self._log_lock = threading.Lock()
+        self.log_path = Path(log_path) if log_path else default_log_path("tui")
+        self._log_handler: logging.Handler | None = None
         self._quitting = False
         self.job_status: dict[str, str] = {}
         self.screens_by_mode: dict = {}
@@ -190,18 +189,35 @@ class SalusApp(App):
         self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
         self.notify(f"theme {self.theme}")
 
+    def open_log(self) -> None:
+        """Starts writing the session log (`salus_engine.session_log`; shared with the command line
+        that launched the console)."""
+        if self._log_handler is None:
+            self._log_handler = open_session_log(self.log_path)
+
     def log_to_file(self, text: str) -> None:
         """Appends a time-stamped line to the session log (any thread)."""
-        with self._log_lock:
-            if self._log_file is None:
-                self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                self._log_file = open(self.log_path, "a", buffering=1)
-            self._log_file.write(f"{dt.datetime.now().isoformat(timespec='seconds')} {text}\n")
+        self.open_log()
+        log.info(text)
+
+    def log_bug(self, where: str, error: BaseException) -> None:
+        """Writes a bug's whole traceback to the session log (any thread)."""
+        self.open_log()
+        log.error("%s: bug", where, exc_info=error)
 
     def show_error(self, message: str, title: str = "error") -> None:
         """A dialog with the message and the log path; the console stays up."""
         self.log_to_file(f"error: {title}: {message}")
         self.push_screen(ErrorDialog(title, message, str(self.log_path)))
+
+    def show_bug(self, where: str, error: BaseException | None) -> None:
+        """A bug (any exception that is not a `SalusError`): its whole traceback goes to the session
+        log, and a dialog says that it is a bug and names the log; the console stays up."""
+        if error is not None:
+            self.log_bug(where, error)
+        summary = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}" if error else "unknown"
+        self.show_error(f"{where} failed on a bug ({summary}); the traceback is in the session log",
+                        title="internal error")
 
     # quitting -----------------------------------------------------------------------------------
     async def action_quit(self) -> None:
@@ -270,11 +286,10 @@ class SalusApp(App):
         self._close_log("session ended")
 
     def _close_log(self, last_line: str) -> None:
-        with self._log_lock:
-            if self._log_file is not None:
-                self._log_file.write(f"{dt.datetime.now().isoformat(timespec='seconds')} {last_line}\n")
-                self._log_file.close()
-                self._log_file = None
+        if self._log_handler is not None:
+            log.info(last_line)
+            close_session_log(self._log_handler)
+            self._log_handler = None
 
 
 def partial_factory(app: SalusApp, mode: str) -> Callable[[], object]:

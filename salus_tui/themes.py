@@ -16,8 +16,8 @@ from pathlib import Path
 
 from textual.theme import Theme
 
-THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
-"""The project's `themes/` folder."""
+THEMES_DIR = Path(__file__).resolve().parent / "themes"
+"""The installed themes: `salus_tui/themes/` (the repository's top-level `themes/` links here)."""
 
 DEFAULT_THEME = "salus-dark"
 ANSI_THEME = "salus-ansi"

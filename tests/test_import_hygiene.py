@@ -6,6 +6,7 @@ import sys
 ENGINE_MODULES = [
     "salus_engine", "salus_engine.config", "salus_engine.events", "salus_engine.signals", "salus_engine.store",
     "salus_engine.store.verify", "salus_engine.jobs", "salus_engine.resources", "salus_engine.cli",
+    "salus_engine.cli.collect", "salus_engine.cli.predictor", "salus_engine.cli.report", "salus_engine.cli.console",
     "salus_engine.sim", "salus_engine.policy", "salus_engine.predictor",
 ]
 

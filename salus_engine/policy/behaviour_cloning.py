@@ -25,69 +25,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from salus_engine.config import DEFAULT_POLICY_DIR, SimConfig
+from salus_engine.config import DEFAULT_POLICY_DIR, SimConfig, TrainSettings
 from salus_engine.events import EventSink, LogLine, ProgressUpdate, discard
 from salus_engine.policy.checkpoint import quiet, save_member
 from salus_engine.policy.demonstrations import Demonstrations, record_demonstrations
-from salus_engine.policy.tiny_backbone import IMAGE_SIZE, write_tiny_backbone
+from salus_engine.policy.tiny_backbone import write_tiny_backbone
 
 IMAGE_PREFIX = "observation.images."
 STATE_KEY = "observation.state"
 TRAINING_FILE = "training.json"
 """Summary of the run written next to the member folders (settings, demo outcomes, final losses)."""
-
-
-@dataclass
-class TrainSettings:
-    """Behaviour-cloning settings of one ensemble (defaults: the committed embedded default)."""
-
-    members: int = 3
-    """Ensemble members M, each trained with seed `seed + i`."""
-    demos: int = 120
-    """Scripted-expert demonstration episodes (shared by all members)."""
-    steps: int = 4000
-    """Optimiser steps of member 0 (and of every member when `member_steps` is 0)."""
-    member_steps: int = 1500
-    """Members 1..M-1 start from member 0's trained weights and are fine-tuned for this many steps,
-    each with its own seed on its own bootstrap resample of the demonstration episodes (bagging,
-    Breiman 1996; members of a deep ensemble that share a pretrained start, as in fine-tuned
-    ensembles). 0 trains every member from scratch for `steps`. Why: from-scratch members of the
-    same recipe differed far more than their losses did (measured over 16-20 episodes each: 62 %,
-    0 % and 12 % success, final losses 0.307-0.309), and the mean action of such members failed
-    (5 % success): the ensemble then monitored a policy that no member is."""
-    batch_size: int = 32
-    """Samples (steps of demonstrations with their action chunks) per optimiser step."""
-    lr: float = 1e-3
-    """Peak AdamW learning rate (linear warm-up over `warmup_steps`, cosine decay to 10 %)."""
-    warmup_steps: int = 100
-    weight_decay: float = 1e-4
-    chunk_size: int = 8
-    """Actions per predicted chunk (also lerobot's `n_action_steps`)."""
-    image_size: int = IMAGE_SIZE
-    """Policy image input size, pixels (`resize_imgs_with_padding`)."""
-    noise_std: float = 0.15
-    """DART noise std added to the executed expert position actions while recording (labels stay
-    clean). 0.15 keeps the expert at 100 % success; at 0.2 and above it times out (measured)."""
-    shift_px: int = 0
-    """Random image shift augmentation, pixels (pad and random crop); 0 disables it. Off by
-    default: the cameras are fixed, so absolute image position encodes world position, and a
-    4-pixel shift at 128 px is several centimetres on the table."""
-    aux_weight: float = 1.0
-    """Weight of the auxiliary scene-position loss (see `SceneProbe`); 0 disables it."""
-    member_lr: float = 3e-4
-    """Peak learning rate of that fine-tuning (same warm-up and cosine decay)."""
-    denoising_steps: int = 4
-    """Flow-matching integration steps written into each saved member's config (`num_steps`, used
-    only at inference; SmolVLA's default is 10). A query costs about 6 ms plus 3 ms per step and
-    member on this CPU; with 4 steps the default ensemble succeeded in 40 % (re-query every 6) and
-    45 % (every 5) of 20 episodes."""
-    seed: int = 0
-    """Seed of member 0 (member i uses seed + i: initialisation or bootstrap resample, batch order,
-    flow-matching noise); demonstrations use env seeds from `demo_seed`."""
-    demo_seed: int = 1_000_000
-    """First env seed of the demonstrations (collections use seeds from 0; kept apart)."""
-    threads: int = 2
-    """torch CPU threads while training."""
 
 
 @dataclass
@@ -359,13 +306,10 @@ def train_default_ensemble(
         `TrainResult` (members saved, timings, demonstration success rate, losses, size in MB).
 
     Raises:
-        ValueError: members, demos or steps below 1, or member_steps below 0.
+        ConfigError: from `build_settings(TrainSettings, ...)`, before this is called: members, demos
+            or steps below 1, member_steps below 0.
     """
-    settings = TrainSettings(**asdict(settings)) if settings is not None else TrainSettings()
-    if min(settings.members, settings.demos, settings.steps) < 1:
-        raise ValueError("members, demos and steps must each be at least 1")
-    if settings.member_steps < 0:
-        raise ValueError(f"member steps must be 0 (train every member from scratch) or more, got {settings.member_steps}")
+    settings = settings if settings is not None else TrainSettings()
     sim_config = sim_config if sim_config is not None else SimConfig()
     out = Path(out_dir).expanduser().resolve()
     staging = out.with_name(out.name + ".staging")

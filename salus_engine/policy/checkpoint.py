@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from salus_engine.errors import SalusError
 from salus_engine.policy.tiny_backbone import is_backbone_dir
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ WEIGHTS_FILE = "model.safetensors"
 """lerobot's weight file name inside a saved policy folder."""
 
 
-class PolicyLoadError(RuntimeError):
+class PolicyLoadError(SalusError):
     """A policy path or device cannot be used; the message says what is wrong and what to do."""
 
 

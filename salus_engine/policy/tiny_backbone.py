@@ -27,10 +27,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from salus_engine.config import POLICY_IMAGE_SIZE
+
 BACKBONE_FILES: tuple[str, ...] = ("config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json")
 """The files that make a backbone directory loadable by `AutoConfig` and `AutoProcessor`."""
 
-IMAGE_SIZE = 128
+IMAGE_SIZE = POLICY_IMAGE_SIZE
 """Default vision encoder input size, pixels (square); SmolVLA resizes with padding to it."""
 PATCH_SIZE = 16
 """Vision patch size, pixels."""

@@ -6,13 +6,13 @@ RUN/best.safetensors     weights with the lowest validation loss (+ input standa
 RUN/final.safetensors    weights after the last epoch run
 RUN/splits.json          episode ids of the train / val / calibration / test splits and the split seed
 RUN/history.jsonl        one JSON object per epoch: epoch, train_loss, val_loss, lr, seconds, best
-RUN/events.out.tfevents.*  the same scalars for TensorBoard
 ```
 Weights are safetensors, settings JSON; nothing is pickled.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 CHECKPOINT_FORMAT = "salus-predictor"
 CHECKPOINT_VERSION = 1
 WEIGHT_FILES = {"best": "best.safetensors", "final": "final.safetensors"}
+
+
+def default_run_dir() -> str:
+    """A new run folder name: `checkpoints/predictor-YYYYmmdd-HHMMSS` (UTC), relative to the working directory."""
+    return str(Path("checkpoints") / f"predictor-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}")
 
 
 def save_weights(model: SignalMLP, path: Path) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from salus_engine import FAILURE_TYPES
+from salus_engine.config import EvaluateConfig
 from salus_engine.events import EventSink, JobFinished, JobStarted, LogLine, ProgressUpdate, discard
 from salus_engine.predictor.baselines import LogisticBaseline, SignalThreshold, permuted_labels
 from salus_engine.predictor.checkpoint import check_store_matches, load_model
@@ -35,26 +36,6 @@ from salus_engine.signals import SIGNAL_NAMES
 METRICS_VERSION = 1
 CONTROL_SEED_OFFSET = 1
 """The permutation control shuffles labels with the run's seed + 1 and trains with the same settings."""
-
-
-@dataclass
-class EvaluateConfig:
-    """Settings of `salus evaluate` (flags of the same names)."""
-
-    checkpoint: str
-    """Run folder of `salus train` (or one of its .safetensors files)."""
-    data: str
-    """The store the checkpoint was trained on."""
-    out: str
-    """Folder for metrics.json and the PNG plots (created)."""
-    split: str = "test"
-    alpha: float = 0.1
-    """False-alarm rate on successful episodes for the conformal alarm threshold."""
-    weights: str = "best"
-    horizon: int | None = None
-    """Alarm horizon, steps (one of the store's horizons); default the longest."""
-    threads: int | None = None
-    plots: bool = True
 
 
 @dataclass
@@ -138,8 +119,6 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     counts = data.outcome_counts(evaluated.ids)
     if counts["success"] == sum(counts.values()):
         raise PredictorError(f"the {config.split} split holds no failed episode; nothing to detect, use a larger store")
-    if not 0.0 < config.alpha < 1.0:
-        raise PredictorError(f"--alpha must be between 0 and 1 (a false-alarm rate such as 0.1), got {config.alpha}")
 
     scorer_names = ["model", "logistic_regression", "permutation_control", *(f"signal:{n}" for n in SIGNAL_NAMES)]
     sink(JobStarted(job="evaluate", total=len(scorer_names), detail={
@@ -149,7 +128,7 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     train, val = subsets["train"], subsets["val"]
     scores: dict[str, np.ndarray] = {}
     labels: dict[str, str] = {}
-    short: dict[str, str] = {"model": "MLP" + (" mvp" if spec.kind == "mvp" else "")
+    short: dict[str, str] = {"model": "MLP" + (" single-horizon" if spec.kind == "single-horizon" else "")
                              + (f" window {spec.window}" if spec.window > 1 else ""),
                              "logistic_regression": "logistic regression",
                              "permutation_control": "permutation control"}

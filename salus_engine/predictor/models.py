@@ -5,7 +5,7 @@ Two kinds (`ModelSpec.kind`):
 - `multi-horizon` (default): inputs are the six signals of the current step and, with `window` > 1,
   of the `window - 1` previous steps (6 * window inputs); 16 sigmoid outputs = 4 horizons x 4 failure
   types, output `h * 4 + k` = probability that failure type k happens within `horizons[h]` steps.
-- `mvp`: the seeds' 6 -> 64 -> 64 -> 4 network (4,868 parameters, seeds: `predictor_mvp.py`); its 4
+- `single-horizon`: the seeds' 6 -> 64 -> 64 -> 4 network (4,868 parameters, the seed notes' predictor); its 4
   outputs are trained on the longest horizon's labels, and at evaluation the same 4 probabilities
   stand for every horizon.
 
@@ -54,10 +54,10 @@ class SignalMLP(nn.Module):
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, H, 4) probabilities; an `mvp` model's 4 outputs are repeated for every horizon."""
+        """(N, H, 4) probabilities; a `single-horizon` model's 4 outputs are repeated for every horizon."""
         p = torch.sigmoid(self.forward(x))
         types = len(self.spec.failure_types)
-        if self.spec.kind == "mvp":
+        if self.spec.kind == "single-horizon":
             return p[:, None, :].expand(-1, len(self.spec.horizons), types).contiguous()
         return p.reshape(-1, len(self.spec.horizons), types)
 

@@ -77,7 +77,7 @@ class OnlinePredictor:
 
         Returns:
             (H, 4) float64: [h, k] = probability that failure type k happens within horizons[h]
-            steps (an `mvp` model's 4 outputs repeated for every horizon).
+            steps (a `single-horizon` model's 4 outputs repeated for every horizon).
         """
         s = self._signals
         if self._started:
@@ -93,7 +93,7 @@ class OnlinePredictor:
             if i < last:
                 np.maximum(x, 0.0, out=x)
         p = 1.0 / (1.0 + np.exp(-x))
-        if self.spec.kind == "mvp":
+        if self.spec.kind == "single-horizon":
             return np.broadcast_to(p, (self._horizons, self._types))
         return p.reshape(self._horizons, self._types)
 

@@ -20,7 +20,7 @@ class ModelSpec:
 
     kind: str = "multi-horizon"
     window: int = 1
-    """Steps of signals per input (current step plus window - 1 previous ones); 1 for `mvp`."""
+    """Steps of signals per input (current step plus window - 1 previous ones); 1 for `single-horizon`."""
     hidden: tuple[int, ...] = (64, 64)
     horizons: tuple[int, ...] = (6, 10, 15, 20)
     signal_names: tuple[str, ...] = SIGNAL_NAMES
@@ -29,8 +29,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise PredictorError(f"model kind {self.kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
-        if self.window < 1 or (self.kind == "mvp" and self.window != 1):
-            raise PredictorError(f"window must be >= 1 (exactly 1 for the mvp model), got {self.window}")
+        if self.window < 1 or (self.kind == "single-horizon" and self.window != 1):
+            raise PredictorError(f"window must be >= 1 (exactly 1 for the single-horizon model), got {self.window}")
 
     @property
     def n_inputs(self) -> int:
@@ -39,7 +39,7 @@ class ModelSpec:
     @property
     def n_outputs(self) -> int:
         types = len(self.failure_types)
-        return types if self.kind == "mvp" else len(self.horizons) * types
+        return types if self.kind == "single-horizon" else len(self.horizons) * types
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from salus_engine.config import TrainConfig
 from salus_engine.events import EpochFinished, EventSink, JobFinished, JobStarted, LogLine, discard
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, save_weights, write_config
 from salus_engine.predictor.dataset import (
@@ -34,38 +35,10 @@ from salus_engine.predictor.dataset import (
     window_features,
 )
 from salus_engine.predictor.errors import PredictorError
-from salus_engine.predictor import MODEL_KINDS
 from salus_engine.predictor.models import ModelSpec, SignalMLP, count_parameters
-from salus_engine.predictor.scalars import ScalarWriter
 
 MAX_POS_WEIGHT = 1000.0
 MIN_LR_FRACTION = 0.05
-
-
-@dataclass
-class TrainConfig:
-    """Settings of `salus train` (flags of the same names)."""
-
-    data: str
-    """Collection store folder."""
-    out: str
-    """Run folder to create (must not exist or be empty)."""
-    epochs: int = 50
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    patience: int = 10
-    """Epochs without a lower validation loss before stopping; 0 never stops early."""
-    seed: int = 0
-    """Seeds the episode split, the weight initialisation and the shuffling."""
-    model: str = "multi-horizon"
-    """`multi-horizon` (16 outputs) or `mvp` (the seeds' 4 outputs)."""
-    window: int = 1
-    """Steps of signals per input for the multi-horizon model."""
-    hidden: tuple[int, ...] = (64, 64)
-    threads: int | None = 1
-    """torch CPU threads during training. The network is so small that one thread is fastest (more
-    threads only add synchronisation, badly so on a busy machine); None keeps torch's setting."""
 
 
 @dataclass
@@ -115,9 +88,9 @@ def targets_for(spec: ModelSpec, labels: np.ndarray) -> np.ndarray:
         labels: (N, H, 4) uint8 horizon labels.
 
     Returns:
-        (N, 16) float32 (`multi-horizon`, column h*4+k) or (N, 4) float32 (`mvp`: the longest horizon).
+        (N, 16) float32 (`multi-horizon`, column h*4+k) or (N, 4) float32 (`single-horizon`: the longest horizon).
     """
-    if spec.kind == "mvp":
+    if spec.kind == "single-horizon":
         return labels[:, -1, :].astype(np.float32)
     return labels.reshape(len(labels), -1).astype(np.float32)
 
@@ -125,7 +98,7 @@ def targets_for(spec: ModelSpec, labels: np.ndarray) -> np.ndarray:
 def output_name(spec: ModelSpec, index: int) -> str:
     """Readable name of output `index`, e.g. `drop@10` (failure type @ horizon in steps)."""
     types = len(spec.failure_types)
-    if spec.kind == "mvp":
+    if spec.kind == "single-horizon":
         return f"{spec.failure_types[index]}@{spec.horizons[-1]}"
     return f"{spec.failure_types[index % types]}@{spec.horizons[index // types]}"
 
@@ -242,18 +215,8 @@ def fit(
 
 
 def _check_config(config: TrainConfig) -> None:
-    if config.epochs < 1:
-        raise PredictorError(f"--epochs must be at least 1, got {config.epochs}")
-    if config.batch_size < 1:
-        raise PredictorError(f"--batch-size must be at least 1, got {config.batch_size}")
-    if not config.lr > 0:
-        raise PredictorError(f"--lr must be positive, got {config.lr}")
-    if config.patience < 0:
-        raise PredictorError(f"--patience must be 0 (never stop early) or more, got {config.patience}")
-    if config.model not in MODEL_KINDS:
-        raise PredictorError(f"--model {config.model!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
-    if config.window < 1 or (config.model == "mvp" and config.window != 1):
-        raise PredictorError(f"--window must be at least 1 (and 1 for --model mvp), got {config.window}")
+    if config.model == "single-horizon" and config.window != 1:
+        raise PredictorError(f"--window must be 1 for --model single-horizon, got {config.window}")
     out = Path(config.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PredictorError(f"{out} already exists and is not empty; choose another --out or remove it")
@@ -320,15 +283,12 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
         sink(LogLine("warning", f"output {output_name(spec, int(k))} has no positive step in the training split; "
                                 "it cannot be learned"))
     history_file = (out / "history.jsonl").open("w")
-    scalars = ScalarWriter(out)
 
     epochs_since_best = {"n": 0}
 
     def on_epoch(record: EpochRecord, model: SignalMLP) -> None:
         history_file.write(json.dumps(dataclasses.asdict(record)) + "\n")
         history_file.flush()
-        scalars.add_scalars(record.epoch, {"loss/train": record.train_loss, "loss/val": record.val_loss,
-                                           "lr": record.lr})
         if record.best:
             save_weights(model, out / WEIGHT_FILES["best"])
         epochs_since_best["n"] = 0 if record.best else epochs_since_best["n"] + 1
@@ -344,7 +304,6 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
                          seed=config.seed, stop=stop, on_epoch=on_epoch)
     finally:
         history_file.close()
-        scalars.close()
     final_model = SignalMLP(spec)
     final_model.load_state_dict(result.final_state)
     if result.history:

@@ -9,8 +9,8 @@ work (episodes, epochs, scorers). `done_event` is set when the worker ends, howe
 
 from __future__ import annotations
 
+import os
 import threading
-import traceback
 from collections.abc import Callable
 
 from textual import on, work
@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Label, Select
 from textual.worker import Worker, WorkerState
 
+from salus_engine.errors import SalusError
 from salus_engine.events import Event, EventSink, JobFailed
 from salus_tui.messages import EngineEvent
 
@@ -27,11 +28,19 @@ JobFunction = Callable[[EventSink, threading.Event], object]
 """An engine job: called in the worker thread with the event sink and the stop token."""
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions whose one-line message is meant for the user (the CLI's list)."""
-    from salus_engine.cli import _user_errors
+def format_duration(seconds: float) -> str:
+    """`1h02m`, `3m07s` or `12s`."""
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
 
-    return _user_errors()
+
+def training_threads() -> int:
+    """torch threads for training in the console: all cores but one, which stays with the UI."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class SalusScreen(Screen):
@@ -152,7 +161,7 @@ class JobScreen(SalusScreen):
     def _job_worker(self, job: JobFunction) -> None:
         try:
             job(self.sink, self.stop_event)
-        except user_errors() as err:
+        except SalusError as err:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             self.sink(JobFailed(job=self.JOB, message=message))
         finally:
@@ -167,11 +176,8 @@ class JobScreen(SalusScreen):
         self.app.set_job_status(self.JOB, "")
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            detail = "".join(traceback.format_exception(error)) if error is not None else ""
-            self.app.log_to_file(f"{self.JOB}: worker error\n{detail}")
             self.job_ended(failed=True)
-            self.app.show_error(f"the {self.JOB} job failed: {type(error).__name__}: {error}",
-                                title=f"{self.JOB} failed")
+            self.app.show_bug(f"the {self.JOB} job", error)
         else:
             self.job_ended(failed=False)
 

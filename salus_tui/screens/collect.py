@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 
 from textual import on
@@ -13,7 +12,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, ProgressBar, RichLog
 
 from salus_engine import OUTCOME_NAMES
-from salus_engine.config import CollectConfig
+from salus_engine.config import CollectConfig, ConfigError
 from salus_engine.events import (
     EpisodeFinished,
     JobFailed,
@@ -24,7 +23,7 @@ from salus_engine.events import (
     SignalSnapshot,
 )
 from salus_tui.messages import EngineEvent
-from salus_tui.screens.base import JobScreen
+from salus_tui.screens.base import JobScreen, format_duration
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.outcome_bars import OutcomeBars
@@ -34,16 +33,6 @@ MEMORY_WARNING_FRACTION = 0.9
 """The memory gauge turns to the warning style above this share of the budget."""
 FINISHED_HOLD_S = 3.0
 """Seconds a finished episode (with its horizon labels) stays in view before the next one's live signals."""
-
-
-def format_duration(seconds: float) -> str:
-    """`1h02m`, `3m07s` or `12s`."""
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 class CollectScreen(JobScreen):
@@ -130,21 +119,19 @@ class CollectScreen(JobScreen):
         if self.running:
             self.notify("a collection is already running", severity="warning")
             return
-        try:
-            episodes = int(self.query_one("#episodes", Input).value or "0")
-        except ValueError:
-            episodes = 0
-        if episodes < 1:
-            self.notify("episodes must be a whole number of at least 1", severity="error")
-            return
         out = self.query_one("#out", Input).value.strip()
         if not out:
             self.notify("give an out folder for the store", severity="error")
             return
         from salus_engine.store import EpisodeStore
 
-        resume = self.config.resume or EpisodeStore.exists(out)
-        self.config = dataclasses.replace(self.config, episodes=episodes, out=out, resume=resume)
+        try:
+            self.config = self.config.with_values(episodes=self.query_one("#episodes", Input).value.strip(), out=out,
+                                                  resume=self.config.resume or EpisodeStore.exists(out))
+        except ConfigError as err:
+            self.notify(str(err), severity="error")
+            return
+        episodes, resume = self.config.episodes, self.config.resume
         self.query_one("#form").display = False
         self.set_focus(self.query_one("#log"))
         self.outcomes.clear()

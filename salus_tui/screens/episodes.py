@@ -20,7 +20,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Label
 
 from salus_engine import OUTCOME_NAMES
-from salus_tui.screens.base import SalusScreen, user_errors
+from salus_engine.errors import SalusError
+from salus_tui.screens.base import SalusScreen
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.nav_bar import NavBar
 
@@ -94,8 +95,10 @@ def load_monitor(checkpoint: str) -> Monitor:
 class StoreLoaded(Message):
     """The load worker read a store's episode table (and the checkpoint, when one was given)."""
 
-    def __init__(self, store, rows: list[EpisodeRow], monitor: Monitor | None, error: str | None) -> None:
+    def __init__(self, store, rows: list[EpisodeRow], monitor: Monitor | None, error: str | None,
+                 bug: BaseException | None = None) -> None:
         super().__init__()
+        self.bug = bug
         self.store = store
         self.rows = rows
         self.monitor = monitor
@@ -196,8 +199,11 @@ class EpisodesScreen(SalusScreen):
                 rows.append(EpisodeRow(index, meta.episode_id, meta.seed, meta.failure_type, meta.failure_step,
                                        meta.episode_length, float(signals[:, 0].max()) if len(signals) else 0.0,
                                        first_alarm))
-        except user_errors() as err:
+        except SalusError as err:
             self.post_message(StoreLoaded(None, [], None, str(err).splitlines()[0]))
+            return
+        except Exception as err:  # a bug: its traceback goes to the session log, the console stays up
+            self.post_message(StoreLoaded(None, [], None, f"{type(err).__name__}: {err}", bug=err))
             return
         self.post_message(StoreLoaded(store, rows, monitor, None))
 
@@ -206,7 +212,10 @@ class EpisodesScreen(SalusScreen):
         self.reading = False
         if message.error:
             self._summary(f"error: {message.error}")
-            self.app.show_error(message.error, title="cannot open the store")
+            if message.bug is not None:
+                self.app.show_bug("reading the store", message.bug)
+            else:
+                self.app.show_error(message.error, title="cannot open the store")
             return
         self.store, self.rows, self.monitor = message.store, message.rows, message.monitor
         self.app.log_to_file(f"episodes: {len(self.rows)} episodes in {self.store.path}"

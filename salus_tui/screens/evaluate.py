@@ -36,8 +36,7 @@ from salus_engine.events import JobFailed, JobFinished, JobStarted, LogLine, Pro
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.report import format_rate, format_value, scorer_order
 from salus_tui.messages import EngineEvent
-from salus_tui.screens.base import JobScreen
-from salus_tui.screens.train import training_threads
+from salus_tui.screens.base import JobScreen, training_threads
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.line_chart import LineChart, Series
 from salus_tui.widgets.nav_bar import NavBar
@@ -155,7 +154,7 @@ class EvaluateScreen(JobScreen):
     # actions ------------------------------------------------------------------------------------
     def read_form(self):
         """The form as an `EvaluateConfig`; None (with a notification) when a field is missing."""
-        from salus_engine.predictor.evaluation import EvaluateConfig
+        from salus_engine.config import ConfigError, EvaluateConfig, build_settings
 
         checkpoint = self.query_one("#checkpoint", Input).value.strip()
         data = self.query_one("#data", Input).value.strip()
@@ -174,8 +173,12 @@ class EvaluateScreen(JobScreen):
                 self.app.show_error(str(err).splitlines()[0], title="cannot evaluate")
                 return None
             self.query_one("#data", Input).value = data
-        return EvaluateConfig(checkpoint=checkpoint, data=data, out=out, split=split,
-                              plots=self.query_one("#plots", Checkbox).value, threads=training_threads())
+        try:
+            return build_settings(EvaluateConfig, checkpoint=checkpoint, data=data, out=out, split=split,
+                                  plots=self.query_one("#plots", Checkbox).value, threads=training_threads())
+        except ConfigError as err:
+            self.notify(str(err), severity="error")
+            return None
 
     def action_start(self) -> None:
         if self.running:

@@ -3,7 +3,6 @@ learning rate, early-stopping state, elapsed and remaining time; stop after the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from textual import on
@@ -12,18 +11,13 @@ from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.widgets import Footer, Input, Label, ProgressBar, RichLog
 
+from salus_engine.config import ConfigError, TrainConfig, build_settings, default_of
 from salus_engine.events import EpochFinished, JobFailed, JobFinished, JobStarted, LogLine
 from salus_tui.messages import EngineEvent
-from salus_tui.screens.base import JobScreen
-from salus_tui.screens.collect import format_duration
+from salus_tui.screens.base import JobScreen, format_duration, training_threads
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.line_chart import LineChart, Series
 from salus_tui.widgets.nav_bar import NavBar
-
-
-def training_threads() -> int:
-    """torch threads for training in the console: all cores but one, which stays with the UI."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class TrainScreen(JobScreen):
@@ -48,7 +42,7 @@ class TrainScreen(JobScreen):
 
     def __init__(self, data: str, out: str | None = None) -> None:
         super().__init__()
-        from salus_engine.predictor.commands import default_run_dir
+        from salus_engine.predictor.checkpoint import default_run_dir
 
         self.data = data
         self.out = out or default_run_dir()
@@ -63,11 +57,13 @@ class TrainScreen(JobScreen):
         with Grid(classes="form", id="form"):
             yield FormField("store", Input(self.data, id="data", compact=True, tooltip="collection store folder"))
             yield FormField("out", Input(self.out, id="out", compact=True, tooltip="run folder to create"))
-            yield FormField("epochs", Input("50", id="epochs", type="integer", compact=True))
-            yield FormField("batch", Input("256", id="batch-size", type="integer", compact=True))
-            yield FormField("lr", Input("1e-3", id="lr", type="number", compact=True))
-            yield FormField("patience", Input("10", id="patience", type="integer", compact=True,
-                                              tooltip="epochs without a lower validation loss before stopping"))
+            yield FormField("epochs", Input(str(default_of(TrainConfig, "epochs")), id="epochs", type="integer",
+                                            compact=True))
+            yield FormField("batch", Input(str(default_of(TrainConfig, "batch_size")), id="batch-size", type="integer",
+                                           compact=True))
+            yield FormField("lr", Input(f"{default_of(TrainConfig, 'lr'):g}", id="lr", type="number", compact=True))
+            yield FormField("patience", Input(str(default_of(TrainConfig, "patience")), id="patience", type="integer",
+                                              compact=True, tooltip="epochs without a lower validation loss before stopping"))
         with Vertical(id="status-box") as box:
             box.border_title = "training"
             yield ProgressBar(total=1, show_eta=False, id="epoch-progress")
@@ -95,21 +91,18 @@ class TrainScreen(JobScreen):
     # actions ------------------------------------------------------------------------------------
     def read_form(self):
         """The form as a `TrainConfig`; None (with a notification) when a field is wrong."""
-        from salus_engine.predictor.training import TrainConfig
-
         values = {name: self.query_one(f"#{name}", Input).value.strip()
                   for name in ("data", "out", "epochs", "batch-size", "lr", "patience")}
-        try:
-            config = TrainConfig(data=values["data"], out=values["out"], epochs=int(values["epochs"]),
-                                 batch_size=int(values["batch-size"]), lr=float(values["lr"]),
-                                 patience=int(values["patience"]), threads=training_threads())
-        except ValueError:
-            self.notify("epochs, batch, patience must be whole numbers and lr a number", severity="error")
-            return None
-        if not config.data or not config.out:
+        if not values["data"] or not values["out"]:
             self.notify("give the store and the out folder", severity="error")
             return None
-        return config
+        try:
+            return build_settings(TrainConfig, data=values["data"], out=values["out"], epochs=values["epochs"],
+                                  batch_size=values["batch-size"], lr=values["lr"], patience=values["patience"],
+                                  threads=training_threads())
+        except ConfigError as err:
+            self.notify(str(err), severity="error")
+            return None
 
     def action_start(self) -> None:
         if self.running:
@@ -218,7 +211,7 @@ class TrainScreen(JobScreen):
 
 def _next_run_dir(previous: str) -> str:
     """A fresh default run folder for the next training (the previous one now holds a run)."""
-    from salus_engine.predictor.commands import default_run_dir
+    from salus_engine.predictor.checkpoint import default_run_dir
 
     candidate = default_run_dir()
     if Path(candidate).resolve() == Path(previous).resolve():

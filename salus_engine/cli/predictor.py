@@ -1,24 +1,19 @@
 """`salus train`, `salus evaluate` and `salus report`: argparse wiring over the predictor jobs.
 
 `register(subparsers)` adds the three subcommands to the `salus` parser; each sets `func` to a
-function returning the exit code. User mistakes raise `PredictorError` (a `ValueError`), which the
-CLI prints as one line.
+function returning the exit code. User mistakes raise `PredictorError` (a `SalusError`), which the
+command line prints as one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import signal
 import threading
-from pathlib import Path
 
+from salus_engine.config import EvaluateConfig, TrainConfig, build_settings, default_of
 from salus_engine.predictor import MODEL_KINDS, SPLIT_NAMES
-
-
-def default_run_dir() -> str:
-    """checkpoints/predictor-YYYYmmdd-HHMMSS (UTC)."""
-    return str(Path("checkpoints") / f"predictor-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}")
+from salus_engine.predictor.checkpoint import default_run_dir
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -36,13 +31,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from salus_engine.events import EpochFinished, JobStarted, LogLine
-    from salus_engine.predictor.training import TrainConfig, run_training
+    from salus_engine.predictor.training import run_training
 
     console = Console()
-    config = TrainConfig(data=args.data, out=args.out or default_run_dir(), epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         patience=args.patience, seed=args.seed, model=args.model, window=args.window,
-                         threads=args.threads)
+    config = build_settings(TrainConfig, data=args.data, out=args.out or default_run_dir(), epochs=args.epochs,
+                            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                            patience=args.patience, seed=args.seed, model=args.model, window=args.window,
+                            threads=args.threads)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -72,13 +67,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from salus_engine.events import JobStarted, LogLine, ProgressUpdate
-    from salus_engine.predictor.evaluation import EvaluateConfig, run_evaluation
-    from salus_engine.predictor.report import print_report
+    from salus_engine.predictor.evaluation import run_evaluation
+    from salus_engine.cli.report import print_report
 
     console = Console()
-    config = EvaluateConfig(checkpoint=args.checkpoint, data=args.data, out=args.out, split=args.split,
-                            alpha=args.alpha, weights=args.weights, horizon=args.horizon, threads=args.threads,
-                            plots=not args.no_plots)
+    config = build_settings(EvaluateConfig, checkpoint=args.checkpoint, data=args.data, out=args.out,
+                            split=args.split, alpha=args.alpha, weights=args.weights, horizon=args.horizon,
+                            threads=args.threads, plots=not args.no_plots)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -100,45 +95,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from salus_engine.predictor.report import print_report
+    from salus_engine.cli.report import print_report
 
     return print_report(args.run, markdown=args.markdown)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds `train`, `evaluate` and `report` to the `salus` command's subparsers."""
+    """Adds `train`, `evaluate` and `report` to the `salus` command's subparsers; the defaults shown
+    are the settings classes' own (`salus_engine.config`)."""
+    def train_default(name: str) -> object:
+        return default_of(TrainConfig, name)
+
     p = subparsers.add_parser("train", help="train the failure predictor on a collection store")
     p.add_argument("--data", required=True, help="collection store folder")
-    p.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
-    p.add_argument("--batch-size", type=int, default=256, help="steps per mini-batch (default 256)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate, cosine-decayed (default 1e-3)")
+    p.add_argument("--epochs", type=int, help=f"maximum epochs (default {train_default('epochs')})")
+    p.add_argument("--batch-size", type=int, help=f"steps per mini-batch (default {train_default('batch_size')})")
+    p.add_argument("--lr", type=float, help=f"AdamW learning rate, cosine-decayed (default {train_default('lr')})")
     p.add_argument("--out", help="run folder to create (default checkpoints/predictor-<UTC time>)")
-    p.add_argument("--model", choices=MODEL_KINDS, default="multi-horizon",
-                   help="multi-horizon: 16 outputs (default); mvp: the seeds' 4-output network")
-    p.add_argument("--window", type=int, default=1, help="steps of signals per input, multi-horizon only (default 1)")
-    p.add_argument("--patience", type=int, default=10,
-                   help="stop after this many epochs without a lower validation loss; 0 never (default 10)")
-    p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default 0.01)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episode split, initialisation and shuffling")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads; the network is tiny, one is fastest (default 1)")
-    p.set_defaults(func=cmd_train)
+    p.add_argument("--model", choices=MODEL_KINDS,
+                   help="multi-horizon: 16 outputs (default); single-horizon: the seeds' 4-output network "
+                   "(failure within the longest horizon)")
+    p.add_argument("--window", type=int, help=f"steps of signals per input, multi-horizon only (default {train_default('window')})")
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "
+                   f"(default {train_default('patience')})")
+    p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {train_default('weight_decay')})")
+    p.add_argument("--seed", type=int, help="seed of the episode split, initialisation and shuffling "
+                   f"(default {train_default('seed')})")
+    p.add_argument("--threads", type=int,
+                   help=f"torch CPU threads; the network is tiny, one is fastest (default {train_default('threads')})")
+    p.set_defaults(func=cmd_train, log_kind="train")
 
     p = subparsers.add_parser("evaluate",
                               help="score a trained predictor against baselines; write metrics.json and plots")
     p.add_argument("--checkpoint", required=True, help="run folder of 'salus train'")
     p.add_argument("--data", required=True, help="the store the checkpoint was trained on")
-    p.add_argument("--split", choices=SPLIT_NAMES, default="test", help="split to evaluate (default test)")
+    p.add_argument("--split", choices=SPLIT_NAMES, help=f"split to evaluate (default {default_of(EvaluateConfig, 'split')})")
     p.add_argument("--out", required=True, help="folder for metrics.json and PNG plots")
-    p.add_argument("--alpha", type=float, default=0.1,
-                   help="false-alarm rate on successful episodes for the conformal alarm threshold (default 0.1)")
+    p.add_argument("--alpha", type=float, help="false-alarm rate on successful episodes for the conformal alarm "
+                   f"threshold (default {default_of(EvaluateConfig, 'alpha')})")
     p.add_argument("--horizon", type=int, help="alarm horizon in steps, one of the store's (default the longest)")
-    p.add_argument("--weights", choices=("best", "final"), default="best", help="which weights (default best)")
+    p.add_argument("--weights", choices=("best", "final"), help="which weights (default best)")
     p.add_argument("--no-plots", action="store_true", help="write metrics.json only")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, log_kind="evaluate")
 
     p = subparsers.add_parser("report", help="print a run's training summary and evaluation tables")
     p.add_argument("run", help="run folder of 'salus train' (with evaluation/) or an evaluate --out folder")
     p.add_argument("--markdown", action="store_true", help="print the evaluation as a Markdown section for a README")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, log_kind="report")
