@@ -6,7 +6,7 @@ policies on the project's tiny SmolVLM backbone, a copy of the backbone director
 lerobot stores the backbone as an absolute path (`vlm_model_name` in `config.json`, `tokenizer_name`
 in `policy_preprocessor.json`), which is wrong on any other machine or checkout: `save_member`
 replaces it with `backbone` (the copy) and `load_member` re-points both at the copy's absolute path
-(DESIGN.md, "lerobot and SmolVLA facts").
+(lerobot 0.6.1 `SmolVLAConfig.vlm_model_name`, `TokenizerProcessorStep.tokenizer_name`).
 
 `from_pretrained` loads weights non-strictly (missing tensors keep their random initialisation);
 `load_member` therefore checks the loaded state against the saved file for project-saved members.

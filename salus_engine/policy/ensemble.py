@@ -4,7 +4,8 @@ Per step the ensemble returns the executed action (mean over members) and every 
 the input of the six signals (`salus_engine.signals`). Members predict action chunks with lerobot's
 `predict_action_chunk` every `PolicyConfig.requery_every` steps; between re-queries the per-step
 member actions are read from the current chunks. All members receive the same flow-matching noise
-tensor at a re-query, so their disagreement is model disagreement, not sampling noise (DESIGN.md).
+tensor at a re-query, so their disagreement is model disagreement, not sampling noise (lerobot's
+`VLAFlowMatching.sample_actions` takes the initial `noise` as an argument).
 
 Sources (`PolicyConfig.path`):
 - a folder of member folders `member_0`, `member_1`, ... (the embedded default, `salus policy train`);

@@ -3,12 +3,13 @@
 lerobot's `SmolVLAPolicy` builds its vision-language backbone from `config.vlm_model_name` with
 `transformers.AutoConfig` / `AutoProcessor`, even with `load_vlm_weights=False`. The real backbone
 (`HuggingFaceTB/SmolVLM2-500M-Video-Instruct`) needs the Hugging Face Hub; this module writes a
-four-file directory that stands in for it offline (recipe: DESIGN.md, "lerobot and SmolVLA facts"):
+four-file directory that stands in for it offline (the files transformers' `AutoConfig` and
+`AutoProcessor` read for a `smolvlm` model):
 
 - `config.json`: `model_type: smolvlm`, a llama text model (hidden 64, 2 layers, 4 heads / 2 key-value
   heads, head_dim 16) and a SigLIP-style vision model (hidden 64, 2 layers, patch 16, image s),
   pixel-shuffle `scale_factor` = s / 64 so that every image becomes 16 tokens, `image_token_id` = id
-  of `<image>`. DESIGN.md's recipe uses s = 256 (`scale_factor: 4`); the embedded default uses
+  of `<image>`. At s = 256 this is `scale_factor: 4`; the embedded default uses
   s = 128 (`scale_factor: 2`): behaviour cloning runs ~2.8x faster on this 2-core CPU (0.10 s vs
   0.28 s per batch of 32) and demonstrations take 4x less memory, while inference costs about the
   same (the vision encoder is ~5 ms of a ~50 ms chunk). The env still renders 256x256; SmolVLA's

@@ -1,6 +1,6 @@
 """Episode outcome labels from the simulator's own contact and pose data.
 
-Definitions (DESIGN.md, "Failure evidence that worked in a prototype"; thresholds in `SimConfig`):
+Definitions (from the simulator's contacts and poses, measured in this scene; thresholds in `SimConfig`):
 
 - collision (code 0): a robot geom (links 1-7, gripper) presses on the table, the bin or the obstacle
   with a normal contact force above `collision_force_n`, N, at any physics substep
