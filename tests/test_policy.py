@@ -87,7 +87,6 @@ def test_behaviour_cloning_lowers_the_flow_matching_loss(trained):
     from salus_engine.policy.behaviour_cloning import _batch
 
     settings = TrainSettings(**{**SETTINGS.__dict__, "steps": 60, "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "shift_px": 0})
-    untrained = TrainSettings(**{**settings.__dict__, "steps": 0})
     demos = trained.demos
     index = np.arange(0, len(demos), max(1, len(demos) // 16))[:16]
 
@@ -100,7 +99,7 @@ def test_behaviour_cloning_lowers_the_flow_matching_loss(trained):
             loss, _ = policy.forward(batch, noise=noise, time=time)
         return float(loss)
 
-    before_policy, before_pre, _, _ = train_member(demos, trained.backbone, untrained, member=5)
+    before_policy, before_pre, _, _ = train_member(demos, trained.backbone, settings, member=5, steps=0)
     after_policy, after_pre, _, losses = train_member(demos, trained.backbone, settings, member=5)
     assert len(losses) == 60
     before, after = fixed_loss(before_policy, before_pre), fixed_loss(after_policy, after_pre)

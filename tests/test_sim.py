@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from salus_engine.config import ConfigError, SimConfig
+from salus_engine.config import ConfigError, SimConfig, build_settings
 from salus_engine.sim import INSTRUCTION, EpisodeOutcome, PickPlaceEnv, ScriptedExpert, run_expert_episode
 from salus_engine.sim.env import HOME_QPOS, POS_STEP_M
 from salus_engine.sim.expert import PHASES
@@ -70,8 +70,8 @@ def test_spaces_shapes_and_dtypes():
 
 
 def test_unknown_camera_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown camera"):
-        PickPlaceEnv(SimConfig(cameras=("top",), image_size=64))
+    with pytest.raises(ConfigError, match=r"cameras.0='top': Input should be 'front', 'side' or 'wrist'"):
+        PickPlaceEnv(build_settings(SimConfig, cameras=("top",), image_size=64))
 
 
 def test_reset_is_reproducible_from_the_seed(env):
