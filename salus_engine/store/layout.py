@@ -12,17 +12,30 @@ DIR/episodes/000000/         one group per complete episode, attrs: see EPISODE_
     horizon_labels  (T, H, 4)       uint8   1 when failure type k happens within horizons[h] steps of t
 DIR/.staging/                transient: the episode being written, renamed into episodes/ once complete
 ```
+
+Format version 2: every chunk of every array ends in a crc32c checksum (zarr's `crc32c` codec after
+Blosc) and every chunk is stored, also one equal to the fill value, so a missing chunk is damage.
+Version 1 stores (no checksums, chunks equal to the fill value left out) are still read.
 """
 
 from __future__ import annotations
 
 import re
 
+from salus_engine.errors import SalusError
+
 FORMAT_NAME = "salus-episodes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Written into new stores (root attribute `format_version`)."""
+READABLE_VERSIONS = (1, 2)
+"""Store format versions this SALUS reads (and appends to with --resume)."""
+CHECKSUM_VERSION = 2
+"""First format version whose chunks all carry a crc32c checksum and are all stored."""
 
 EPISODES_GROUP = "episodes"
 STAGING_DIR = ".staging"
+CREATING_PREFIX = ".salus-creating-"
+"""A new store is built in the sibling folder `.salus-creating-<name>-<random>` and renamed into place."""
 EPISODE_NAME = re.compile(r"^\d{6}$")
 
 ARRAY_DTYPES: dict[str, str] = {
@@ -52,5 +65,5 @@ def episode_name(episode_id: int) -> str:
     return f"{episode_id:06d}"
 
 
-class StoreError(Exception):
+class StoreError(SalusError):
     """A store is missing, damaged or not a SALUS store; the message names the path and what to do."""

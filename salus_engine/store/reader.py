@@ -2,40 +2,74 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.errors import ChunkNotFoundError
 
+from salus_engine.store.checks import (
+    EpisodeMeta,
+    StoreScan,
+    episode_problems,
+    format_version,
+    root_problems,
+    scan_store,
+)
 from salus_engine.store.layout import (
     ARRAY_DTYPES,
+    CHECKSUM_VERSION,
     EPISODE_NAME,
     EPISODES_GROUP,
-    FORMAT_NAME,
-    FORMAT_VERSION,
     StoreError,
     episode_name,
 )
 
+__all__ = ["CheckedArray", "Episode", "EpisodeMeta", "EpisodeStore", "damage"]
 
-@dataclass(frozen=True)
-class EpisodeMeta:
-    """An episode's metadata (the group's attributes)."""
 
-    episode_id: int
-    seed: int
-    success: bool
-    failure_type: int
-    """-1 success, 0 collision, 1 drop, 2 miss, 3 timeout."""
-    failure_step: int
-    episode_length: int
-    timestamp: str
-    """ISO 8601, UTC."""
-    evidence: dict[str, Any]
+def damage(err: BaseException) -> str:
+    """A short, one-line description of why zarr could not read a chunk or its metadata."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    if isinstance(err, ChunkNotFoundError):
+        return "a chunk file is missing"
+    if "checksum" in first.lower():
+        return "checksum mismatch: the chunk was altered or truncated"
+    text = f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+class CheckedArray:
+    """A read-only zarr array of one episode whose reads turn damage into a one-line `StoreError`.
+
+    `shape`, `dtype`, `chunks` and the rest are the zarr array's; indexing reads chunks.
+    """
+
+    def __init__(self, array: zarr.Array, store_path: Path, episode_id: int, name: str) -> None:
+        self._array = array
+        self._store_path = store_path
+        self._episode_id = episode_id
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._array, attr)
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def damaged(self, err: BaseException) -> StoreError:
+        return StoreError(f"{self._store_path}: episode {self._episode_id}: array '{self.name}' is damaged "
+                          f"({damage(err)}); run 'salus verify {self._store_path}'")
+
+    def __getitem__(self, selection: Any) -> np.ndarray:
+        try:
+            return self._array[selection]
+        except (IndexError, TypeError):
+            raise  # a bad selection is the caller's bug, not damage
+        except Exception as err:  # zarr and the codecs raise several types for a damaged chunk
+            raise self.damaged(err) from None
 
 
 class Episode:
@@ -43,44 +77,68 @@ class Episode:
 
     Attributes `images` (T, C, 3, H, W) uint8, `states` (T, 8), `actions` (T, 7),
     `member_actions` (T, M, 7), `signals` (T, 6) float32, `horizon_labels` (T, H, 4) uint8.
+    A damaged chunk raises `StoreError` (one line naming the episode and the array).
     """
 
-    def __init__(self, group: zarr.Group, meta: EpisodeMeta) -> None:
-        self._group = group
+    def __init__(self, folder: Path, meta: EpisodeMeta, store_path: Path, checksums: bool) -> None:
+        self._folder = folder
+        self._store_path = store_path
+        self._checksums = checksums
+        self._arrays: dict[str, CheckedArray] = {}
         self.meta = meta
 
-    def array(self, name: str) -> zarr.Array:
-        """The lazy zarr array `name` (e.g. to read one image frame without loading the rest)."""
-        return self._group[name]
+    def array(self, name: str) -> CheckedArray:
+        """The lazy array `name` (e.g. to read one image frame without loading the rest).
+
+        Raises:
+            KeyError: `name` is not an array of the episode layout.
+            StoreError: the array's metadata is damaged.
+        """
+        if name not in ARRAY_DTYPES:
+            raise KeyError(name)
+        if name not in self._arrays:
+            try:
+                array = self.open_zarr_array(name)
+            except Exception as err:  # zarr raises several types for damaged metadata
+                raise StoreError(f"{self._store_path}: episode {self.meta.episode_id}: array '{name}' is unreadable "
+                                 f"({damage(err)}); run 'salus verify {self._store_path}'") from None
+            self._arrays[name] = CheckedArray(array, self._store_path, self.meta.episode_id, name)
+        return self._arrays[name]
+
+    def open_zarr_array(self, name: str) -> zarr.Array:
+        """The plain zarr array `name`, without turning damage into `StoreError` (for `salus verify`).
+        A missing chunk raises in a store with checksums (format version 2 stores every chunk)."""
+        return zarr.open_array(store=str(self._folder / name), mode="r", zarr_format=3,
+                               config={"read_missing_chunks": not self._checksums})
 
     def frame(self, step: int, camera: int = 0) -> np.ndarray:
         """One camera image at `step` as (H, W, 3) uint8."""
-        return np.asarray(self._group["images"][step, camera]).transpose(1, 2, 0)
+        return np.asarray(self.array("images")[step, camera]).transpose(1, 2, 0)
 
     @cached_property
     def states(self) -> np.ndarray:
-        return self._group["states"][...]
+        return self.array("states")[...]
 
     @cached_property
     def actions(self) -> np.ndarray:
-        return self._group["actions"][...]
+        return self.array("actions")[...]
 
     @cached_property
     def member_actions(self) -> np.ndarray:
-        return self._group["member_actions"][...]
+        return self.array("member_actions")[...]
 
     @cached_property
     def signals(self) -> np.ndarray:
-        return self._group["signals"][...]
+        return self.array("signals")[...]
 
     @cached_property
     def horizon_labels(self) -> np.ndarray:
-        return self._group["horizon_labels"][...]
+        return self.array("horizon_labels")[...]
 
     @property
     def images(self) -> np.ndarray:
         """All frames, (T, C, 3, H, W) uint8 (not cached: tens of MB)."""
-        return self._group["images"][...]
+        return self.array("images")[...]
 
 
 class EpisodeStore:
@@ -89,24 +147,28 @@ class EpisodeStore:
     Raises `StoreError` (one line: the path and what is wrong) for a missing, foreign or damaged store.
     """
 
-    def __init__(self, path: Path, root: zarr.Group) -> None:
+    def __init__(self, path: Path, attrs: dict[str, Any]) -> None:
         self.path = path
-        self._root = root
-        self.attrs: dict[str, Any] = dict(root.attrs)
+        self.attrs: dict[str, Any] = attrs
         self._metas: dict[int, EpisodeMeta] = {}
 
     @staticmethod
     def exists(path: str | Path) -> bool:
-        """True when `path` holds something (a store or other files); False for a missing or empty folder."""
+        """True when `path` holds something (a store, other files, or is a file); False for a missing
+        or empty folder."""
         path = Path(path)
-        return path.exists() and any(path.iterdir())
+        try:
+            return path.exists() and (not path.is_dir() or any(path.iterdir()))
+        except OSError:
+            return True  # unreadable: something is there; opening or creating says what is wrong
 
     @classmethod
     def open(cls, path: str | Path) -> EpisodeStore:
-        """Opens the store at `path` read-only.
+        """Opens the store at `path` read-only and checks its root attributes.
 
         Raises:
-            StoreError: missing path, not a Zarr v3 group, not a SALUS store, or unsupported version.
+            StoreError: missing path, not a Zarr v3 group, not a SALUS store, unsupported version or
+                damaged root attributes.
         """
         path = Path(path)
         if not path.exists():
@@ -115,21 +177,29 @@ class EpisodeStore:
             raise StoreError(f"{path}: not a Zarr v3 store (no zarr.json); give the --out folder of a collection")
         try:
             root = zarr.open_group(str(path), mode="r", zarr_format=3)
+            attrs = dict(root.attrs)
         except Exception as err:  # zarr raises several types for damaged metadata
             raise StoreError(f"{path}: damaged store metadata ({type(err).__name__}); re-collect or restore it") from None
-        attrs = dict(root.attrs)
-        if attrs.get("format") != FORMAT_NAME:
-            raise StoreError(f"{path}: a Zarr store, but not a SALUS episode store (attribute format={attrs.get('format')!r})")
-        if attrs.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"{path}: store format version {attrs.get('format_version')} is not supported "
-                             f"(this SALUS reads {FORMAT_VERSION}); upgrade SALUS or re-collect")
-        if not (path / EPISODES_GROUP / "zarr.json").is_file():
+        problems = root_problems(attrs)
+        if problems:
+            raise StoreError(f"{path}: {problems[0]}")
+        if not (path / EPISODES_GROUP / "zarr.json").is_file() or not (path / EPISODES_GROUP).is_dir():
             raise StoreError(f"{path}: damaged store, the '{EPISODES_GROUP}' group is missing; re-collect")
-        return cls(path, root)
+        return cls(path, attrs)
+
+    @property
+    def format_version(self) -> int:
+        return format_version(self.attrs)
+
+    @property
+    def has_checksums(self) -> bool:
+        """True when every chunk carries a crc32c checksum (format version 2 and later)."""
+        return self.format_version >= CHECKSUM_VERSION
 
     @cached_property
     def episode_ids(self) -> list[int]:
-        """Ids of complete episodes, ascending."""
+        """Ids of the episode folders that hold a group (`zarr.json`), ascending. `check` tells
+        whether they are complete and contiguous."""
         folder = self.path / EPISODES_GROUP
         return sorted(int(p.name) for p in folder.iterdir()
                       if EPISODE_NAME.match(p.name) and (p / "zarr.json").is_file())
@@ -145,29 +215,40 @@ class EpisodeStore:
     def cameras(self) -> tuple[str, ...]:
         return tuple(self.attrs["cameras"])
 
-    def _group(self, episode_id: int) -> zarr.Group:
-        try:
-            return zarr.open_group(str(self.path / EPISODES_GROUP / episode_name(episode_id)), mode="r", zarr_format=3)
-        except Exception as err:
-            raise StoreError(f"{self.path}: episode {episode_id} is damaged ({type(err).__name__}); "
-                             "run 'salus verify' on the store") from None
+    def scan(self) -> StoreScan:
+        """Every structural problem of the store (`salus_engine.store.checks.scan_store`); reads no chunk."""
+        scan = scan_store(self.path, self.attrs)
+        self._metas.update(scan.metas)
+        return scan
+
+    def check(self) -> StoreScan:
+        """Refuses a damaged store: gaps in the episode ids, an episode folder without `zarr.json`,
+        wrong-typed or impossible episode attributes, arrays whose shape or dtype disagree.
+
+        Raises:
+            StoreError: one line with the first problem (naming the episode) and 'run salus verify'.
+        """
+        scan = self.scan()
+        first = scan.first_problem()
+        if first is not None:
+            raise StoreError(f"{self.path}: damaged store, {first}; run 'salus verify {self.path}'")
+        return scan
 
     def meta(self, index: int) -> EpisodeMeta:
         """Metadata of the `index`-th complete episode (0-based position, not id), without arrays.
 
         Raises:
             IndexError: index out of range.
-            StoreError: the episode's metadata is damaged.
+            StoreError: the episode's metadata is damaged (wrong types, impossible values, arrays
+                that disagree with its length).
         """
         episode_id = self.episode_ids[index]
         if episode_id not in self._metas:
-            meta_path = self.path / EPISODES_GROUP / episode_name(episode_id) / "zarr.json"
-            try:
-                attrs = json.loads(meta_path.read_text()).get("attributes", {})
-                self._metas[episode_id] = EpisodeMeta(**{k: attrs[k] for k in EpisodeMeta.__dataclass_fields__})
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                raise StoreError(f"{self.path}: episode {episode_id} has damaged metadata ({err!s}); "
-                                 "run 'salus verify' on the store") from None
+            meta, problems = episode_problems(self.path, episode_id, self.attrs)
+            if meta is None:
+                raise StoreError(f"{self.path}: episode {episode_id} is damaged ({problems[0]}); "
+                                 f"run 'salus verify {self.path}'")
+            self._metas[episode_id] = meta
         return self._metas[episode_id]
 
     def metas(self) -> list[EpisodeMeta]:
@@ -175,9 +256,25 @@ class EpisodeStore:
         return [self.meta(i) for i in range(len(self))]
 
     def episode(self, index: int) -> Episode:
-        """The `index`-th complete episode (0-based position in id order)."""
+        """The `index`-th complete episode (0-based position in id order).
+
+        Raises:
+            StoreError: the episode is damaged (see `meta`); reading a damaged chunk raises it later.
+        """
         meta = self.meta(index)
-        return Episode(self._group(meta.episode_id), meta)
+        folder = self.path / EPISODES_GROUP / episode_name(meta.episode_id)
+        return Episode(folder, meta, self.path, self.has_checksums)
+
+    def episode_by_id(self, episode_id: int) -> Episode:
+        """The episode with id `episode_id` (see `episode`).
+
+        Raises:
+            KeyError: no such episode.
+            StoreError: the episode is damaged.
+        """
+        if episode_id not in self.episode_ids:
+            raise KeyError(episode_id)
+        return self.episode(self.episode_ids.index(episode_id))
 
     def __iter__(self):
         for i in range(len(self)):

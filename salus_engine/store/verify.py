@@ -8,16 +8,21 @@ vary over time and are finite, not frozen or all zero.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from salus_engine import OUTCOME_NAMES
 from salus_engine.signals import SIGNAL_NAMES
 from salus_engine.store.horizon_labels import make_horizon_labels
 from salus_engine.store.layout import ARRAY_DTYPES, STAGING_DIR, StoreError
-from salus_engine.store.reader import EpisodeStore
+from salus_engine.store.reader import Episode, EpisodeStore, damage
+
+KEPT_ARRAYS = ("actions", "signals", "horizon_labels")
+"""Arrays whose values the data-quality checks use; the others are read chunk by chunk and dropped."""
 
 
 @dataclass
@@ -33,8 +38,32 @@ class VerifyReport:
         return not self.problems
 
 
+def _read_every_chunk(array: zarr.Array, where: str, name: str, keep: bool, problems: list[str]) -> np.ndarray | None:
+    """Reads `array` one chunk at a time: a checksum mismatch, a truncated or a missing chunk is a
+    problem naming the chunk. Returns the whole array when `keep` and every chunk was readable."""
+    shape, chunks = tuple(array.shape), tuple(array.chunks)
+    out = np.empty(shape, dtype=array.dtype) if keep else None
+    ok = True
+    for coords in itertools.product(*(range(-(-n // c)) for n, c in zip(shape, chunks))):
+        selection = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, chunks, shape))
+        try:
+            block = array[selection]
+        except Exception as err:  # zarr and the codecs raise several types for a damaged chunk
+            problems.append(f"{where}: array '{name}' chunk {array.metadata.encode_chunk_key(coords)} is damaged "
+                            f"({damage(err)})")
+            ok = False
+            continue
+        if out is not None:
+            out[selection] = block
+    return out if ok else None
+
+
 def verify_store(path: str | Path) -> VerifyReport:
     """Checks the store at `path`; never raises for a damaged store, it reports the problem.
+
+    Structure (the same checks the reader and --resume refuse a store for, from
+    `salus_engine.store.checks`), then every chunk of every array (images too) is read, which checks
+    its crc32c checksum, then the data quality.
 
     Returns:
         A `VerifyReport`; `report.ok` is False when any problem was found.
@@ -46,80 +75,45 @@ def verify_store(path: str | Path) -> VerifyReport:
         report.problems.append(str(err))
         return report
     attrs = store.attrs
+    if not store.has_checksums:
+        report.warnings.append(f"the store has no checksums (format version {store.format_version}): a damaged "
+                               "chunk can go unnoticed; re-collect it to get checksums")
     if (store.path / STAGING_DIR).exists():
         report.warnings.append("a partial episode from an interrupted run is in .staging; 'salus collect --resume' discards it")
-    ids = store.episode_ids
+    scan = store.scan()
+    report.warnings.extend(scan.warnings)
+    report.problems.extend(text if episode_id is None else f"episode {episode_id}: {text}"
+                           for episode_id, text in scan.problems)
+    ids = scan.ids
     report.episodes = len(ids)
     if not ids:
         report.problems.append("the store holds no complete episode")
         return report
-    if ids != list(range(len(ids))):
-        missing = sorted(set(range(max(ids) + 1)) - set(ids))
-        report.problems.append(f"episode ids have gaps: missing {missing[:10]}")
-    cams, size, members = len(attrs["cameras"]), int(attrs["image_size"]), int(attrs["ensemble_size"])
+    members = int(attrs["ensemble_size"])
     horizons = store.horizons
     threshold = float(attrs.get("sim_config", {}).get("collision_force_n", 0.0))
     all_signals, all_actions = [], []
-    for index, episode_id in enumerate(ids):
+    for episode_id in ids:
         where = f"episode {episode_id}"
-        try:
-            episode = store.episode(index)
-        except StoreError as err:
-            report.problems.append(str(err))
-            continue
-        meta = episode.meta
+        meta = scan.metas.get(episode_id)
+        if meta is None:
+            continue  # its structural problems are reported above
         name = OUTCOME_NAMES.get(meta.failure_type, "?")
         report.outcomes[name] = report.outcomes.get(name, 0) + 1
-        t = meta.episode_length
-        expected = {
-            "images": (t, cams, 3, size, size),
-            "states": (t, 8),
-            "actions": (t, 7),
-            "member_actions": (t, members, 7),
-            "signals": (t, len(SIGNAL_NAMES)),
-            "horizon_labels": (t, len(horizons), 4),
-        }
-        arrays_ok = True
-        for key, shape in expected.items():
+        episode = store.episode_by_id(episode_id)
+        data: dict[str, np.ndarray | None] = {}
+        for key in ARRAY_DTYPES:
             try:
-                arr = episode.array(key)
-            except Exception:
-                report.problems.append(f"{where}: array '{key}' is missing")
-                arrays_ok = False
+                array = episode.open_zarr_array(key)
+            except Exception as err:  # zarr raises several types for damaged metadata
+                report.problems.append(f"{where}: array '{key}' is unreadable ({damage(err)})")
+                data[key] = None
                 continue
-            if tuple(arr.shape) != shape or str(arr.dtype) != ARRAY_DTYPES[key]:
-                report.problems.append(f"{where}: '{key}' is {tuple(arr.shape)} {arr.dtype}, expected {shape} {ARRAY_DTYPES[key]}")
-                arrays_ok = False
-        if meta.episode_id != episode_id:
-            report.problems.append(f"{where}: attribute episode_id is {meta.episode_id}")
-        if meta.seed != int(attrs["base_seed"]) + episode_id:
-            report.problems.append(f"{where}: seed {meta.seed} is not base seed + id")
-        if meta.success != (meta.failure_type == -1):
-            report.problems.append(f"{where}: success={meta.success} contradicts failure_type={meta.failure_type}")
-        if not 0 <= meta.failure_step < t:
-            report.problems.append(f"{where}: failure_step {meta.failure_step} outside its {t} steps")
-        if meta.failure_type == 0 and "max_contact_force_n" in meta.evidence:
-            if float(meta.evidence["max_contact_force_n"]) < threshold:
-                report.problems.append(f"{where}: labelled collision but the recorded force "
-                                       f"{meta.evidence['max_contact_force_n']:.1f} N is below {threshold:.1f} N")
-        if meta.failure_type >= 0 and not meta.evidence:
-            report.problems.append(f"{where}: a failure without physics evidence")
-        if not arrays_ok:
-            continue
-        try:
-            expected_labels = make_horizon_labels(meta.failure_type, meta.failure_step, t, horizons)
-            if not np.array_equal(episode.horizon_labels, expected_labels):
-                report.problems.append(f"{where}: horizon_labels disagree with failure_type/failure_step")
-        except ValueError as err:
-            report.problems.append(f"{where}: {err}")
-        signals, actions = episode.signals, episode.actions
-        if not (np.all(np.isfinite(signals)) and np.all(np.isfinite(actions))):
-            report.problems.append(f"{where}: NaN or inf in signals or actions")
-            continue
-        if t > 2 and float(actions.std(axis=0).max()) == 0.0:
-            report.problems.append(f"{where}: actions are frozen (identical at every step)")
-        all_signals.append(signals)
-        all_actions.append(actions)
+            data[key] = _read_every_chunk(array, where, key, key in KEPT_ARRAYS, report.problems)
+        _check_episode_data(episode, data, threshold, int(attrs["base_seed"]), horizons, report)
+        if data["signals"] is not None and data["actions"] is not None:
+            all_signals.append(data["signals"])
+            all_actions.append(data["actions"])
     if all_signals:
         signals = np.concatenate(all_signals)
         stds = signals.std(axis=0)
@@ -130,3 +124,39 @@ def verify_store(path: str | Path) -> VerifyReport:
         if float(np.abs(signals).max()) == 0.0:
             report.problems.append("all signals are zero")
     return report
+
+
+def _check_episode_data(episode: Episode, data: dict[str, np.ndarray | None], threshold: float, base_seed: int,
+                        horizons: tuple[int, ...], report: VerifyReport) -> None:
+    """Data quality of one structurally sound episode: seed, labels against the evidence and the
+    stored horizon labels, finite and moving signals and actions. Drops unusable arrays from `data`."""
+    meta = episode.meta
+    where = f"episode {meta.episode_id}"
+    t = meta.episode_length
+    if meta.seed != base_seed + meta.episode_id:
+        report.problems.append(f"{where}: seed {meta.seed} is not base seed + id")
+    if meta.failure_type == 0 and "max_contact_force_n" in meta.evidence:
+        try:
+            force = float(meta.evidence["max_contact_force_n"])
+        except (TypeError, ValueError):
+            report.problems.append(f"{where}: evidence max_contact_force_n is not a number")
+        else:
+            if force < threshold:
+                report.problems.append(f"{where}: labelled collision but the recorded force "
+                                       f"{force:.1f} N is below {threshold:.1f} N")
+    if meta.failure_type >= 0 and not meta.evidence:
+        report.problems.append(f"{where}: a failure without physics evidence")
+    labels = data["horizon_labels"]
+    if labels is not None:
+        expected_labels = make_horizon_labels(meta.failure_type, meta.failure_step, t, horizons)
+        if not np.array_equal(labels, expected_labels):
+            report.problems.append(f"{where}: horizon_labels disagree with failure_type/failure_step")
+    signals, actions = data["signals"], data["actions"]
+    if signals is None or actions is None:
+        return
+    if not (np.all(np.isfinite(signals)) and np.all(np.isfinite(actions))):
+        report.problems.append(f"{where}: NaN or inf in signals or actions")
+        data["signals"] = data["actions"] = None
+        return
+    if t > 2 and float(actions.std(axis=0).max()) == 0.0:
+        report.problems.append(f"{where}: actions are frozen (identical at every step)")

@@ -3,15 +3,19 @@ episode in progress.
 
 Each episode is written in full to `DIR/.staging/NNNNNN`, flushed to disk, and then renamed into
 `DIR/episodes/NNNNNN` (an atomic rename on one filesystem). Readers list `episodes/` only, so an
-episode is visible once complete or not at all. The root attributes are written once, at creation.
+episode is visible once complete or not at all. The store itself is created the same way: built
+with its root attributes in a sibling folder `.salus-creating-<name>-<random>` and renamed to `DIR`,
+so a half-created store never exists. Every chunk carries a crc32c checksum (format version 2).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +23,13 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.signals import NUM_SIGNALS, SIGNAL_NAMES
 from salus_engine.store.horizon_labels import make_horizon_labels
 from salus_engine.store.layout import (
+    CREATING_PREFIX,
     EPISODES_GROUP,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -66,8 +71,9 @@ class EpisodeRecord:
         return int(self.signals.shape[0])
 
 
-def _compressor(level: int) -> BloscCodec:
-    return BloscCodec(cname="zstd", clevel=level, shuffle="shuffle")
+def _compressors(level: int) -> list:
+    """Blosc (zstd, byte shuffle), then a crc32c checksum of the compressed chunk (format version 2)."""
+    return [BloscCodec(cname="zstd", clevel=level, shuffle="shuffle"), Crc32cCodec()]
 
 
 def _fsync_tree(path: Path) -> None:
@@ -88,20 +94,91 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _reason(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
 def _acquire_lock(path: Path):
     """Takes the store's writer lock: an advisory `flock` on the root `zarr.json`, which stays
     unmodified; the kernel releases it when the process ends, even by SIGKILL.
 
     Raises:
-        StoreError: another process is writing to the store.
+        StoreError: another process is writing to the store, or the store cannot be opened.
     """
-    handle = open(path / "zarr.json", "rb")
+    try:
+        handle = open(path / "zarr.json", "rb")
+    except OSError as err:
+        raise StoreError(f"{path}: cannot open the store's zarr.json ({_reason(err)}); check the folder") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise StoreError(f"{path} is being written by another collection; wait for it or stop it first") from None
     return handle
+
+
+def _check_new_store_path(path: Path) -> None:
+    """Refuses an --out that cannot become a new store: a file, a folder under a file, a non-empty folder.
+
+    Raises:
+        StoreError: one line naming the path and what to do.
+    """
+    if path.is_dir():
+        try:
+            empty = not any(path.iterdir())
+        except OSError as err:
+            raise StoreError(f"{path}: cannot read the folder ({_reason(err)}); choose another --out") from None
+        if not empty:
+            raise StoreError(f"{path} already exists and is not empty; use --resume to continue it or choose another --out")
+        return
+    if path.exists() or path.is_symlink():
+        raise StoreError(f"{path} is a file, not a folder; choose another --out")
+    for ancestor in path.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise StoreError(f"cannot create {path}: {ancestor} is a file, not a folder; choose another --out")
+            break
+
+
+def _remove_abandoned_builds(parent: Path, name: str) -> None:
+    """Removes the build folders of creations of `name` killed before their rename. A live creation
+    holds an flock on its build folder, so only abandoned ones are removed."""
+    prefix = f"{CREATING_PREFIX}{name}-"
+    for entry in parent.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass  # BlockingIOError: a creation in progress
+        finally:
+            os.close(fd)
+
+
+def _new_build_folder(parent: Path, name: str) -> tuple[Path, int]:
+    """A fresh, locked build folder next to the store-to-be: (path, fd holding its flock)."""
+    while True:
+        build = parent / f"{CREATING_PREFIX}{name}-{secrets.token_hex(6)}"
+        try:
+            build.mkdir()
+        except FileExistsError:
+            continue
+        try:
+            fd = os.open(build, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue  # a concurrent cleaner took it for abandoned before we could lock it
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks only while a concurrent cleaner removes it
+        try:
+            if os.stat(build).st_ino == os.fstat(fd).st_ino:
+                return build, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # removed by a cleaner between mkdir and flock: take another name
 
 
 class EpisodeWriter:
@@ -130,14 +207,17 @@ class EpisodeWriter:
         sim_config: dict[str, Any],
         compression_level: int = 3,
     ) -> EpisodeWriter:
-        """Creates a new, empty store at `path`.
+        """Creates a new, empty store at `path`, atomically: the store is built with its root
+        attributes in a sibling folder and renamed to `path`, so a kill leaves either no store or a
+        complete empty one (never a half-created one); a build folder left by a killed creation is
+        removed by the next one. The returned writer holds the store's writer lock.
 
         Raises:
-            StoreError: `path` exists and is not empty (pass resume to continue it, or choose another path).
+            StoreError: `path` is a file, under a file, not writable, or exists and is not empty (pass
+                resume to continue it, or choose another path); or another creation got there first.
         """
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
-            raise StoreError(f"{path} already exists and is not empty; use --resume to continue it or choose another --out")
+        _check_new_store_path(path)
         attrs = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -154,29 +234,83 @@ class EpisodeWriter:
             "sim_config": json.loads(json.dumps(sim_config, default=list)),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        path.mkdir(parents=True, exist_ok=True)
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.attrs.update(attrs)
-        root.create_group(EPISODES_GROUP)
-        return cls(path, attrs, 0, compression_level)
+        parent = Path(os.path.abspath(path)).parent
+        build, guard = None, None
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            _remove_abandoned_builds(parent, path.name)
+            build, guard = _new_build_folder(parent, path.name)
+            root = zarr.create_group(store=str(build), attributes=attrs, zarr_format=3)
+            root.create_group(EPISODES_GROUP)
+            _fsync_tree(build)
+            _fsync_dir(build)
+            lock = _acquire_lock(build)  # the flock follows the inode through the rename
+            try:
+                os.rename(build, path)
+            except OSError as err:
+                lock.close()
+                if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise StoreError(f"{path} already exists and is not empty (created meanwhile by another "
+                                     "process); use --resume to continue it or choose another --out") from None
+                if err.errno == errno.ENOTDIR:
+                    raise StoreError(f"{path} is a file, not a folder; choose another --out") from None
+                raise
+            build = None
+            _fsync_dir(parent)
+        except StoreError:
+            raise
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreError(f"cannot create {path}: disk full; free space or choose another --out") from None
+            raise StoreError(f"cannot create {path}: {_reason(err)} ({err.filename or parent}); "
+                             "choose a writable --out (a new folder inside a folder you can write to)") from None
+        finally:
+            if guard is not None:
+                os.close(guard)
+            if build is not None:
+                shutil.rmtree(build, ignore_errors=True)
+        return cls(path, attrs, 0, compression_level, lock)
+
+    @staticmethod
+    def check_new_path(path: str | Path) -> None:
+        """Checks, without creating anything, that `path` can become a new store (for a job that
+        wants to fail before loading its models). `create` checks the same and more.
+
+        Raises:
+            StoreError: `path` is a file, under a file, a non-empty folder, or its folder is not writable.
+        """
+        path = Path(path)
+        _check_new_store_path(path)
+        existing = next((p for p in Path(os.path.abspath(path)).parents if p.exists()), None)
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot create {path}: {existing} is not writable; choose a writable --out")
 
     @classmethod
     def open_for_resume(cls, path: str | Path, compression_level: int = 3) -> EpisodeWriter:
         """Opens an existing store to append; discards a partial episode left by a crash.
 
-        The next episode id is one more than the highest complete one, so there are no gaps and no
-        duplicates.
+        The store must pass the structural checks that `salus verify` runs first
+        (`EpisodeStore.check`): the next episode id is then the number of episodes, which equals the
+        highest id + 1, so there are no gaps and no duplicates.
 
         Raises:
-            StoreError: `path` is missing, damaged or not a SALUS store.
+            StoreError: `path` is missing, damaged or not a SALUS store, or another process writes to it.
         """
         store = EpisodeStore.open(path)
         lock = _acquire_lock(store.path)  # before touching .staging, which a live writer may be using
-        staging = store.path / STAGING_DIR
-        if staging.exists():
-            shutil.rmtree(staging)
-        ids = store.episode_ids
-        return cls(store.path, dict(store.attrs), (max(ids) + 1) if ids else 0, compression_level, lock)
+        try:
+            staging = store.path / STAGING_DIR
+            if staging.exists():
+                try:
+                    shutil.rmtree(staging)
+                except OSError as err:
+                    raise StoreError(f"{store.path}: cannot remove the partial episode in {STAGING_DIR} "
+                                     f"({_reason(err)}); check the folder's permissions") from None
+            store.check()
+        except BaseException:
+            lock.close()
+            raise
+        return cls(store.path, dict(store.attrs), len(store), compression_level, lock)
 
     def close(self) -> None:
         """Releases the writer lock."""
@@ -224,6 +358,24 @@ class EpisodeWriter:
         name = episode_name(record.episode_id)
         staging_root = self.path / STAGING_DIR
         staged = staging_root / name
+        try:
+            final = self._write_staged(record, staging_root, staged, durable)
+        except OSError as err:
+            # leave no partial episode behind (resume would remove it too); the store stays valid
+            shutil.rmtree(staged, ignore_errors=True)
+            try:
+                staging_root.rmdir()
+            except OSError:
+                pass
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreError(f"{self.path}: disk full at episode {record.episode_id}: free space and continue "
+                                 "with --resume") from None
+            raise StoreError(f"{self.path}: cannot write episode {record.episode_id} ({_reason(err)}); fix the "
+                             "folder and continue with --resume") from None
+        self.next_episode_id += 1
+        return final
+
+    def _write_staged(self, record: EpisodeRecord, staging_root: Path, staged: Path, durable: bool) -> Path:
         if staged.exists():
             shutil.rmtree(staged)
         staging_root.mkdir(exist_ok=True)
@@ -239,9 +391,11 @@ class EpisodeWriter:
         }
         for key, data in arrays.items():
             # images: one chunk per 10 steps so the episode player reads a frame cheaply; others: one chunk.
+            # Every chunk is written, also one equal to the fill value: a missing chunk is damage.
             chunks = (min(10, data.shape[0]), *data.shape[1:]) if key == "images" else data.shape
             array = group.create_array(key, shape=data.shape, chunks=chunks, dtype=data.dtype,
-                                       compressors=_compressor(self._compression_level))
+                                       compressors=_compressors(self._compression_level),
+                                       config={"write_empty_chunks": True})
             array[...] = data
         group.attrs.update({
             "episode_id": int(record.episode_id),
@@ -255,10 +409,9 @@ class EpisodeWriter:
         })
         if durable:
             _fsync_tree(staged)
-        final = self.path / EPISODES_GROUP / name
+        final = self.path / EPISODES_GROUP / staged.name
         os.rename(staged, final)
         if durable:
             _fsync_dir(final.parent)
         staging_root.rmdir()
-        self.next_episode_id += 1
         return final
