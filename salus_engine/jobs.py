@@ -16,38 +16,30 @@ import numpy as np
 from salus_engine import OUTCOME_NAMES
 from salus_engine.config import CollectConfig
 from salus_engine.events import (
+    CollectionFinished,
+    CollectionStarted,
+    CollectionSummary,
     EpisodeFinished,
     EventSink,
-    JobFinished,
-    JobStarted,
     LogLine,
     SignalSnapshot,
     discard,
 )
 from salus_engine.resources import sample_memory
 from salus_engine.signals import SignalExtractor
-from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter, make_horizon_labels
+from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter, StoreError, make_horizon_labels
 
 RESOURCE_SAMPLE_EVERY = 30
 """Steps between memory samples during a collection (about once a second of simulated time)."""
-
-
-@dataclass
-class CollectionSummary:
-    out: str
-    episodes_written: int
-    total_in_store: int
-    outcomes: dict[str, int] = field(default_factory=dict)
-    stopped: bool = False
-    seconds: float = 0.0
 
 
 def open_writer(config: CollectConfig, ensemble_size: int) -> EpisodeWriter:
     """Creates the collection store, or opens it for `--resume` (which creates it when absent).
 
     Raises:
-        StoreError: the out folder is not empty without resume, or is not a SALUS store with resume.
-        ValueError: resume with cameras, image size or ensemble size different from the store's.
+        StoreError: the out folder is not empty without resume, is not a SALUS store or is damaged
+            with resume, cannot be created (a file, under a file, not writable), or resume with
+            cameras, image size or ensemble size different from the store's.
     """
     if config.resume and EpisodeStore.exists(config.out):
         writer = EpisodeWriter.open_for_resume(config.out, config.store.compression_level)
@@ -60,7 +52,8 @@ def open_writer(config: CollectConfig, ensemble_size: int) -> EpisodeWriter:
         if int(attrs["ensemble_size"]) != ensemble_size:
             mismatch.append(f"ensemble size {attrs['ensemble_size']} vs {ensemble_size}")
         if mismatch:
-            raise ValueError(f"cannot resume {config.out}: the store was collected with other settings "
+            writer.close()
+            raise StoreError(f"cannot resume {config.out}: the store was collected with other settings "
                              f"({'; '.join(mismatch)}); use the store's settings or another --out")
         return writer
     return EpisodeWriter.create(
@@ -90,61 +83,78 @@ def run_collection(
 
     Args:
         config: the collection settings.
-        sink: receives `JobStarted`, `EpisodeFinished`, `ResourceSample`, `LogLine`, `JobFinished`.
+        sink: receives `CollectionStarted`, `EpisodeFinished`, `ResourceSample`, `LogLine`,
+            `CollectionFinished`.
         stop: when set, the job ends after the current episode.
         snapshot: receives each step's signals for live display.
 
     Raises:
-        StoreError, ValueError, ConfigError: a user-fixable problem (one-line message).
+        SalusError (StoreError, ConfigError, PolicyLoadError, ...): a user-fixable problem (one-line
+            message). The store is created only after the ensemble and the simulator accepted the
+            settings, so a refused setting leaves no store behind.
     """
     from salus_engine.policy import PolicyEnsemble  # heavy imports (torch, lerobot) only when collecting
     from salus_engine.sim import PickPlaceEnv
 
     stop = stop or threading.Event()
     started = time.perf_counter()
+    # check the store (or that it can be created) before spending seconds on loading the ensemble
     if EpisodeStore.exists(config.out):
-        # check the store before spending seconds on loading the ensemble
         open_writer(config, config.policy.ensemble_size).close()
+    else:
+        EpisodeWriter.check_new_path(config.out)
+    # Everything that can refuse the settings (policy, simulator) is built before the store is
+    # created, so a rejected setting never leaves an empty store behind.
     ensemble = PolicyEnsemble(config.policy, cameras=config.sim.cameras)
-    writer = open_writer(config, ensemble.ensemble_size)
-    env = PickPlaceEnv(config.sim)
-    extractor = SignalExtractor()
+    env = writer = None
+    try:
+        env = PickPlaceEnv(config.sim)
+        writer = open_writer(config, ensemble.ensemble_size)
+        summary = _collect(config, ensemble, env, writer, extractor=SignalExtractor(), sink=sink, stop=stop,
+                           snapshot=snapshot, started=started)
+    finally:
+        if env is not None:
+            env.close()
+        ensemble.close()
+        if writer is not None:
+            writer.close()
+    sink(CollectionFinished(job="collect", stopped=summary.stopped, summary=summary))
+    return summary
+
+
+def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extractor: SignalExtractor,
+             sink: EventSink, stop: threading.Event, snapshot: SignalSnapshot | None,
+             started: float) -> CollectionSummary:
+    """The episode loop of `run_collection`, into an open writer."""
     outcomes: Counter[str] = Counter()
     written = 0
     first = writer.next_episode_id
     total = config.episodes
-    sink(JobStarted(job="collect", total=total, detail={"out": str(writer.path), "first_episode": first,
-                                                        "ensemble_size": ensemble.ensemble_size}))
+    sink(CollectionStarted(job="collect", total=total, out=str(writer.path), first_episode=first,
+                           ensemble_size=ensemble.ensemble_size))
     if first >= total:
         sink(LogLine("info", f"{writer.path} already holds {first} episodes; nothing to collect"))
-    try:
-        while writer.next_episode_id < total and not stop.is_set():
-            episode_id = writer.next_episode_id
-            seed = writer.seed_for(episode_id)
-            t0 = time.perf_counter()
-            record = _run_episode(env, ensemble, extractor, episode_id, seed, config, sink, snapshot)
-            writer.write(record)
-            written += 1
-            name = OUTCOME_NAMES[record.failure_type]
-            outcomes[name] += 1
-            sink(EpisodeFinished(
-                episode_id=episode_id, seed=seed, failure_type=record.failure_type,
-                failure_step=record.failure_step, length=record.length, seconds=time.perf_counter() - t0,
-                done=writer.next_episode_id, total=total,
-                max_uncertainty=float(record.signals[:, 0].max()),
-                signals=record.signals,
-                horizon_labels=make_horizon_labels(record.failure_type, record.failure_step, record.length,
-                                                   config.store.horizons),
-            ))
-    finally:
-        env.close()
-        ensemble.close()
-        writer.close()
-    summary = CollectionSummary(out=str(writer.path), episodes_written=written, total_in_store=writer.next_episode_id,
-                                outcomes=dict(outcomes), stopped=stop.is_set() and writer.next_episode_id < total,
-                                seconds=time.perf_counter() - started)
-    sink(JobFinished(job="collect", stopped=summary.stopped, summary=dataclasses.asdict(summary)))
-    return summary
+    while writer.next_episode_id < total and not stop.is_set():
+        episode_id = writer.next_episode_id
+        seed = writer.seed_for(episode_id)
+        t0 = time.perf_counter()
+        record = _run_episode(env, ensemble, extractor, episode_id, seed, config, sink, snapshot)
+        writer.write(record)
+        written += 1
+        name = OUTCOME_NAMES[record.failure_type]
+        outcomes[name] += 1
+        sink(EpisodeFinished(
+            episode_id=episode_id, seed=seed, failure_type=record.failure_type,
+            failure_step=record.failure_step, length=record.length, seconds=time.perf_counter() - t0,
+            done=writer.next_episode_id, total=total,
+            max_uncertainty=float(record.signals[:, 0].max()),
+            signals=record.signals,
+            horizon_labels=make_horizon_labels(record.failure_type, record.failure_step, record.length,
+                                               config.store.horizons),
+        ))
+    return CollectionSummary(out=str(writer.path), episodes_written=written, total_in_store=writer.next_episode_id,
+                             outcomes=dict(outcomes), stopped=stop.is_set() and writer.next_episode_id < total,
+                             seconds=time.perf_counter() - started)
 
 
 def _run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, seed: int, config: CollectConfig,
