@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -27,7 +27,50 @@ class JobStarted(Event):
     """`collect`, `train`, `evaluate` or `policy-train`."""
     total: int
     """Units of work planned: episodes, epochs or training steps."""
-    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectionStarted(JobStarted):
+    """A collection opened its store and loaded the ensemble."""
+
+    out: str
+    """Store folder."""
+    first_episode: int
+    """Id of the first episode this job writes (episodes already in the store with --resume)."""
+    ensemble_size: int
+    """Ensemble members M."""
+
+
+@dataclass(frozen=True)
+class TrainingStarted(JobStarted):
+    """A predictor training run loaded its store and created its run folder."""
+
+    out: str
+    """Run folder."""
+    data: str
+    """Store folder."""
+    model: str
+    """Model kind (`multi-horizon` or `single-horizon`)."""
+    parameters: int
+    """Trainable parameters."""
+    samples: dict[str, int]
+    """Steps per split (`train`, `val`)."""
+    episodes: dict[str, int]
+    """Episodes per split (`train`, `val`)."""
+
+
+@dataclass(frozen=True)
+class EvaluationStarted(JobStarted):
+    """An evaluation loaded its checkpoint and store."""
+
+    checkpoint: str
+    """Run folder of the checkpoint."""
+    data: str
+    """Store folder."""
+    split: str
+    """Evaluated split."""
+    alpha: float
+    """Conformal false-alarm rate."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +142,65 @@ class JobFinished(Event):
     job: str
     stopped: bool
     """True when the job ended early on a stop request."""
-    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CollectionSummary:
+    """What a collection did."""
+
+    out: str
+    """Store folder."""
+    episodes_written: int
+    """Episodes this job wrote."""
+    total_in_store: int
+    """Complete episodes in the store at the end."""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    """Outcome name -> episodes this job wrote."""
+    stopped: bool = False
+    """True when it ended early on a stop request."""
+    seconds: float = 0.0
+    """Wall-clock time, s."""
+
+
+@dataclass
+class TrainSummary:
+    """What a predictor training run did."""
+
+    out: str
+    """Run folder."""
+    epochs_run: int
+    best_epoch: int
+    """1-based epoch of the best weights."""
+    best_val_loss: float
+    stopped: bool
+    """Stopped on request."""
+    early_stopped: bool
+    """Stopped by patience."""
+    seconds: float
+    """Wall-clock time, s."""
+    parameters: int
+    samples: dict[str, int]
+    """Steps per split."""
+    episodes: dict[str, int]
+    """Episodes per split."""
+
+
+@dataclass(frozen=True)
+class CollectionFinished(JobFinished):
+    summary: CollectionSummary
+
+
+@dataclass(frozen=True)
+class TrainingFinished(JobFinished):
+    summary: TrainSummary
+
+
+@dataclass(frozen=True)
+class EvaluationFinished(JobFinished):
+    out: str
+    """Folder of metrics.json and the plots."""
+    seconds: float
+    """Wall-clock time, s."""
 
 
 @dataclass(frozen=True)

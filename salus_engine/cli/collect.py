@@ -64,7 +64,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from salus_engine.events import EpisodeFinished, JobStarted, LogLine
+    from salus_engine.events import CollectionStarted, EpisodeFinished, LogLine
     from salus_engine.jobs import run_collection
 
     config = collect_config_from_args(args, args.episodes)
@@ -77,9 +77,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     task = progress.add_task("collect", total=config.episodes, rate="")
 
     def sink(event) -> None:
-        if isinstance(event, JobStarted):
-            progress.update(task, completed=event.detail.get("first_episode", 0))
-            console.print(f"collecting into {event.detail['out']} with {event.detail['ensemble_size']} ensemble members")
+        if isinstance(event, CollectionStarted):
+            progress.update(task, completed=event.first_episode)
+            console.print(f"collecting into {event.out} with {event.ensemble_size} ensemble members")
         elif isinstance(event, EpisodeFinished):
             name = OUTCOME_NAMES[event.failure_type]
             console.print(f"episode {event.episode_id:4d}  seed {event.seed:6d}  {name:9s}  step {event.failure_step:3d}/"

@@ -30,7 +30,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from salus_engine.events import EpochFinished, JobStarted, LogLine
+    from salus_engine.events import EpochFinished, LogLine, TrainingStarted
     from salus_engine.predictor.training import run_training
 
     console = Console()
@@ -42,11 +42,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     _stop_on_signals(stop)
 
     def sink(event) -> None:
-        if isinstance(event, JobStarted):
-            d = event.detail
-            console.print(f"training a {d['model']} predictor ({d['parameters']} parameters) on {d['data']}: "
-                          f"{d['samples']['train']} train / {d['samples']['val']} val steps from "
-                          f"{d['episodes']['train']} / {d['episodes']['val']} episodes -> {d['out']}")
+        if isinstance(event, TrainingStarted):
+            console.print(f"training a {event.model} predictor ({event.parameters} parameters) on {event.data}: "
+                          f"{event.samples['train']} train / {event.samples['val']} val steps from "
+                          f"{event.episodes['train']} / {event.episodes['val']} episodes -> {event.out}")
         elif isinstance(event, EpochFinished):
             console.print(f"epoch {event.epoch:3d}/{event.total}  train {event.train_loss:.4f}  "
                           f"val {event.val_loss:.4f}  lr {event.lr:.2e}  {event.seconds:5.2f} s"
@@ -66,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from salus_engine.events import JobStarted, LogLine, ProgressUpdate
+    from salus_engine.events import EvaluationStarted, LogLine, ProgressUpdate
     from salus_engine.predictor.evaluation import run_evaluation
     from salus_engine.cli.report import print_report
 
@@ -78,9 +77,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _stop_on_signals(stop)
 
     def sink(event) -> None:
-        if isinstance(event, JobStarted):
-            console.print(f"evaluating {event.detail['checkpoint']} on the {event.detail['split']} split of "
-                          f"{event.detail['data']} (alpha {event.detail['alpha']})")
+        if isinstance(event, EvaluationStarted):
+            console.print(f"evaluating {event.checkpoint} on the {event.split} split of {event.data} "
+                          f"(alpha {event.alpha})")
         elif isinstance(event, ProgressUpdate):
             console.print(f"  {event.message}")
         elif isinstance(event, LogLine):

@@ -21,7 +21,7 @@ import torch
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.config import EvaluateConfig
-from salus_engine.events import EventSink, JobFinished, JobStarted, LogLine, ProgressUpdate, discard
+from salus_engine.events import EvaluationFinished, EvaluationStarted, EventSink, JobFinished, LogLine, ProgressUpdate, discard
 from salus_engine.predictor.baselines import LogisticBaseline, SignalThreshold, permuted_labels
 from salus_engine.predictor.checkpoint import check_store_matches, load_model
 from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores
@@ -121,8 +121,8 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         raise PredictorError(f"the {config.split} split holds no failed episode; nothing to detect, use a larger store")
 
     scorer_names = ["model", "logistic_regression", "permutation_control", *(f"signal:{n}" for n in SIGNAL_NAMES)]
-    sink(JobStarted(job="evaluate", total=len(scorer_names), detail={
-        "checkpoint": str(run_dir), "data": str(data.path), "split": config.split, "alpha": config.alpha}))
+    sink(EvaluationStarted(job="evaluate", total=len(scorer_names), checkpoint=str(run_dir), data=str(data.path),
+                           split=config.split, alpha=config.alpha))
 
     x_all = window_features(data.signals, data.step, spec.window)
     train, val = subsets["train"], subsets["val"]
@@ -220,7 +220,7 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     sink(LogLine("info", f"model: mean AUROC {_fmt(model_entry['mean']['auroc'])}, "
                          f"detection {_fmt(model_entry['episode']['tpr']['rate'])}, "
                          f"false alarms {_fmt(model_entry['episode']['far']['rate'])}"))
-    sink(JobFinished(job="evaluate", stopped=False, summary={"out": str(out), "seconds": metrics["seconds"]}))
+    sink(EvaluationFinished(job="evaluate", stopped=False, out=str(out), seconds=metrics["seconds"]))
     return metrics
 
 

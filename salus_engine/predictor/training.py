@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from salus_engine.config import TrainConfig
-from salus_engine.events import EpochFinished, EventSink, JobFinished, JobStarted, LogLine, discard
+from salus_engine.events import EpochFinished, EventSink, LogLine, TrainingFinished, TrainingStarted, TrainSummary, discard
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, save_weights, write_config
 from salus_engine.predictor.dataset import (
     SignalData,
@@ -65,20 +65,6 @@ class FitResult:
     """True when the stop event ended training."""
     early_stopped: bool = False
     pos_weight: list[float] = field(default_factory=list)
-
-
-@dataclass
-class TrainSummary:
-    out: str
-    epochs_run: int
-    best_epoch: int
-    best_val_loss: float
-    stopped: bool
-    early_stopped: bool
-    seconds: float
-    parameters: int
-    samples: dict[str, int]
-    episodes: dict[str, int]
 
 
 def targets_for(spec: ModelSpec, labels: np.ndarray) -> np.ndarray:
@@ -273,9 +259,8 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
         "result": None,
     }
     write_config(out, base_config)
-    sink(JobStarted(job="train", total=config.epochs, detail={
-        "out": str(out), "data": str(data.path), "model": spec.kind, "parameters": parameters,
-        "samples": samples, "episodes": episodes}))
+    sink(TrainingStarted(job="train", total=config.epochs, out=str(out), data=str(data.path), model=spec.kind,
+                         parameters=parameters, samples=samples, episodes=episodes))
     if data.outcome_counts()["success"] == 0:
         sink(LogLine("warning", f"{data.path} holds no successful episode: training works, but 'salus evaluate' "
                                 "needs successes to calibrate alarms"))
@@ -314,5 +299,5 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
                            early_stopped=result.early_stopped, seconds=seconds, parameters=parameters,
                            samples=samples, episodes=episodes)
     write_config(out, {**base_config, "pos_weight": result.pos_weight, "result": dataclasses.asdict(summary)})
-    sink(JobFinished(job="train", stopped=result.stopped, summary=dataclasses.asdict(summary)))
+    sink(TrainingFinished(job="train", stopped=result.stopped, summary=summary))
     return summary

@@ -14,10 +14,11 @@ from textual.widgets import Footer, Input, Label, ProgressBar, RichLog
 from salus_engine import OUTCOME_NAMES
 from salus_engine.config import CollectConfig, ConfigError
 from salus_engine.events import (
+    CollectionFinished,
+    CollectionStarted,
     EpisodeFinished,
     JobFailed,
     JobFinished,
-    JobStarted,
     LogLine,
     ResourceSample,
     SignalSnapshot,
@@ -159,12 +160,12 @@ class CollectScreen(JobScreen):
     @on(EngineEvent)
     def _on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
-        if isinstance(event, JobStarted):
+        if isinstance(event, CollectionStarted):
             self._started_at = self.app.clock()
-            self._done_at_start = int(event.detail.get("first_episode", 0))
+            self._done_at_start = event.first_episode
             self.query_one("#episode-progress", ProgressBar).update(total=event.total, progress=self._done_at_start)
             self._set_progress_text(self._done_at_start, event.total)
-            self._log(f"collecting into {event.detail['out']} ({event.detail['ensemble_size']} ensemble members)")
+            self._log(f"collecting into {event.out} ({event.ensemble_size} ensemble members)")
         elif isinstance(event, EpisodeFinished):
             name = OUTCOME_NAMES[event.failure_type]
             self.outcomes[name] += 1
@@ -190,7 +191,8 @@ class CollectScreen(JobScreen):
             text = "stopped: s continues the store" if event.stopped else "collection complete"
             self.query_one("#progress-text", Label).update(f"{text}; s starts another")
             self._log(text)
-            self.app.suggest(store=str(event.summary.get("out", self.config.out)))
+            if isinstance(event, CollectionFinished):
+                self.app.suggest(store=event.summary.out)
         elif isinstance(event, JobFailed):
             self.query_one("#progress-text", Label).update("failed: see the log")
             self._log(f"error: {event.message}")

@@ -32,7 +32,7 @@ from textual.widgets import (
 )
 
 from salus_engine import FAILURE_TYPES
-from salus_engine.events import JobFailed, JobFinished, JobStarted, LogLine, ProgressUpdate
+from salus_engine.events import EvaluationFinished, EvaluationStarted, JobFailed, JobFinished, LogLine, ProgressUpdate
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.report import format_rate, format_value, scorer_order
 from salus_tui.messages import EngineEvent
@@ -220,9 +220,9 @@ class EvaluateScreen(JobScreen):
     @on(EngineEvent)
     def _on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
-        if isinstance(event, JobStarted):
+        if isinstance(event, EvaluationStarted):
             self.query_one("#scorer-progress", ProgressBar).update(total=event.total, progress=0)
-            self.query_one("#status-text", Label).update(f"scoring the {event.detail['split']} split ...")
+            self.query_one("#status-text", Label).update(f"scoring the {event.split} split ...")
             self.app.set_job_status(self.JOB, f"evaluate 0/{event.total}")
         elif isinstance(event, ProgressUpdate):
             self.query_one("#scorer-progress", ProgressBar).update(total=event.total, progress=event.done)
@@ -231,13 +231,11 @@ class EvaluateScreen(JobScreen):
             self._log(event.message)
         elif isinstance(event, LogLine):
             self._log(f"[{event.level}] {event.text}")
-        elif isinstance(event, JobFinished):
-            if event.stopped:
-                self.query_one("#status-text", Label).update("stopped on request; nothing written")
-                return
-            out = Path(event.summary["out"])
-            self.load_metrics(out / "metrics.json")
+        elif isinstance(event, EvaluationFinished):
+            self.load_metrics(Path(event.out) / "metrics.json")
             self.app.suggest(checkpoint=self.query_one("#checkpoint", Input).value.strip())
+        elif isinstance(event, JobFinished):
+            self.query_one("#status-text", Label).update("stopped on request; nothing written")
         elif isinstance(event, JobFailed):
             self.query_one("#status-text", Label).update("failed: see the log")
             self._log(f"error: {event.message}")

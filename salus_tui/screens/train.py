@@ -12,7 +12,7 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Footer, Input, Label, ProgressBar, RichLog
 
 from salus_engine.config import ConfigError, TrainConfig, build_settings, default_of
-from salus_engine.events import EpochFinished, JobFailed, JobFinished, JobStarted, LogLine
+from salus_engine.events import EpochFinished, JobFailed, LogLine, TrainingFinished, TrainingStarted
 from salus_tui.messages import EngineEvent
 from salus_tui.screens.base import JobScreen, format_duration, training_threads
 from salus_tui.widgets.form_field import FormField
@@ -144,30 +144,29 @@ class TrainScreen(JobScreen):
     @on(EngineEvent)
     def _on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
-        if isinstance(event, JobStarted):
-            detail = event.detail
+        if isinstance(event, TrainingStarted):
             self.epochs_planned = event.total
-            self.run_dir = detail.get("out")
+            self.run_dir = event.out
             self._started_at = self.app.clock()
             self.query_one("#status-text", Label).update(
-                f"{detail['model']} model, {detail['parameters']} parameters; {detail['samples']['train']} train / "
-                f"{detail['samples']['val']} val steps; epoch 1 running ...")
-            self._log(f"training {detail['model']} ({detail['parameters']} parameters) on {detail['data']}; "
-                      f"episodes per split {detail['episodes']}")
+                f"{event.model} model, {event.parameters} parameters; {event.samples['train']} train / "
+                f"{event.samples['val']} val steps; epoch 1 running ...")
+            self._log(f"training {event.model} ({event.parameters} parameters) on {event.data}; "
+                      f"episodes per split {event.episodes}")
             self.app.set_job_status(self.JOB, f"train 0/{event.total}")
         elif isinstance(event, EpochFinished):
             self.add_epoch(event)
         elif isinstance(event, LogLine):
             self._log(f"[{event.level}] {event.text}")
-        elif isinstance(event, JobFinished):
+        elif isinstance(event, TrainingFinished):
             summary = event.summary
-            how = ("stopped on request" if summary.get("stopped") else
-                   "stopped early (patience)" if summary.get("early_stopped") else "done")
-            text = (f"{how}: {summary.get('epochs_run')} epochs in {format_duration(summary.get('seconds', 0))}, best epoch "
-                    f"{summary.get('best_epoch')} (val {summary.get('best_val_loss', float('nan')):.4f}); e evaluates it")
+            how = ("stopped on request" if summary.stopped else
+                   "stopped early (patience)" if summary.early_stopped else "done")
+            text = (f"{how}: {summary.epochs_run} epochs in {format_duration(summary.seconds)}, best epoch "
+                    f"{summary.best_epoch} (val {summary.best_val_loss:.4f}); e evaluates it")
             self.query_one("#status-text", Label).update(text)
-            self._log(f"{text}; saved {summary.get('out')}")
-            self.run_dir = summary.get("out", self.run_dir)
+            self._log(f"{text}; saved {summary.out}")
+            self.run_dir = summary.out
             self.app.suggest(checkpoint=self.run_dir, store=self.query_one("#data", Input).value.strip())
         elif isinstance(event, JobFailed):
             self.query_one("#status-text", Label).update("failed: see the log")
