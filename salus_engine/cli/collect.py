@@ -60,6 +60,7 @@ def install_stop_signals(stop: threading.Event) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    config = collect_config_from_args(args, args.episodes)  # a wrong setting is refused before the heavy imports
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
@@ -67,7 +68,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from salus_engine.events import CollectionStarted, EpisodeFinished, LogLine
     from salus_engine.jobs import run_collection
 
-    config = collect_config_from_args(args, args.episodes)
     console = Console(stderr=False)
     stop = threading.Event()
     install_stop_signals(stop)

@@ -49,8 +49,10 @@ def cmd_policy_train(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds `policy train` to the `salus` command's subparsers."""
-    from salus_engine.policy.behaviour_cloning import TrainSettings
+    """Adds `policy train` to the `salus` command's subparsers. Its defaults come from the settings
+    class in `salus_engine.config`: importing `salus_engine.policy` here would load torch on every
+    `salus` command (20 s on a busy 2-core machine before `salus verify` or a one-line error)."""
+    from salus_engine.config import TrainSettings
 
     p = subparsers.add_parser("policy", help="the monitored policy ensemble")
     psub = p.add_subparsers(dest="policy_command", required=True)
