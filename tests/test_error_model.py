@@ -17,7 +17,7 @@ from salus_engine.predictor import PredictorError
 from salus_engine.store import StoreError
 from salus_tui.app import SalusApp
 from salus_tui.screens.error_dialog import ErrorDialog
-from tests.test_console_support import screen_text, wait_for
+from tests.test_console_support import screen_text, settle, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,6 +68,7 @@ def test_a_bug_in_a_console_job_is_a_dialog_the_log_has_its_traceback(tmp_path):
             screen = app.screen
             screen.start_job(job_with_a_bug)
             await wait_for(lambda: isinstance(app.screen, ErrorDialog), pilot)  # the job's result: its dialog
+            await settle(pilot)  # ... composed and drawn
             shown = screen_text(app)
             assert "internal error" in shown and "ZeroDivisionError" in shown, shown
             await pilot.press("escape")
