@@ -10,11 +10,12 @@ never presented as a result; the collection tests use the real simulator and ens
 from __future__ import annotations
 
 import asyncio
-import io
+import html
+import re
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
+from rich.cells import cell_len
 
 from salus_engine.store import EpisodeRecord, EpisodeWriter
 
@@ -65,13 +66,47 @@ def write_formula_store(path: Path, episodes: int) -> str:
     return str(path)
 
 
+_SVG_TEXT = re.compile(r'<text [^>]*?x="([0-9.e+-]+)"[^>]*?clip-path="url\(#[^)]*-line-(\d+)\)"[^>]*>(.*?)</text>')
+_SVG_CELL_WIDTH = 20 * 0.61
+"""Width of one terminal cell in Rich's SVG export (character height 20, font aspect ratio 0.61)."""
+
+
 def screen_text(app) -> str:
-    """The app's current screen as plain text (what a terminal would show, without colours)."""
+    """The app's current screen as plain text (what a terminal would show, without colours), read
+    from `App.export_screenshot()`: Rich writes every run of text as a `<text>` element at its cell
+    column and terminal line."""
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system=None,
-                      record=True, legacy_windows=False, safe_box=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text()
+    cells = [[" "] * width for _ in range(height)]
+    for x, line, text in _SVG_TEXT.findall(app.export_screenshot()):
+        column, row = round(float(x) / _SVG_CELL_WIDTH), int(line)
+        for char in html.unescape(text).replace("\xa0", " "):
+            span = cell_len(char)
+            if row < height and column + span <= width:
+                cells[row][column:column + span] = [char] + [""] * (span - 1)
+            column += span
+    return "\n".join("".join(row).rstrip() for row in cells)
+
+
+def region_text(app, region) -> str:
+    """The text on screen inside `region` (a `textual.geometry.Region`, e.g. a widget's
+    `content_region`), as `screen_text` reads it, one line per row."""
+    lines = screen_text(app).splitlines() + [""] * region.bottom
+    return "\n".join(line[region.x:region.right] for line in lines[region.y:region.bottom])
+
+
+async def settle(pilot) -> None:
+    """Waits until the screen shown now has handled every pending message (a screen pushed meanwhile
+    included), animations too; no clock involved."""
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
+async def wait_for_jobs(pilot) -> None:
+    """Waits until every worker of the app has ended (a job's result, not a transient state), then
+    until the screen has handled the events they sent."""
+    await pilot.app.workers.wait_for_complete()
+    await settle(pilot)
 
 
 async def wait_for(predicate, pilot, timeout: float = 240.0, step: float = 0.2) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from salus_tui.themes import ANSI_THEME, DEFAULT_THEME, load_themes, parse_theme_file, theme_name
 from salus_tui.widgets.camera_view import fit_image
-from salus_tui.widgets.line_chart import _segment
+from salus_tui.widgets.line_chart import line_dots
 from salus_tui.widgets.signal_timeline import column_steps
 
 
@@ -35,7 +35,7 @@ def test_fit_image_keeps_aspect_and_pixels():
 
 
 def test_braille_segment_is_connected():
-    points = _segment((0, 0), (7, 3))
+    points = line_dots((0, 0), (7, 3))
     assert points[0] == (0, 0) and points[-1] == (7, 3)
     assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) == 1 for a, b in zip(points, points[1:]))
 

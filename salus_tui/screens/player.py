@@ -92,6 +92,11 @@ class EpisodePlayer(Screen):
     def failed(self) -> bool:
         return self.meta.failure_type >= 0
 
+    @property
+    def playing(self) -> bool:
+        """True while playback advances the step (space starts and pauses it)."""
+        return self._play_timer is not None
+
     def compose(self) -> ComposeResult:
         yield NavBar("episodes")
         yield Label(self._title(), id="title")

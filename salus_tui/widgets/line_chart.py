@@ -128,7 +128,7 @@ class LineChart(DrawnWidget):
                 if i == 0:
                     plot(px, py, s.style)
                     continue
-                for qx, qy in _segment(points[i - 1], (px, py)):
+                for qx, qy in line_dots(points[i - 1], (px, py)):
                     plot(qx, qy, s.style)
         tick_rows = {0: ticks[0], plot_height // 2: ticks[1], plot_height - 1: ticks[2]}
         for row in range(plot_height):
@@ -154,7 +154,7 @@ class LineChart(DrawnWidget):
         return lines
 
 
-def _segment(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[int, int]]:
+def line_dots(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[int, int]]:
     """Dots of the straight line from a to b (Bresenham), both ends included."""
     (x0, y0), (x1, y1) = a, b
     dx, dy = abs(x1 - x0), -abs(y1 - y0)
