@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from textual.actions import parse
+from textual.command import CommandList, CommandPalette
+
 from salus_tui.app import SalusApp
 from salus_tui.commands import palette_commands
 from salus_tui.screens.episodes import EpisodesScreen
@@ -19,7 +22,7 @@ from salus_tui.screens.player import EpisodePlayer
 from salus_tui.screens.train import TrainScreen
 from salus_tui.widgets.line_chart import LineChart
 from salus_tui.widgets.signal_timeline import SignalTimeline
-from tests.test_console_support import screen_text, wait_for, write_formula_store
+from tests.test_console_support import region_text, screen_text, wait_for, wait_for_jobs, write_formula_store
 
 EPISODES = 48
 
@@ -46,9 +49,8 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             for field, value in (("#epochs", "6"), ("#batch-size", "128"), ("#lr", "3e-3"), ("#out", str(run_dir))):
                 train.query_one(field).value = value
             await pilot.press("s")
-            assert train.running or train.history, (app.focused, app.screen, [n.message for n in app._notifications])
-            await wait_for(lambda: not train.running, pilot, 120)
-            await pilot.pause(0.2)
+            await wait_for_jobs(pilot)  # the training's result: its worker has ended and its events are shown
+            assert not train.running and train.run_dir == str(run_dir), screen_text(app)
             epochs = len(train.history)
             assert 1 <= epochs <= 6
             chart = train.query_one("#chart", LineChart)
@@ -60,17 +62,15 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
 
             # e opens the evaluate screen with this run and store
             await pilot.press("e")
-            await pilot.pause(0.3)
+            await pilot.pause()
             evaluate = app.screen
             assert isinstance(evaluate, EvaluateScreen)
             assert evaluate.query_one("#checkpoint").value == str(run_dir)
             assert evaluate.query_one("#out").value == str(run_dir / "evaluation")
             evaluate.query_one("#plots").value = False
             await pilot.press("s")
-            await wait_for(lambda: evaluate.running, pilot, 10)
-            await wait_for(lambda: not evaluate.running, pilot, 180)
-            await pilot.pause(0.3)
-            assert evaluate.metrics is not None
+            await wait_for_jobs(pilot)  # the evaluation's result, however short the job was
+            assert evaluate.metrics is not None, screen_text(app)
             metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
             scorers = evaluate.query_one("#scorers")
             assert scorers.row_count == len(metrics["scorers"]) >= 9
@@ -81,7 +81,7 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             roc = evaluate.query_one("#roc", LineChart)
             assert len(roc.series) >= 4 and roc.series[-1].label.startswith("MLP")
             await pilot.press("t", "t")
-            await pilot.pause(0.2)
+            await pilot.pause()
             assert evaluate.query_one("#tabs").active == "roc-pane"
             assert "false-positive rate" in screen_text(app)
 
@@ -90,24 +90,23 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             episodes = app.screen
             assert isinstance(episodes, EpisodesScreen)
             await wait_for(lambda: len(episodes.rows) == EPISODES and not episodes.reading, pilot, 60)
+            await wait_for_jobs(pilot)
             assert episodes.monitor is not None and episodes.monitor.threshold is not None
             await pilot.press("f")  # failures only
-            await pilot.pause(0.1)
             table = episodes.query_one("#episodes")
             assert table.row_count == sum(1 for r in episodes.rows if r.failure_type >= 0)
             await pilot.press("o")  # sort by length, longest first
-            await pilot.pause(0.1)
             lengths = [r.length for r in episodes.visible_rows()]
             assert lengths == sorted(lengths, reverse=True)
             await pilot.press("enter")
-            await pilot.pause(0.3)
+            await pilot.pause()
             player = app.screen
             assert isinstance(player, EpisodePlayer)
             first = episodes.visible_rows()[0]
             assert player.meta.episode_id == first.episode_id and player.step == 0
             assert player.probabilities.shape == (first.length, 4, 4)
             await pilot.press("f")
-            await pilot.pause(0.1)
+            await pilot.pause()
             assert player.step == first.failure_step
             text = screen_text(app)
             assert "FAILURE" in text and "P(fail within)" in text
@@ -117,13 +116,12 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             await pilot.press("up", "left", "end")
             assert player.step == first.length - 1
             await pilot.press("home", "space")
+            assert player.playing
             await wait_for(lambda: player.step >= 3, pilot, 10, 0.05)
             await pilot.press("space")
-            stopped_at = player.step
-            await pilot.pause(0.4)
-            assert player.step == stopped_at and player._play_timer is None
+            assert not player.playing  # no timer left to move the step
             await pilot.press("escape")
-            await pilot.pause(0.1)
+            await pilot.pause()
             assert app.screen is episodes
             await pilot.press("q")
         assert "evaluate:" in (tmp_path / "session.log").read_text()
@@ -139,13 +137,20 @@ def test_job_error_is_a_dialog_and_the_console_stays_up(tmp_path):
             train = app.screen
             train.query_one("#out").value = str(tmp_path / "run")
             await pilot.press("s")
-            await wait_for(lambda: isinstance(app.screen, ErrorDialog), pilot, 60)
+            await wait_for_jobs(pilot)
             dialog = app.screen
+            assert isinstance(dialog, ErrorDialog), screen_text(app)
             assert "missing-store" in dialog.message and dialog.log_path == str(tmp_path / "session.log")
-            text = screen_text(app)
-            assert "no such store" in text and "session log:" in text
+            # the whole message (what is wrong and what to do) and the log path are on the screen, wrapped
+            # inside the dialog's box at 80x24
+            box = dialog.query_one("#dialog")
+            shown = "".join(region_text(app, box.content_region).split())
+            assert "".join(dialog.message.split()) in shown, screen_text(app)
+            assert "sessionlog:" + str(tmp_path / "session.log") in shown, screen_text(app)
+            assert "no such store" in dialog.message
+            assert app.screen.region.contains_region(box.region)
             await pilot.press("enter")
-            await pilot.pause(0.1)
+            await pilot.pause()
             assert app.screen is train and not train.running
             assert train.query_one("#form").display
             await pilot.press("q")
@@ -160,36 +165,47 @@ def test_help_and_palette_cover_every_binding(store, tmp_path):
         async with app.run_test(size=(80, 24)) as pilot:
             for key, mode in (("1", "collect"), ("2", "train"), ("3", "evaluate"), ("4", "episodes")):
                 await pilot.press(key)
-                await pilot.pause(0.1)
+                await pilot.pause()
                 screen = app.screen
                 assert screen.MODE == mode
                 commands = {title for title, _, _ in palette_commands(app, screen)}
                 for binding in type(screen).BINDINGS:
                     if binding.action == "leave_form":
                         continue
-                    enabled = bool(app._check_action_state(binding.action, screen))
+                    _, action, parameters = parse(binding.action)
+                    enabled = bool(screen.check_action(action, parameters))
                     assert not enabled or f"{mode}: {binding.description}" in commands, (mode, binding.description)
                 assert {f"screen: {m}" for m in ("collect", "train", "evaluate", "episodes")} <= commands
                 assert {"theme: salus-dark", "theme: salus-light", "theme: salus-ansi"} <= commands
                 await pilot.press("question_mark")
-                await pilot.pause(0.1)
+                await pilot.pause()
                 assert isinstance(app.screen, HelpScreen)
                 keys = {row[1] for row in app.screen.rows}
                 assert {b.description for b in type(screen).BINDINGS if b.action != "leave_form"} <= {
                     k.removesuffix(" (not now)") for k in keys}
                 assert "help" in keys and "quit" in keys
                 await pilot.press("escape")
-                await pilot.pause(0.1)
+                await pilot.pause()
+                assert app.screen is screen
             # a palette command runs its action: the episodes filter
             episodes = app.screen
             await wait_for(lambda: len(episodes.rows) == EPISODES, pilot, 60)
             await pilot.press("ctrl+p")
-            await pilot.pause(0.2)
+            await wait_for(lambda: isinstance(app.screen, CommandPalette), pilot, 10, 0.05)
+            palette = app.screen
             await pilot.press(*"filter")
-            await pilot.pause(0.5)
+            hits = palette.query_one(CommandList)
+
+            def highlighted() -> str:
+                if hits.highlighted is None:
+                    return ""
+                return str(hits.get_option_at_index(hits.highlighted).prompt)
+
+            # the search runs in the palette's worker: wait for its result, the filter command highlighted
+            await wait_for(lambda: highlighted().startswith("episodes: filter"), pilot, 10, 0.05)
             await pilot.press("enter")
-            await pilot.pause(0.3)
-            assert episodes.filter == "failures"
+            await wait_for(lambda: episodes.filter == "failures", pilot, 10, 0.05)
+            assert app.screen is episodes
             # themes cycle with ctrl+t; each is one of ours
             for _ in range(3):
                 await pilot.press("ctrl+t")
@@ -208,11 +224,12 @@ def test_training_stops_after_the_current_epoch(store, tmp_path):
             for field, value in (("#epochs", "500"), ("#patience", "0"), ("#out", str(tmp_path / "run"))):
                 train.query_one(field).value = value
             await pilot.press("s")
+            # the first epoch's result: the job is provably running (500 epochs, no early stopping)
             await wait_for(lambda: len(train.history) >= 1, pilot, 60, 0.05)
             await pilot.press("x")
-            await wait_for(lambda: not train.running, pilot, 60)
-            await pilot.pause(0.2)
-            assert 1 <= len(train.history) < 500
+            assert train.stop_event.is_set(), "x did not reach the running job"  # set only while it runs
+            await wait_for_jobs(pilot)
+            assert not train.running and 1 <= len(train.history) < 500
             assert "stopped on request" in screen_text(app)
             assert (tmp_path / "run" / "final.safetensors").is_file()
             await pilot.press("q")
@@ -235,7 +252,7 @@ def test_unexpected_worker_error_is_a_dialog(tmp_path):
             await wait_for(lambda: isinstance(app.screen, ErrorDialog), pilot, 30)
             assert "RuntimeError: a defect inside the job" in app.screen.message
             await pilot.press("escape")
-            await pilot.pause(0.1)
+            await pilot.pause()
             assert app.screen is train and not train.running and app.job_status.get("train") == ""
             await pilot.press("q")
         log = (tmp_path / "session.log").read_text()
