@@ -6,14 +6,16 @@ SIGTERM stops after the current episode without losing what was recorded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import re
 import signal
+import threading
 
 import numpy as np
 import pytest
+from textual.worker import WorkerCancelled
 
-from salus_engine.events import ResourceSample
+from salus_engine.events import EpisodeFinished, ResourceSample
 from salus_engine.store import EpisodeStore
 from salus_tui.app import SalusApp
 from salus_tui.screens.collect import CollectScreen
@@ -23,22 +25,39 @@ from salus_tui.screens.player import EpisodePlayer
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.outcome_bars import OutcomeBars
 from salus_tui.widgets.signal_timeline import SignalTimeline
-from tests.test_console_support import screen_text, wait_for
+from tests.test_console_support import screen_text, settle, wait_for, wait_for_jobs
 
 
 @pytest.mark.slow
 def test_collect_screen_runs_a_collection_then_plays_an_episode(tiny_collect_config, tmp_path):
     async def scenario():
-        app = SalusApp(tiny_collect_config, autostart=True, checkpoint="", log_path=tmp_path / "session.log",
-                       theme="salus-dark")
+        app = SalusApp(tiny_collect_config, checkpoint="", log_path=tmp_path / "session.log", theme="salus-dark")
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
             assert isinstance(screen, CollectScreen)
-            await wait_for(lambda: screen.running, pilot, 30)
-            # the job shows in the navigation line of every screen
-            assert re.search(r"collect (starting|\d/2)", screen_text(app).splitlines()[0])
-            await wait_for(lambda: not screen.running, pilot)
-            await pilot.pause(0.3)
+            # The job's thread is held after its first episode's event, so the screen is seen while the
+            # collection provably runs, however fast the episodes are.
+            first_episode, go_on = threading.Event(), threading.Event()
+            forward = screen.sink
+
+            def held_sink(event) -> None:
+                forward(event)
+                if isinstance(event, EpisodeFinished) and not first_episode.is_set():
+                    first_episode.set()
+                    go_on.wait(timeout=600)
+
+            screen.sink = held_sink
+            try:
+                await pilot.press("s")
+                await wait_for(first_episode.is_set, pilot)
+                await settle(pilot)
+                assert screen.running
+                # the job shows in the navigation line of every screen
+                assert "collect 1/2" in screen_text(app).splitlines()[0], screen_text(app)
+            finally:
+                go_on.set()
+            await wait_for_jobs(pilot)  # the collection's result: its worker has ended, its events are shown
+            assert not screen.running
             text = screen_text(app)
             assert "collection complete" in text
             log_text = "\n".join(str(line.text) for line in screen.query_one("#log").lines)
@@ -54,7 +73,7 @@ def test_collect_screen_runs_a_collection_then_plays_an_episode(tiny_collect_con
             # memory gauge: warning style above 90 % of the budget, normal below
             memory_box = screen.query_one("#memory-box")
             screen.show_memory(ResourceSample(used_gb=9.5, budget_gb=10.0, kind="ram"))
-            await pilot.pause()
+            await settle(pilot)
             assert memory_box.has_class("memory-warning") and "ABOVE 90 %" in screen_text(app)
             screen.show_memory(ResourceSample(used_gb=8.5, budget_gb=10.0, kind="ram"))
             await pilot.pause()
@@ -64,9 +83,10 @@ def test_collect_screen_runs_a_collection_then_plays_an_episode(tiny_collect_con
             await pilot.press("4")
             episodes = app.screen
             assert isinstance(episodes, EpisodesScreen)
-            await wait_for(lambda: len(episodes.rows) == 2, pilot, 30)
+            await wait_for(lambda: len(episodes.rows) == 2 and not episodes.reading, pilot, 30)
+            await wait_for_jobs(pilot)
             await pilot.press("enter")
-            await pilot.pause(0.2)
+            await settle(pilot)
             player = app.screen
             assert isinstance(player, EpisodePlayer)
             camera = player.query_one("#camera", CameraView)
@@ -80,7 +100,6 @@ def test_collect_screen_runs_a_collection_then_plays_an_episode(tiny_collect_con
             assert player.step == (player.meta.failure_step if player.failed else player.length - 1)
             assert "P(fail within)" not in screen_text(app)  # no checkpoint: no probabilities
             await pilot.press("escape", "q")
-            await pilot.pause(0.2)
         assert len(EpisodeStore.open(tiny_collect_config.out)) == 2
         assert "ep    1" in (tmp_path / "session.log").read_text()
 
@@ -99,21 +118,25 @@ def test_quit_asks_while_collecting_and_sigterm_stops_after_the_episode(tiny_col
             # wait until the first episode is under way (past model loading)
             await wait_for(lambda: screen.snapshot.read()[2] > 0, pilot)
             await pilot.press("q")
-            await pilot.pause(0.2)
+            await settle(pilot)
             assert isinstance(app.screen, ConfirmQuit)
             await pilot.press("n")
-            await pilot.pause(0.2)
-            assert screen.running and not screen.stop_event.is_set()
+            await settle(pilot)
+            assert app.screen is screen and screen.running and not screen.stop_event.is_set()
             await pilot.press("ctrl+q")
-            await pilot.pause(0.2)
+            await settle(pilot)
             assert isinstance(app.screen, ConfirmQuit)
             await pilot.press("escape")
-            await pilot.pause(0.2)
-            assert screen.running
+            await settle(pilot)
+            assert app.screen is screen and screen.running
             os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` or a hang-up (SIGHUP) would
             await wait_for(lambda: screen.stop_event.is_set(), pilot, 10)
-            await wait_for(lambda: not screen.running, pilot)
-            await pilot.pause(0.5)
+            # the exit worker waits for the collection to stop after its episode, then exits the app (whose
+            # shutdown may cancel that worker once it has called exit)
+            (exit_worker,) = [w for w in app.workers if w.group == "exit"]
+            with contextlib.suppress(WorkerCancelled):
+                await exit_worker.wait()
+            assert not screen.running and app.return_code is not None
         store = EpisodeStore.open(tiny_collect_config.out)
         assert 1 <= len(store) < 50
         assert store.episode_ids == list(range(len(store)))
