@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,23 +28,23 @@ def tiny_flags():
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_exactly_n_unique_episodes(tmp_path):
     out = tmp_path / "store"
-    total = 4
-    proc = subprocess.Popen([sys.executable, "-m", "salus_engine.cli", "collect", "--episodes", str(total),
-                             "--out", str(out), "--seed", "50", *tiny_flags()], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 400
+    total = 10  # killed after its first episode, the collection has nine to go however fast this machine is
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "salus_engine.cli", "collect", "--episodes", str(total),
+                                 "--out", str(out), "--seed", "50", *tiny_flags()], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
-        while time.monotonic() < deadline:
-            if (out / "episodes").exists() and len(EpisodeStore.open(out)) >= 1:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("no episode was written in time")
-        # kill in the middle of the next episode (it is being simulated or written)
-        time.sleep(1.0)
+        # The collector's own line for episode 0, printed once that episode is in the store: from here
+        # on it simulates episode 1. Kill it at once, in the middle of the collection.
+        first = next((line for line in proc.stdout if line.startswith("episode")), None)
+        assert first is not None, f"the collector ended before its first episode:\n{(tmp_path / 'stderr.txt').read_text()}"
+        running = proc.poll() is None
         os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.wait()
+        proc.kill()  # a failure above must not leave it running
+        returncode = proc.wait()
+        proc.stdout.close()
+    assert running and returncode == -signal.SIGKILL, "the collection ended before the kill"
     killed_at = len(EpisodeStore.open(out))
     assert 1 <= killed_at < total
     result = salus("collect", "--episodes", str(total), "--out", str(out), "--resume", *tiny_flags())
