@@ -128,7 +128,8 @@ def test_collect_step_through_an_episode_and_quit(tmp_path):
 
 def test_hang_up_stops_after_the_episode_and_keeps_the_store(tmp_path):
     out, log = tmp_path / "store", tmp_path / "session.log"
-    command = tui_command(out, log, episodes=5)
+    total = 60  # the hang-up comes after the first episode: far more are still to go, however fast this machine is
+    command = tui_command(out, log, episodes=total)
     command[command.index("--episodes")] = "--collect"  # starts at once
     terminal = Terminal(f"salus-{os.getpid()}-b", command, terminal_env())
     try:
@@ -138,7 +139,10 @@ def test_hang_up_stops_after_the_episode_and_keeps_the_store(tmp_path):
         assert wait_gone(pid, 120), "salus tui did not exit after the hang-up"
     finally:
         terminal.close()
-    store = EpisodeStore.open(out)
-    assert 1 <= len(store) < 5 and store.episode_ids == list(range(len(store)))
     text = log.read_text()
     assert "SIGHUP received" in text and "every job stopped; exiting" in text and "session ended" in text
+    # the hang-up reached a running collection (a stop is requested only from a running job) ...
+    assert "collect: stop requested" in text, text
+    # ... which stopped after its current episode with every recorded episode complete
+    store = EpisodeStore.open(out)
+    assert 1 <= len(store) < total and store.episode_ids == list(range(len(store)))
