@@ -5,9 +5,11 @@ depend on when or where they are taken. The training curves come from the events
 `salus train` run and the evaluation from its real metrics.json (tests/data/console_run: a run
 on the formula store of test_console_support, `salus train --epochs 25 --batch-size 128 --lr 3e-3
 --threads 1` then `salus evaluate --no-plots`); the episodes screens read a formula store written
-at test time. Update the pictures with `pytest tests/test_console_snapshots.py --snapshot-update`
-after checking the differences (pytest writes an HTML report of them); textual is pinned in
-pyproject.toml because its rendering changes between versions.
+at test time. Every picture is taken once the screen has settled: after the store's load worker has
+ended and the screen has handled every pending message (`settle`), never after a fixed time. Update
+the pictures with `pytest tests/test_console_snapshots.py --snapshot-update` after checking the
+differences (pytest writes an HTML report of them); textual is pinned in pyproject.toml because its
+rendering changes between versions.
 """
 
 from __future__ import annotations
@@ -20,14 +22,10 @@ import pytest
 import pytest_textual_snapshot
 from syrupy.extensions.base import SnapshotCollectionStorage
 
-# Known flake: under heavy CPU load a snapshot was once taken before the screen settled (a rerun
-# passed); reruns keep CI honest until the screens expose a settled event to wait on.
-pytestmark = pytest.mark.flaky(reruns=2)
-
 from salus_engine.events import EpochFinished, JobStarted
 from salus_tui.app import SalusApp
 from salus_tui.messages import EngineEvent
-from tests.test_console_support import write_formula_store
+from tests.test_console_support import settle, wait_for, wait_for_jobs, write_formula_store
 
 # Keep the pictures as tests/snapshots/<this file>/<test>.svg: syrupy 7 reads the folder name from its
 # storage class (option --snapshot-dirname, default __snapshots__) and the suffix from `file_extension`
@@ -93,7 +91,7 @@ def test_train_curves(snap_compare, in_repo, size):
             screen.post_message(EngineEvent(EpochFinished(
                 epoch=h["epoch"], total=25, train_loss=h["train_loss"], val_loss=h["val_loss"], lr=h["lr"],
                 best=h["best"], patience_left=patience_left, seconds=0.5)))
-        await pilot.pause()
+        await settle(pilot)
 
     app = make_app(log_path=in_repo / "session.log", start_screen="train", data="data/collection")
     assert snap_compare(app, terminal_size=SIZES[size], run_before=run_before)
@@ -107,20 +105,20 @@ def test_evaluate_summary(snap_compare, in_repo, size):
 
 def test_evaluate_roc(snap_compare, in_repo):
     async def run_before(pilot):
-        await pilot.pause()
+        await settle(pilot)
         await pilot.press("t", "t")
-        await pilot.pause()
+        await settle(pilot)
 
     app = make_app(log_path=in_repo / "session.log", start_screen="evaluate", checkpoint=str(RUN))
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
 
 
 async def episodes_loaded(pilot) -> None:
-    """Waits until the episodes screen has read the store and its table has settled."""
+    """Waits until the episodes screen has read the store (its load worker's result) and has settled."""
     screen = pilot.app.screen
-    while screen.reading or not screen.rows or screen.query_one("#episodes").row_count != len(screen.rows):
-        await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    await wait_for(lambda: not screen.reading and screen.rows, pilot, 60, 0.05)
+    await wait_for_jobs(pilot)
+    assert screen.query_one("#episodes").row_count == len(screen.rows)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -137,9 +135,9 @@ def test_episode_player_at_the_failure(snap_compare, episode_dir, size):
     async def run_before(pilot):
         await episodes_loaded(pilot)
         await pilot.press("down", "enter")  # episode 1, a collision
-        await pilot.pause()
+        await settle(pilot)
         await pilot.press("f")
-        await pilot.pause()
+        await settle(pilot)
 
     app = make_app(log_path=episode_dir / "session.log", start_screen="episodes", data="store", checkpoint="run")
     assert snap_compare(app, terminal_size=SIZES[size], run_before=run_before)
@@ -148,8 +146,10 @@ def test_episode_player_at_the_failure(snap_compare, episode_dir, size):
 def test_episode_player_light_theme(snap_compare, episode_dir):
     async def run_before(pilot):
         await episodes_loaded(pilot)
-        await pilot.press("enter", "down", "down", "right")
-        await pilot.pause()
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("down", "down", "right")
+        await settle(pilot)
 
     app = make_app(log_path=episode_dir / "session.log", start_screen="episodes", data="store", checkpoint="run",
                    theme="salus-light")
