@@ -118,7 +118,7 @@ def root_problems(attrs: dict[str, Any]) -> list[str]:
     integer("base_seed", None)
     if not isinstance(attrs.get("sim_config", {}), dict):
         problems.append(f"root attribute sim_config is {_shown(attrs.get('sim_config'))}, expected a table")
-    return problems
+    return [f"damaged store, {text}; restore its zarr.json or re-collect" for text in problems]
 
 
 def meta_problems(attrs: dict[str, Any], episode_id: int) -> list[str]:

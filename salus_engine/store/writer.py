@@ -234,21 +234,21 @@ class EpisodeWriter:
             "sim_config": json.loads(json.dumps(sim_config, default=list)),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        parent = Path(os.path.abspath(path)).parent
-        build, guard = None, None
+        target = Path(os.path.abspath(path))
+        parent = target.parent
+        build, guard, lock = None, None, None
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            _remove_abandoned_builds(parent, path.name)
-            build, guard = _new_build_folder(parent, path.name)
+            _remove_abandoned_builds(parent, target.name)
+            build, guard = _new_build_folder(parent, target.name)
             root = zarr.create_group(store=str(build), attributes=attrs, zarr_format=3)
             root.create_group(EPISODES_GROUP)
             _fsync_tree(build)
             _fsync_dir(build)
             lock = _acquire_lock(build)  # the flock follows the inode through the rename
             try:
-                os.rename(build, path)
+                os.rename(build, target)
             except OSError as err:
-                lock.close()
                 if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
                     raise StoreError(f"{path} already exists and is not empty (created meanwhile by another "
                                      "process); use --resume to continue it or choose another --out") from None
@@ -257,13 +257,15 @@ class EpisodeWriter:
                 raise
             build = None
             _fsync_dir(parent)
-        except StoreError:
+        except BaseException as err:
+            if lock is not None:
+                lock.close()
+            if isinstance(err, OSError):
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise StoreError(f"cannot create {path}: disk full; free space or choose another --out") from None
+                raise StoreError(f"cannot create {path}: {_reason(err)} in {parent}; choose a writable --out "
+                                 "(a new folder inside a folder you can write to)") from None
             raise
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreError(f"cannot create {path}: disk full; free space or choose another --out") from None
-            raise StoreError(f"cannot create {path}: {_reason(err)} ({err.filename or parent}); "
-                             "choose a writable --out (a new folder inside a folder you can write to)") from None
         finally:
             if guard is not None:
                 os.close(guard)
