@@ -6,10 +6,10 @@ depend on when or where they are taken. The training curves come from the events
 on the formula store of test_console_support, `salus train --epochs 25 --batch-size 128 --lr 3e-3
 --threads 1` then `salus evaluate --no-plots`); the episodes screens read a formula store written
 at test time. Every picture is taken once the screen has settled: after the store's load worker has
-ended and the screen has handled every pending message (`settle`), never after a fixed time. Update
-the pictures with `pytest tests/test_console_snapshots.py --snapshot-update` after checking the
-differences (pytest writes an HTML report of them); textual is pinned in pyproject.toml because its
-rendering changes between versions.
+ended, the screen has handled every pending message and its tables have measured their rows
+(`settle`), never after a fixed time. Update the pictures with `pytest tests/test_console_snapshots.py
+--snapshot-update` after checking the differences (pytest writes an HTML report of them); textual is
+pinned in pyproject.toml because its rendering changes between versions.
 """
 
 from __future__ import annotations
@@ -64,12 +64,12 @@ def episode_dir(monkeypatch, tmp_path):
 @pytest.mark.parametrize("size", SIZES)
 def test_collect_idle(snap_compare, in_repo, size):
     app = make_app(log_path=in_repo / "session.log")
-    assert snap_compare(app, terminal_size=SIZES[size])
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=settle)
 
 
 def test_collect_idle_16_colours(snap_compare, in_repo):
     app = make_app(log_path=in_repo / "session.log", theme="salus-ansi")
-    assert snap_compare(app, terminal_size=(80, 24))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -100,7 +100,7 @@ def test_train_curves(snap_compare, in_repo, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_evaluate_summary(snap_compare, in_repo, size):
     app = make_app(log_path=in_repo / "session.log", start_screen="evaluate", checkpoint=str(RUN))
-    assert snap_compare(app, terminal_size=SIZES[size])
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=settle)  # the metrics tables measured
 
 
 def test_evaluate_roc(snap_compare, in_repo):
@@ -117,7 +117,7 @@ async def episodes_loaded(pilot) -> None:
     """Waits until the episodes screen has read the store (its load worker's result) and has settled."""
     screen = pilot.app.screen
     await wait_for(lambda: not screen.reading and screen.rows, pilot, 60, 0.05)
-    await wait_for_jobs(pilot)
+    await wait_for_jobs(pilot)  # settles, the table measured
     assert screen.query_one("#episodes").row_count == len(screen.rows)
 
 
@@ -157,5 +157,10 @@ def test_episode_player_light_theme(snap_compare, episode_dir):
 
 
 def test_help(snap_compare, in_repo):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)  # the key table measured
+
     app = make_app(log_path=in_repo / "session.log")
-    assert snap_compare(app, terminal_size=(80, 24), press=["question_mark"])
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

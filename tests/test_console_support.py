@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.cells import cell_len
+from textual.widgets import DataTable
 
 from salus_engine.store import EpisodeRecord, EpisodeWriter
 
@@ -94,11 +95,23 @@ def region_text(app, region) -> str:
     return "\n".join(line[region.x:region.right] for line in lines[region.y:region.bottom])
 
 
-async def settle(pilot) -> None:
+def tables_measured(screen) -> bool:
+    """True when every DataTable on `screen` has measured its rows and columns. A DataTable sizes
+    new rows (column widths, its virtual size) only when its message queue is next idle, so a table
+    just filled can be drawn for a moment with the columns as wide as their labels."""
+    for table in screen.query(DataTable):
+        header = table.header_height if table.show_header else 0
+        if table.virtual_size.height != header + sum(row.height for row in table.rows.values()):
+            return False
+    return True
+
+
+async def settle(pilot, timeout: float = 30.0) -> None:
     """Waits until the screen shown now has handled every pending message (a screen pushed meanwhile
-    included), animations too; no clock involved."""
+    included), animations too, and its tables have measured their rows: results, not a fixed time."""
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
+    await wait_for(lambda: tables_measured(pilot.app.screen), pilot, timeout, 0.05)
     await pilot.pause()
 
 
