@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -292,6 +291,17 @@ def test_a_kill_during_creation_leaves_no_half_created_store(tmp_path, kill_at):
     writer.close()
     assert EpisodeStore.open(path).attrs["format"] == "salus-episodes"
     assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_a_half_created_store_of_an_older_salus_is_one_line(tmp_path):
+    """Older SALUS wrote the root zarr.json before its attributes; a kill in between left this."""
+    path = tmp_path / "s"
+    zarr.open_group(str(path), mode="w", zarr_format=3)
+    for call in (EpisodeStore.open, EpisodeWriter.open_for_resume):
+        with pytest.raises(StoreError) as refused:
+            call(path)
+        assert "creation by an older SALUS was interrupted" in one_line(refused.value)
+    assert "interrupted" in " ".join(verify_store(path).problems)
 
 
 def test_a_live_creation_is_not_removed_as_a_leftover(tmp_path):

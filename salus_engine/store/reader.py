@@ -180,6 +180,10 @@ class EpisodeStore:
             attrs = dict(root.attrs)
         except Exception as err:  # zarr raises several types for damaged metadata
             raise StoreError(f"{path}: damaged store metadata ({type(err).__name__}); re-collect or restore it") from None
+        if not attrs:
+            # only an older SALUS could leave this: its creation was killed before the attributes
+            raise StoreError(f"{path}: a Zarr group without attributes: not a SALUS store, or one whose creation "
+                             "by an older SALUS was interrupted; give another --out, or delete it and collect again")
         problems = root_problems(attrs)
         if problems:
             raise StoreError(f"{path}: {problems[0]}")
