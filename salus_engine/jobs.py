@@ -9,7 +9,6 @@ import dataclasses
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 

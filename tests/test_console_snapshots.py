@@ -22,7 +22,7 @@ import pytest
 import pytest_textual_snapshot
 from syrupy.extensions.base import SnapshotCollectionStorage
 
-from salus_engine.events import EpochFinished, JobStarted
+from salus_engine.events import EpochFinished, TrainingStarted
 from salus_tui.app import SalusApp
 from salus_tui.messages import EngineEvent
 from tests.test_console_support import settle, wait_for, wait_for_jobs, write_formula_store
@@ -81,10 +81,10 @@ def test_train_curves(snap_compare, in_repo, size):
         screen = pilot.app.screen
         screen.query_one("#out").value = "checkpoints/predictor-example"
         screen.query_one("#form").display = False
-        screen.post_message(EngineEvent(JobStarted(job="train", total=25, detail={
-            "out": "checkpoints/predictor-example", "data": "data/collection", "model": "multi-horizon",
-            "parameters": config["parameters"], "samples": config["samples"],
-            "episodes": {name: sum(c.values()) for name, c in config["splits"].items()}})))
+        screen.post_message(EngineEvent(TrainingStarted(
+            job="train", total=25, out="checkpoints/predictor-example", data="data/collection", model="multi-horizon",
+            parameters=config["parameters"], samples=config["samples"],
+            episodes={name: sum(c.values()) for name, c in config["splits"].items()})))
         patience_left = 10
         for h in history:
             patience_left = 10 if h["best"] else patience_left - 1
