@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError, TomlConfigSettingsSource
 
@@ -36,6 +36,12 @@ CAMERA_NAMES: tuple[str, ...] = ("front", "side", "wrist")
 def _refuse_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected a number, got true/false")
+    return value
+
+
+def _distinct(value: tuple) -> tuple:
+    if len(set(value)) != len(value):
+        raise ValueError("names a value twice")
     return value
 
 
@@ -70,8 +76,10 @@ class SimConfig:
 
     image_size: Count = Field(256, ge=16, le=4096)
     """Height = width of every rendered camera, pixels."""
-    cameras: Annotated[tuple[Camera, ...], NoDecode, BeforeValidator(_split_commas)] = ("front",)
-    """Cameras rendered into observations and recorded (subset of front, side, wrist)."""
+    cameras: Annotated[tuple[Camera, ...], NoDecode, BeforeValidator(_split_commas), AfterValidator(_distinct)] = Field(
+        ("front",), min_length=1)
+    """Cameras rendered into observations and recorded (subset of front, side, wrist, each at most
+    once; at least one: the monitored policy is a vision-language-action policy)."""
     max_steps: Count = Field(200, ge=1)
     """Episode length limit, control steps; reaching it without success is a timeout."""
     control_hz: Real = Field(30.0, gt=0)
@@ -384,6 +392,10 @@ def load_collect_config(toml_path: str | Path | None = None, **flags: Any) -> Co
         if unknown:
             raise ConfigError(f"unknown config section [{unknown[0]}] in {path}; use tables [collect], [sim], "
                               "[policy], [store]")
+        misplaced = [name for name in sections.get("collect", {}) if name in ("collect", "sim", "policy", "store")]
+        if misplaced:  # would be dropped silently whenever a [sim] table, a flag or a variable sets that section
+            raise ConfigError(f"[collect] in {path} holds '{misplaced[0]}', a section of its own; move its settings "
+                              f"into a [{misplaced[0]}] table")
     given = _drop_none(flags)
     token = _TOML_FILE.set(path)
     try:
