@@ -112,7 +112,7 @@ def training_lines(run_dir: Path) -> list[str]:
         config = read_config(run_dir)
     except PredictorError:
         return []
-    result = config.get("result") or {}
+    result = config.get("result") if isinstance(config.get("result"), dict) else {}
     model = config["model"]
     lines = [f"checkpoint {run_dir}: {model['kind']} model, window {model['window']}, {config.get('parameters')} "
              f"parameters, trained on {config['store']['path']}"]
@@ -144,6 +144,8 @@ def print_report(target: str | Path, console: Console | None = None, markdown: b
     run_dir = Path(metrics["checkpoint"]) if metrics else target
     lines = training_lines(run_dir) or training_lines(target)
     if not lines and metrics is None:
+        if (target / "config.json").is_file():
+            read_config(target)  # a damaged config.json: its own one-line error, not "holds neither"
         raise PredictorError(f"{target} holds neither config.json nor metrics.json; give a 'salus train' --out or "
                              "'salus evaluate' --out folder")
     if markdown and metrics is not None:

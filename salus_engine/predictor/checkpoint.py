@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,32 @@ WEIGHT_FILES = {"best": "best.safetensors", "final": "final.safetensors"}
 def default_run_dir() -> str:
     """A new run folder name: `checkpoints/predictor-YYYYmmdd-HHMMSS` (UTC), relative to the working directory."""
     return str(Path("checkpoints") / f"predictor-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}")
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuses an --out folder that cannot be created: a file, or a path under a file.
+
+    Raises:
+        PredictorError: one line naming the file and what to do.
+    """
+    if out.exists() and not out.is_dir():
+        raise PredictorError(f"{out} is a file, not a folder; choose another --out")
+    for ancestor in out.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise PredictorError(f"cannot create {out}: {ancestor} is a file, not a folder; choose another --out")
+            break
+
+
+@contextmanager
+def folder_writes(out: Path):
+    """Turns a failed write into an output folder (read-only, full disk, no permission) into one line."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename or out
+        raise PredictorError(f"cannot write {out} ({err.strerror or err} at {where}); free space or choose a "
+                             "writable --out") from None
 
 
 def save_weights(model: SignalMLP, path: Path) -> None:
@@ -69,8 +96,11 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise PredictorError(f"{run_dir}: no config.json, not a predictor checkpoint; give the --out folder of "
                              "'salus train'") from None
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         raise PredictorError(f"{path} is damaged ({err}); train again with 'salus train'") from None
+    if not isinstance(config, dict):
+        raise PredictorError(f"{path} is damaged (a JSON {type(config).__name__}, not an object); train again with "
+                             "'salus train'")
     if config.get("format") != CHECKPOINT_FORMAT:
         raise PredictorError(f"{run_dir}: not a SALUS predictor checkpoint (format={config.get('format')!r}); "
                              "give the --out folder of 'salus train'")
@@ -79,8 +109,13 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
                              f"supported (this SALUS reads {CHECKPOINT_VERSION}); train again")
     try:
         spec = ModelSpec.from_json(config["model"])
-    except (KeyError, TypeError, ValueError) as err:
+    except KeyError:
+        raise PredictorError(f"{path}: no model settings; train again with 'salus train'") from None
+    except (TypeError, ValueError, PredictorError) as err:
         raise PredictorError(f"{path}: damaged model settings ({err!s}); train again with 'salus train'") from None
+    if not isinstance(config.get("store"), dict) or not isinstance(config["store"].get("path"), str):
+        raise PredictorError(f"{path}: damaged or missing 'store' entry (the store it was trained on); train again "
+                             "with 'salus train'")
     if spec.signal_names != SIGNAL_NAMES:
         raise PredictorError(f"{run_dir}: checkpoint trained on signals {list(spec.signal_names)}, but this SALUS "
                              f"computes {list(SIGNAL_NAMES)}; train a new predictor on a store from this version")
@@ -124,15 +159,41 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[SignalMLP, dic
                              "train again") from None
     except (SafetensorError, OSError) as err:
         raise PredictorError(f"{weights} is damaged ({err}); train again") from None
+    check_weights(weights, {name: tuple(t.shape) for name, t in state.items()}, spec)
     model = SignalMLP(spec)
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    got = {name: tuple(t.shape) for name, t in state.items()}
-    if expected != got:
-        raise PredictorError(f"{weights}: weights do not match the model in config.json "
-                             f"({len(got)} tensors vs {len(expected)} expected); train again")
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     model.eval()
     return model, config
+
+
+def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of a `SignalMLP` built from `spec` (computed without torch):
+    the input standardisation buffers, then Linear layers at even indices of `net` (ReLUs between)."""
+    shapes: dict[str, tuple[int, ...]] = {"input_mean": (spec.n_inputs,), "input_std": (spec.n_inputs,)}
+    width = spec.n_inputs
+    for i, size in enumerate((*spec.hidden, spec.n_outputs)):
+        shapes[f"net.{2 * i}.weight"] = (size, width)
+        shapes[f"net.{2 * i}.bias"] = (size,)
+        width = size
+    return shapes
+
+
+def check_weights(path: Path, shapes: dict[str, tuple[int, ...]], spec: ModelSpec) -> None:
+    """Checks that a weight file's tensors (name -> shape) are those of the model in config.json.
+
+    Raises:
+        PredictorError: a tensor is missing, extra or of another shape (a foreign file, or weights
+            and config.json from different runs).
+    """
+    expected = weight_shapes(spec)
+    if shapes == expected:
+        return
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+    detail = (f"{wrong[0]} is {list(shapes[wrong[0]])}, the model needs {list(expected[wrong[0]])}" if wrong else
+              f"missing {missing[0]}" if missing else f"unexpected {extra[0]}")
+    raise PredictorError(f"{path}: weights do not match the model in config.json ({detail}); train again")
 
 
 def check_store_matches(config: dict[str, Any], horizons: tuple[int, ...], store_path: Path) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-from salus_engine.predictor.checkpoint import WEIGHT_FILES, read_config
+from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.spec import ModelSpec
 
@@ -63,7 +63,9 @@ class OnlinePredictor:
             raise PredictorError(f"{path} not found; train the predictor first ('salus train')") from None
         except (SafetensorError, OSError) as err:
             raise PredictorError(f"{path} is damaged ({err}); train again") from None
-        return cls(ModelSpec.from_json(config["model"]), state)
+        spec = ModelSpec.from_json(config["model"])
+        check_weights(path, {name: tuple(t.shape) for name, t in state.items()}, spec)
+        return cls(spec, state)
 
     def reset(self) -> None:
         """Starts a new episode (forgets the window)."""

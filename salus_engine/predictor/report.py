@@ -22,14 +22,44 @@ def find_metrics(target: str | Path) -> Path | None:
     return None
 
 
+METRICS_ENTRIES: dict[str, type | tuple[type, ...]] = {
+    "split": str, "store": str, "checkpoint": str, "alarm_horizon": int, "control_hz": (int, float),
+    "horizons": list, "conformal": dict, "episodes": dict, "scorers": dict,
+}
+"""The top-level entries of metrics.json that the report reads, and their JSON types."""
+
+
 def load_metrics(path: Path) -> dict[str, Any]:
+    """Reads an evaluation's metrics.json and checks its top-level structure.
+
+    Raises:
+        PredictorError: unreadable, not a SALUS evaluation, or an entry the report needs is missing
+            or of the wrong type (a damaged file, or one from another SALUS version).
+    """
     try:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise PredictorError(f"{path} is unreadable ({err}); run 'salus evaluate' again") from None
-    if metrics.get("format") != "salus-predictor-metrics":
+    if not isinstance(metrics, dict) or metrics.get("format") != "salus-predictor-metrics":
         raise PredictorError(f"{path} is not a SALUS evaluation; give the --out folder of 'salus evaluate'")
+    for name, kind in METRICS_ENTRIES.items():
+        if not isinstance(metrics.get(name), kind) or isinstance(metrics.get(name), bool):
+            raise PredictorError(f"{path} is damaged (entry {name!r} missing or not a {_json_type(kind)}); run "
+                                 "'salus evaluate' again")
+    scorers = metrics["scorers"]
+    if not all(isinstance(scorers.get(n), dict) for n in ("model", "logistic_regression")) or not all(
+            isinstance(v, dict) for v in scorers.values()):
+        raise PredictorError(f"{path} is damaged (the model's or a baseline's scores are missing); run "
+                             "'salus evaluate' again")
+    if not isinstance(metrics["episodes"].get(metrics["split"]), dict):
+        raise PredictorError(f"{path} is damaged (no episode counts of the {metrics['split']!r} split); run "
+                             "'salus evaluate' again")
     return metrics
+
+
+def _json_type(kind: type | tuple[type, ...]) -> str:
+    names = {str: "string", int: "integer", float: "number", list: "list", dict: "JSON object"}
+    return names[kind[-1] if isinstance(kind, tuple) else kind]
 
 
 def format_value(value: float | None, digits: int = 3) -> str:

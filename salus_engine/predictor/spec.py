@@ -29,8 +29,17 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise PredictorError(f"model kind {self.kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
-        if self.window < 1 or (self.kind == "single-horizon" and self.window != 1):
-            raise PredictorError(f"window must be >= 1 (exactly 1 for the single-horizon model), got {self.window}")
+        if not _is_count(self.window) or self.window < 1 or (self.kind == "single-horizon" and self.window != 1):
+            raise PredictorError(f"window must be >= 1 (exactly 1 for the single-horizon model), got {self.window!r}")
+        if not isinstance(self.hidden, tuple) or not all(_is_count(h) and h >= 1 for h in self.hidden):
+            raise PredictorError(f"hidden layer widths must be positive integers, got {self.hidden!r}")
+        if not isinstance(self.horizons, tuple) or not self.horizons or not all(
+                _is_count(h) and h >= 1 for h in self.horizons):
+            raise PredictorError(f"horizons must be one or more positive step counts, got {self.horizons!r}")
+        for name in ("signal_names", "failure_types"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                raise PredictorError(f"{name} must be a list of names, got {value!r}")
 
     @property
     def n_inputs(self) -> int:
@@ -46,6 +55,17 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> ModelSpec:
+        """The spec stored in a checkpoint's config.json.
+
+        Raises:
+            PredictorError: `data` is not a JSON object or holds an impossible value.
+        """
+        if not isinstance(data, dict):
+            raise PredictorError(f"the model settings are {type(data).__name__}, not a JSON object")
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
                   if k in cls.__dataclass_fields__}
         return cls(**fields)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
