@@ -23,7 +23,7 @@ from salus_engine import FAILURE_TYPES
 from salus_engine.config import EvaluateConfig
 from salus_engine.events import EvaluationFinished, EvaluationStarted, EventSink, JobFinished, LogLine, ProgressUpdate, discard
 from salus_engine.predictor.baselines import LogisticBaseline, SignalThreshold, permuted_labels
-from salus_engine.predictor.checkpoint import check_store_matches, load_model
+from salus_engine.predictor.checkpoint import check_out_folder, check_store_matches, folder_writes, load_model
 from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.dataset import EpisodeInfo, SignalData, load_signal_data, load_splits, window_features
@@ -98,9 +98,11 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
 
     Raises:
         PredictorError: missing or mismatched checkpoint or store, a split without the episodes the
-            metrics need (no successful calibration episode, no failure in the evaluated split).
+            metrics need (no successful calibration episode, no failure in the evaluated split); an
+            --out that is a file, under a file or cannot be written.
     """
     started = time.perf_counter()
+    check_out_folder(Path(config.out))  # before the work, not after it
     model, run_config = load_model(config.checkpoint, config.weights)
     run_dir = Path(config.checkpoint)
     run_dir = run_dir.parent if run_dir.suffix == ".safetensors" else run_dir
@@ -208,14 +210,15 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         "plots": [],
     }
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if config.plots:
-        from salus_engine.predictor.plots import write_plots
+    with folder_writes(out):
+        out.mkdir(parents=True, exist_ok=True)
+        if config.plots:
+            from salus_engine.predictor.plots import write_plots
 
-        metrics["plots"] = write_plots(out, metrics, curves, data.labels[evaluated.rows][:, primary, :],
-                                       run_dir / "history.jsonl")
-    metrics["seconds"] = time.perf_counter() - started
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+            metrics["plots"] = write_plots(out, metrics, curves, data.labels[evaluated.rows][:, primary, :],
+                                           run_dir / "history.jsonl")
+        metrics["seconds"] = time.perf_counter() - started
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     model_entry = results["model"]
     sink(LogLine("info", f"model: mean AUROC {_fmt(model_entry['mean']['auroc'])}, "
                          f"detection {_fmt(model_entry['episode']['tpr']['rate'])}, "

@@ -25,7 +25,7 @@ from torch import nn
 
 from salus_engine.config import TrainConfig
 from salus_engine.events import EpochFinished, EventSink, LogLine, TrainingFinished, TrainingStarted, TrainSummary, discard
-from salus_engine.predictor.checkpoint import WEIGHT_FILES, save_weights, write_config
+from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_out_folder, folder_writes, save_weights, write_config
 from salus_engine.predictor.dataset import (
     SignalData,
     load_signal_data,
@@ -204,7 +204,8 @@ def _check_config(config: TrainConfig) -> None:
     if config.model == "single-horizon" and config.window != 1:
         raise PredictorError(f"--window must be 1 for --model single-horizon, got {config.window}")
     out = Path(config.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    check_out_folder(out)
+    if out.exists() and any(out.iterdir()):
         raise PredictorError(f"{out} already exists and is not empty; choose another --out or remove it")
 
 
@@ -228,7 +229,8 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
 
     Raises:
         PredictorError: bad settings, an existing non-empty --out, a missing or unusable store (no
-            failures, NaN signals, other signal set), too few episodes to split.
+            failures, NaN signals, other signal set), too few episodes to split; an --out under a
+            file, or a run folder that cannot be written (read-only, full disk).
     """
     _check_config(config)
     started = time.perf_counter()
@@ -243,61 +245,62 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     x_train, y_train = prepare_inputs(spec, data, train_rows)
     x_val, y_val = prepare_inputs(spec, data, val_rows)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_splits(out / "splits.json", splits, config.seed, data.identity)
-    parameters = count_parameters(SignalMLP(spec))
-    samples = {"train": len(train_rows), "val": len(val_rows)}
-    episodes = {name: len(ids) for name, ids in splits.items()}
-    base_config: dict[str, Any] = {
-        "model": spec.to_json(),
-        "parameters": parameters,
-        "train": {**dataclasses.asdict(config), "hidden": list(config.hidden)},
-        "store": {"path": str(data.path.resolve()), **data.identity, "episodes": len(data.episodes),
-                  "control_hz": data.control_hz},
-        "splits": {name: data.outcome_counts(ids) for name, ids in splits.items()},
-        "samples": samples,
-        "result": None,
-    }
-    write_config(out, base_config)
-    sink(TrainingStarted(job="train", total=config.epochs, out=str(out), data=str(data.path), model=spec.kind,
-                         parameters=parameters, samples=samples, episodes=episodes))
-    if data.outcome_counts()["success"] == 0:
-        sink(LogLine("warning", f"{data.path} holds no successful episode: training works, but 'salus evaluate' "
-                                "needs successes to calibrate alarms"))
-    for k in np.flatnonzero(y_train.sum(axis=0) == 0):
-        sink(LogLine("warning", f"output {output_name(spec, int(k))} has no positive step in the training split; "
-                                "it cannot be learned"))
-    history_file = (out / "history.jsonl").open("w")
+    with folder_writes(out):
+        out.mkdir(parents=True, exist_ok=True)
+        save_splits(out / "splits.json", splits, config.seed, data.identity)
+        parameters = count_parameters(SignalMLP(spec))
+        samples = {"train": len(train_rows), "val": len(val_rows)}
+        episodes = {name: len(ids) for name, ids in splits.items()}
+        base_config: dict[str, Any] = {
+            "model": spec.to_json(),
+            "parameters": parameters,
+            "train": {**dataclasses.asdict(config), "hidden": list(config.hidden)},
+            "store": {"path": str(data.path.resolve()), **data.identity, "episodes": len(data.episodes),
+                      "control_hz": data.control_hz},
+            "splits": {name: data.outcome_counts(ids) for name, ids in splits.items()},
+            "samples": samples,
+            "result": None,
+        }
+        write_config(out, base_config)
+        sink(TrainingStarted(job="train", total=config.epochs, out=str(out), data=str(data.path), model=spec.kind,
+                             parameters=parameters, samples=samples, episodes=episodes))
+        if data.outcome_counts()["success"] == 0:
+            sink(LogLine("warning", f"{data.path} holds no successful episode: training works, but 'salus evaluate' "
+                                    "needs successes to calibrate alarms"))
+        for k in np.flatnonzero(y_train.sum(axis=0) == 0):
+            sink(LogLine("warning", f"output {output_name(spec, int(k))} has no positive step in the training split; "
+                                    "it cannot be learned"))
+        history_file = (out / "history.jsonl").open("w")
 
-    epochs_since_best = {"n": 0}
+        epochs_since_best = {"n": 0}
 
-    def on_epoch(record: EpochRecord, model: SignalMLP) -> None:
-        history_file.write(json.dumps(dataclasses.asdict(record)) + "\n")
-        history_file.flush()
-        if record.best:
-            save_weights(model, out / WEIGHT_FILES["best"])
-        epochs_since_best["n"] = 0 if record.best else epochs_since_best["n"] + 1
-        left = config.patience - epochs_since_best["n"] if config.patience else config.epochs - record.epoch
-        sink(EpochFinished(epoch=record.epoch, total=config.epochs, train_loss=record.train_loss,
-                           val_loss=record.val_loss, lr=record.lr, best=record.best,
-                           patience_left=max(0, left), seconds=record.seconds))
+        def on_epoch(record: EpochRecord, model: SignalMLP) -> None:
+            history_file.write(json.dumps(dataclasses.asdict(record)) + "\n")
+            history_file.flush()
+            if record.best:
+                save_weights(model, out / WEIGHT_FILES["best"])
+            epochs_since_best["n"] = 0 if record.best else epochs_since_best["n"] + 1
+            left = config.patience - epochs_since_best["n"] if config.patience else config.epochs - record.epoch
+            sink(EpochFinished(epoch=record.epoch, total=config.epochs, train_loss=record.train_loss,
+                               val_loss=record.val_loss, lr=record.lr, best=record.best,
+                               patience_left=max(0, left), seconds=record.seconds))
 
-    try:
-        with torch_threads(config.threads):
-            result = fit(spec, x_train, y_train, x_val, y_val, epochs=config.epochs, batch_size=config.batch_size,
-                         lr=config.lr, weight_decay=config.weight_decay, patience=config.patience,
-                         seed=config.seed, stop=stop, on_epoch=on_epoch)
-    finally:
-        history_file.close()
-    final_model = SignalMLP(spec)
-    final_model.load_state_dict(result.final_state)
-    if result.history:
-        save_weights(final_model, out / WEIGHT_FILES["final"])
-    seconds = time.perf_counter() - started
-    summary = TrainSummary(out=str(out), epochs_run=len(result.history), best_epoch=result.best_epoch,
-                           best_val_loss=result.best_val_loss, stopped=result.stopped,
-                           early_stopped=result.early_stopped, seconds=seconds, parameters=parameters,
-                           samples=samples, episodes=episodes)
-    write_config(out, {**base_config, "pos_weight": result.pos_weight, "result": dataclasses.asdict(summary)})
+        try:
+            with torch_threads(config.threads):
+                result = fit(spec, x_train, y_train, x_val, y_val, epochs=config.epochs, batch_size=config.batch_size,
+                             lr=config.lr, weight_decay=config.weight_decay, patience=config.patience,
+                             seed=config.seed, stop=stop, on_epoch=on_epoch)
+        finally:
+            history_file.close()
+        final_model = SignalMLP(spec)
+        final_model.load_state_dict(result.final_state)
+        if result.history:
+            save_weights(final_model, out / WEIGHT_FILES["final"])
+        seconds = time.perf_counter() - started
+        summary = TrainSummary(out=str(out), epochs_run=len(result.history), best_epoch=result.best_epoch,
+                               best_val_loss=result.best_val_loss, stopped=result.stopped,
+                               early_stopped=result.early_stopped, seconds=seconds, parameters=parameters,
+                               samples=samples, episodes=episodes)
+        write_config(out, {**base_config, "pos_weight": result.pos_weight, "result": dataclasses.asdict(summary)})
     sink(TrainingFinished(job="train", stopped=result.stopped, summary=summary))
     return summary
