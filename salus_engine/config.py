@@ -51,7 +51,14 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
-Camera = Literal["front", "side", "wrist"]
+def _known_camera(name: str) -> str:
+    if name not in CAMERA_NAMES:
+        raise ValueError(f"unknown camera {name!r}; choose from {', '.join(CAMERA_NAMES)}")
+    return name
+
+
+Camera = Annotated[str, AfterValidator(_known_camera)]
+"""A camera of the scene: front, side or wrist."""
 Count = Annotated[int, BeforeValidator(_refuse_bool)]
 """An integer setting: 64 or "64" (environment); never 64.9 or true."""
 Real = Annotated[float, BeforeValidator(_refuse_bool)]
@@ -76,10 +83,11 @@ class SimConfig:
 
     image_size: Count = Field(256, ge=16, le=4096)
     """Height = width of every rendered camera, pixels."""
-    cameras: Annotated[tuple[Camera, ...], NoDecode, BeforeValidator(_split_commas), AfterValidator(_distinct)] = Field(
-        ("front",), min_length=1)
+    cameras: Annotated[tuple[Camera, ...], NoDecode, BeforeValidator(_split_commas), AfterValidator(_distinct)] = (
+        "front",)
     """Cameras rendered into observations and recorded (subset of front, side, wrist, each at most
-    once; at least one: the monitored policy is a vision-language-action policy)."""
+    once). None renders nothing (bare physics); a collection needs at least one (`CollectConfig`):
+    the monitored policy is a vision-language-action policy."""
     max_steps: Count = Field(200, ge=1)
     """Episode length limit, control steps; reaching it without success is a timeout."""
     control_hz: Real = Field(30.0, gt=0)
@@ -308,6 +316,13 @@ class CollectConfig(BaseSettings):
             data = {**data.pop("collect"), **data}
         return data
 
+    @model_validator(mode="after")
+    def _a_camera_for_the_policy(self) -> CollectConfig:
+        if not self.sim.cameras:
+            raise ValueError("sim.cameras is empty; a collection needs at least one camera (front, side, wrist) "
+                             "for the vision-language-action policy")
+        return self
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
@@ -359,11 +374,14 @@ def describe_validation_error(err: ValidationError) -> str:
     """One line from a pydantic validation error: each wrong setting, its value and why."""
     parts = []
     for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "settings"
+        where = ".".join(str(p) for p in item["loc"])
+        why = item["msg"].removeprefix("Value error, ").rstrip(".")
         if item["type"] == "extra_forbidden":
             parts.append(f"unknown setting {where}")
+        elif not where:  # a check across settings: its message names them
+            parts.append(why)
         else:
-            parts.append(f"{where}={item.get('input')!r}: {item['msg'].rstrip('.')}")
+            parts.append(f"{where}={item.get('input')!r}: {why}")
     return "; ".join(parts)
 
 

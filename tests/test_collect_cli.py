@@ -66,7 +66,7 @@ def test_user_mistakes_end_in_one_line(tmp_path):
         (["collect", "--episodes", "2", "--out", str(tmp_path / "full")], "--resume"),
         (["collect", "--episodes", "2", "--out", str(tmp_path / "full"), "--resume"], "not a Zarr v3 store"),
         (["collect", "--episodes", "2", "--out", str(tmp_path / "a"), "--cameras", "top"], "unknown camera"),
-        (["collect", "--episodes", "0", "--out", str(tmp_path / "a")], "at least 1"),
+        (["collect", "--episodes", "0", "--out", str(tmp_path / "a")], "episodes=0: Input should be greater than or equal to 1"),
         (["collect", "--episodes", "2", "--out", str(tmp_path / "a"), "--policy", str(tmp_path / "nope")], "nope"),
         (["collect", "--episodes", "2", "--out", str(tmp_path / "a"), "--config", str(tmp_path / "none.toml")], "not found"),
     ]

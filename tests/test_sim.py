@@ -70,7 +70,7 @@ def test_spaces_shapes_and_dtypes():
 
 
 def test_unknown_camera_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"cameras.0='top': Input should be 'front', 'side' or 'wrist'"):
+    with pytest.raises(ConfigError, match=r"cameras.0='top': unknown camera 'top'; choose from front, side, wrist"):
         PickPlaceEnv(build_settings(SimConfig, cameras=("top",), image_size=64))
 
 
