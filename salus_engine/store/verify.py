@@ -87,7 +87,8 @@ def verify_store(path: str | Path) -> VerifyReport:
     ids = scan.ids
     report.episodes = len(ids)
     if not ids:
-        report.problems.append("the store holds no complete episode")
+        # intact but empty (e.g. stopped or killed before its first episode was complete): not damage
+        report.warnings.append("the store holds no complete episode yet; continue it with 'salus collect --resume'")
         return report
     members = int(attrs["ensemble_size"])
     horizons = store.horizons
