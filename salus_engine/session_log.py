@@ -30,11 +30,13 @@ _OPEN: dict[str, list] = {}
 def open_session_log(path: str | Path) -> logging.Handler:
     """Sends the project's log records (INFO and above) and every library's warnings to `path`.
 
-    The folder is created now, the file at the first record. Opening a path that is already open
-    shares its handler. Returns the handler; pass it to `close_session_log` at the end of the session.
+    The folder and the file are created now, so that a path that cannot be written (a folder, a
+    read-only file) fails here, once, rather than as logging's own traceback at every record. Opening a
+    path that is already open shares its handler. Returns the handler; pass it to `close_session_log`
+    at the end of the session.
 
     Raises:
-        OSError: the folder cannot be created.
+        OSError: the folder or the file cannot be created or opened for writing.
     """
     path = Path(path)
     key = str(path.resolve())
@@ -42,7 +44,7 @@ def open_session_log(path: str | Path) -> logging.Handler:
         _OPEN[key][1] += 1
         return _OPEN[key][0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, delay=True, encoding="utf-8")
+    handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()

@@ -152,3 +152,14 @@ def test_predictor_out_folders_that_cannot_be_written_are_one_line(tmp_path):
     line = one_line_error(salus("evaluate", "--checkpoint", str(RUN), "--data", store, "--out", str(a_file / "eval"),
                                 cwd=tmp_path))
     assert f"{a_file} is a file, not a folder" in line
+
+
+def test_session_log_that_cannot_be_written_is_one_line(tmp_path):
+    # --log naming a folder passed the folder check and failed at the first record, where logging
+    # printed its own traceback; a log under a file was reported as "(File exists)"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    line = one_line_error(salus("--log", str(tmp_path), "verify", str(tmp_path / "none"), cwd=tmp_path))
+    assert f"cannot write the session log {tmp_path} (Is a directory)" in line
+    line = one_line_error(salus("--log", str(a_file / "x.log"), "verify", str(tmp_path / "none"), cwd=tmp_path))
+    assert f"({a_file} is a file, not a folder); give a writable --log FILE" in line

@@ -57,7 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = open_session_log(log_path)
     except OSError as err:
-        print(f"salus: error: cannot write the session log {log_path} ({err.strerror}); give a writable --log FILE",
+        reason = err.strerror or type(err).__name__
+        blocking = next((p for p in log_path.parents if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            reason = f"{blocking} is a file, not a folder"  # mkdir says only "File exists"
+        print(f"salus: error: cannot write the session log {log_path} ({reason}); give a writable --log FILE",
               file=sys.stderr)
         return EXIT_USER_ERROR
     log.info("salus %s", " ".join(sys.argv[1:] if argv is None else argv))
