@@ -460,6 +460,7 @@ def group_inputs(c: Campaign, base: Path) -> None:
     c.refused(g, "report missing folder", ["report", str(missing)])
     c.refused(g, "report a file", ["report", str(a_file)])
     c.refused(g, "--log under a file", ["--log", str(a_file / "x.log"), "verify", str(base)])
+    c.refused(g, "--log a folder", ["--log", str(c.work / "cases"), "verify", str(base)])
 
 
 def group_config(c: Campaign, base: Path) -> None:
