@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -86,7 +88,6 @@ def test_damaged_model_settings_in_config_json_end_in_one_line(tmp_path):
 
 
 def test_weights_of_another_model_are_refused_by_evaluate_and_the_online_predictor(tmp_path):
-    import pytest
     import torch
     from safetensors.torch import save_file
 
@@ -163,3 +164,34 @@ def test_session_log_that_cannot_be_written_is_one_line(tmp_path):
     assert f"cannot write the session log {tmp_path} (Is a directory)" in line
     line = one_line_error(salus("--log", str(a_file / "x.log"), "verify", str(tmp_path / "none"), cwd=tmp_path))
     assert f"({a_file} is a file, not a folder); give a writable --log FILE" in line
+
+
+def test_policy_folder_mistakes_are_one_line(tmp_path):
+    import shutil
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    out = tmp_path / "store"
+    tiny = ["collect", "--episodes", "2", "--out", str(out), "--image-size", "64", "--max-steps", "10"]
+    # a file was reported as a path that "does not exist"
+    line = one_line_error(salus(*tiny, "--policy", str(a_file), cwd=tmp_path))
+    assert f"policy path {a_file} is a file, not a policy folder" in line
+    # a member saved by this project without its backbone copy: lerobot looked for a hub model named
+    # "backbone" (12 lines of network retries on stderr before an unrelated error)
+    policy = tmp_path / "policy"
+    shutil.copytree(ROOT / "salus_engine" / "policy" / "default_ensemble" / "member_0", policy / "member_0")
+    shutil.rmtree(policy / "member_0" / "backbone")
+    line = one_line_error(salus(*tiny, "--policy", str(policy), "--ensemble-size", "1", cwd=tmp_path))
+    assert "backbone folder" in line and "missing or incomplete" in line
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_hub_id_that_cannot_be_fetched_is_one_line(tmp_path):
+    # offline (about 25 s of hub retries) or unknown online: the hub's retry warnings went to stderr
+    # through huggingface_hub's own handler, 12 lines before the error; they belong in the session log
+    out = tmp_path / "store"
+    line = one_line_error(salus("--log", str(tmp_path / "session.log"), "collect", "--episodes", "2", "--out", str(out),
+                                "--image-size", "64", "--policy", "salus-tests/no-such-policy", cwd=tmp_path))
+    assert "salus-tests/no-such-policy" in line
+    assert not out.exists()

@@ -113,10 +113,37 @@ def _store_relative_backbone(folder: Path, absolute: str) -> None:
         path.write_text(json.dumps(data, indent=4) + "\n")
 
 
+LIBRARY_LOGGERS = ("huggingface_hub", "transformers")
+"""Libraries that print their warnings to stderr through a handler of their own (huggingface_hub: two
+lines per retry of an unreachable hub, 12 lines before a one-line error)."""
+
+
+@contextlib.contextmanager
+def _library_warnings_to_session_log():
+    """While lerobot loads, the warnings of `LIBRARY_LOGGERS` go to the session log (the root logger's
+    handlers) instead of their own stderr handlers: a user's mistake ends in one line."""
+    saved = []
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        streams = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+        saved.append((logger, streams, logger.propagate))
+        for handler in streams:
+            logger.removeHandler(handler)
+        logger.propagate = True
+    try:
+        yield
+    finally:
+        for logger, streams, propagate in saved:
+            for handler in streams:
+                logger.addHandler(handler)
+            logger.propagate = propagate
+
+
 def quiet(fn, *args, **kwargs):
-    """Calls `fn`, routing what lerobot prints to stdout into the debug log (the console owns stdout)."""
+    """Calls `fn`, routing what lerobot prints to stdout into the debug log (the console owns stdout)
+    and the hub's and transformers' warnings into the session log."""
     buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    with contextlib.redirect_stdout(buffer), _library_warnings_to_session_log():
         result = fn(*args, **kwargs)
     for line in buffer.getvalue().splitlines():
         if line.strip():
@@ -144,7 +171,10 @@ def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
     is_local = local.is_dir()
     if is_local and not (local / "config.json").is_file():
         raise PolicyLoadError(f"{local} is not a lerobot policy folder (no config.json); give a saved policy folder")
-    if not is_local and (source.startswith((".", "/", "~")) or local.exists()):
+    if local.exists() and not is_local:
+        raise PolicyLoadError(f"policy path {source} is a file, not a policy folder; give a saved policy folder or a "
+                              "hub id")
+    if not is_local and source.startswith((".", "/", "~")):
         raise PolicyLoadError(f"policy path {source} does not exist; give a saved policy folder or a hub id")
     name = str(local.resolve()) if is_local else source
     try:
@@ -158,6 +188,11 @@ def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
     overrides: dict[str, dict[str, Any]] = {"device_processor": {"device": device}}
     backbone = local / BACKBONE_SUBDIR
     project_saved = is_local and is_backbone_dir(backbone)
+    if is_local and getattr(cfg, "vlm_model_name", None) == BACKBONE_SUBDIR and not project_saved:
+        # a member saved by this project names its own backbone copy; without it lerobot would look for a
+        # hub model called "backbone" (network retries on stderr, then an unrelated error)
+        raise PolicyLoadError(f"{local}: its backbone folder {backbone} is missing or incomplete; restore the member "
+                              "folder or retrain with `salus policy train`")
     if project_saved:
         cfg.vlm_model_name = str(backbone.resolve())
         overrides["tokenizer_processor"] = {"tokenizer_name": str(backbone.resolve())}
