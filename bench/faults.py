@@ -381,6 +381,7 @@ def group_inputs(c: Campaign, base: Path) -> None:
 
     policies = {
         "an empty folder": empty,
+        "a hub id that cannot be fetched": "salus-faults/no-such-policy",
         "a file": a_file,
         "member_1 weights truncated": damaged_policy(
             "weights truncated", lambda p: _truncate(p / "member_1" / "model.safetensors", 1000)),
