@@ -140,10 +140,11 @@ class Campaign:
 
     # ------------------------------------------------------------------ running the command
 
-    def salus(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
+    def salus(self, *args: str, timeout: float = COMMAND_TIMEOUT, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess:
         try:
             return subprocess.run([*SALUS, *args], cwd=self.work, capture_output=True, text=True, timeout=timeout,
-                                  env=CHILD_ENV)
+                                  env={**CHILD_ENV, **(env or {})})
         except subprocess.TimeoutExpired as err:
             return subprocess.CompletedProcess(err.cmd, 124, _text(err.stdout), _text(err.stderr) + "\n[timed out]")
 
@@ -158,13 +159,13 @@ class Campaign:
 
     def refused(self, group: str, name: str, argv: list[str], store: Path | None = None,
                 absent: Path | None = None, must_mention: str | None = None, must_not_mention: str | None = None,
-                verify_command: bool = False) -> None:
+                verify_command: bool = False, env: dict[str, str] | None = None) -> None:
         """Runs `argv`; handled when it ends in one `salus: error:` line with exit code 2 (or, for
         `salus verify`, exit code 1 with problem lines), `store` is byte-for-byte unchanged and
         `absent` was not created."""
         before = fingerprint(store) if store else None
         ids_before = sorted(complete_episodes(store)) if store else None
-        result = self.salus(*argv)
+        result = self.salus(*argv, env=env)
         ok, why, message = judge_refusal(result, verify_command)
         if ok and must_mention and must_mention.lower() not in message.lower():
             ok, why = False, f"the message does not name {must_mention!r}"
@@ -361,6 +362,15 @@ def group_inputs(c: Campaign, base: Path) -> None:
         argv = _override(["collect", "--episodes", str(total + 2), *TINY], flags)
         c.refused(g, f"collect {label} (--resume an intact store)", [*argv, "--out", str(base), "--resume"], store=base)
 
+    # SALUS_* environment variables
+    for variable, value in (("SALUS_SIM_IMAGE_SIZE", "abc"), ("SALUS_COLLECT_SEED", "-1"),
+                            ("SALUS_SIM_CAMERAS", "top"), ("SALUS_POLICY_ENSEMBLE_SIZE", "1.5"),
+                            ("SALUS_STORE_HORIZONS", "6,x"), ("SALUS_SIM_NO_SUCH_KEY", "1")):
+        new = c.work / "cases" / f"env-{_slug(variable)}"
+        flags = TINY[2:] if variable == "SALUS_SIM_IMAGE_SIZE" else TINY
+        c.refused(g, f"{variable}={value}", ["collect", "--episodes", "2", "--out", str(new), *flags], absent=new,
+                  env={variable: value})
+
     # paths
     a_file = c.work / "cases" / "a-file"
     a_file.parent.mkdir(parents=True, exist_ok=True)
@@ -447,6 +457,16 @@ def group_inputs(c: Campaign, base: Path) -> None:
     c.refused(g, "verify a file", ["verify", str(a_file)], verify_command=True)
     c.refused(g, "train --data missing", ["train", "--data", str(missing), "--out", str(c.work / "cases" / "r1")])
     c.refused(g, "train --data a file", ["train", "--data", str(a_file), "--out", str(c.work / "cases" / "r2")])
+    for label, flags in (("--batch-size 0", ["--batch-size", "0"]), ("--lr 0", ["--lr", "0"]),
+                         ("--window 0", ["--window", "0"]), ("--patience -1", ["--patience", "-1"]),
+                         ("--threads 0", ["--threads", "0"]),
+                         ("--model single-horizon --window 3", ["--model", "single-horizon", "--window", "3"])):
+        run = c.work / "cases" / f"run-{_slug(label)}"
+        c.refused(g, f"train {label}", ["train", "--data", str(base), "--out", str(run), *flags], absent=run)
+    for label, flags in (("--alpha 1.5", ["--alpha", "1.5"]), ("--alpha 0", ["--alpha", "0"]),
+                         ("--threads 0", ["--threads", "0"])):
+        c.refused(g, f"evaluate {label}", ["evaluate", "--checkpoint", str(missing), "--data", str(base), "--out",
+                                           str(c.work / "cases" / "e0"), *flags])
     c.refused(g, "train --epochs 0", ["train", "--data", str(base), "--out", str(c.work / "cases" / "r3"),
                                       "--epochs", "0"], absent=c.work / "cases" / "r3")
     c.refused(g, "train --out a file", ["train", "--data", str(base), "--out", str(a_file), "--epochs", "1"])
