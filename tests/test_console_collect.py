@@ -6,14 +6,12 @@ SIGTERM stops after the current episode without losing what was recorded."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import threading
 
 import numpy as np
 import pytest
-from textual.worker import WorkerCancelled
 
 from salus_engine.events import EpisodeFinished, ResourceSample
 from salus_engine.store import EpisodeStore
@@ -25,7 +23,7 @@ from salus_tui.screens.player import EpisodePlayer
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.outcome_bars import OutcomeBars
 from salus_tui.widgets.signal_timeline import SignalTimeline
-from tests.test_console_support import screen_text, settle, wait_for, wait_for_jobs
+from tests.test_console_support import screen_text, settle, wait_for, wait_for_exit, wait_for_jobs
 
 
 @pytest.mark.slow
@@ -131,11 +129,10 @@ def test_quit_asks_while_collecting_and_sigterm_stops_after_the_episode(tiny_col
             assert app.screen is screen and screen.running
             os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` or a hang-up (SIGHUP) would
             await wait_for(lambda: screen.stop_event.is_set(), pilot, 10)
-            # the exit worker waits for the collection to stop after its episode, then exits the app (whose
-            # shutdown may cancel that worker once it has called exit)
-            (exit_worker,) = [w for w in app.workers if w.group == "exit"]
-            with contextlib.suppress(WorkerCancelled):
-                await exit_worker.wait()
+            # the exit worker waits for the collection to stop after its episode, then exits the app; wait
+            # on those results (the worker itself may be gone by now)
+            assert await asyncio.to_thread(screen.done_event.wait, 240), "the collection did not stop"
+            await wait_for_exit(app)
             assert not screen.running and app.return_code is not None
         store = EpisodeStore.open(tiny_collect_config.out)
         assert 1 <= len(store) < 50

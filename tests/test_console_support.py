@@ -130,3 +130,14 @@ async def wait_for(predicate, pilot, timeout: float = 240.0, step: float = 0.2) 
         if loop.time() > end:
             raise TimeoutError("condition not reached")
         await pilot.pause(step)
+
+
+async def wait_for_exit(app, timeout: float = 60.0) -> None:
+    """Waits until `app.exit()` has been called (its return code is set); TimeoutError after `timeout`
+    seconds. Sleeps on the event loop rather than through the pilot, which an exiting app stops serving."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while app.return_code is None:
+        if loop.time() > end:
+            raise TimeoutError("the app did not exit")
+        await asyncio.sleep(0.05)
