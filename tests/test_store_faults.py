@@ -87,6 +87,16 @@ def test_new_stores_have_checksums_and_verify_reads_them(tmp_path):
     assert len(load_signal_data(path).episodes) == 4
 
 
+def resume_refuses(path: Path, *expected: str) -> None:
+    """--resume refuses a store with a damaged chunk in one line, and appends nothing."""
+    before = sorted(p.relative_to(path) for p in path.rglob("*"))
+    with pytest.raises(StoreError) as resuming:
+        EpisodeWriter.open_for_resume(path)
+    text = one_line(resuming.value)
+    assert all(e in text for e in expected) and "salus verify" in text, text
+    assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
+
+
 def test_random_bytes_in_a_signals_chunk_are_caught_by_the_checksum(tmp_path):
     path = write_store(tmp_path / "s")
     chunk = episode_dir(path, 2) / "signals" / "c" / "0" / "0"
@@ -101,6 +111,7 @@ def test_random_bytes_in_a_signals_chunk_are_caught_by_the_checksum(tmp_path):
     episode = EpisodeStore.open(path).episode(2)
     with pytest.raises(StoreError, match="episode 2: array 'signals' is damaged"):
         episode.signals
+    resume_refuses(path, "episode 2: array 'signals' chunk c/0/0 is damaged (checksum mismatch)")
 
 
 def test_truncated_chunk_is_a_problem_not_a_crash(tmp_path):
@@ -110,6 +121,7 @@ def test_truncated_chunk_is_a_problem_not_a_crash(tmp_path):
     assert any("episode 3: array 'signals' chunk c/0/0 is damaged" in p for p in report.problems), report.problems
     with pytest.raises(StoreError, match="episode 3"):
         load_signal_data(path)
+    resume_refuses(path, "episode 3: array 'signals' chunk c/0/0 is damaged")
 
 
 def test_truncated_image_chunk_fails_verify_and_the_player_read(tmp_path):
@@ -125,8 +137,9 @@ def test_truncated_image_chunk_fails_verify_and_the_player_read(tmp_path):
     assert "episode 1: array 'images' is damaged" in one_line(reading.value)
     with pytest.raises(StoreError):
         episode.array("images")[10:20]
-    # the signals are intact, so training data loads
+    # the signals are intact, so training data loads; --resume reads the raw chunks, images too
     assert len(load_signal_data(path).episodes) == 4
+    resume_refuses(path, "episode 1: array 'images' chunk c/1/0/0/0/0 is damaged")
 
 
 def test_missing_chunk_is_damage_not_zeros(tmp_path):
@@ -136,6 +149,7 @@ def test_missing_chunk_is_damage_not_zeros(tmp_path):
     assert "episode 2: array 'actions' chunk c/0/0 is damaged (a chunk file is missing)" in problems, problems
     with pytest.raises(StoreError, match="episode 2"):
         EpisodeStore.open(path).episode(2).actions
+    resume_refuses(path, "episode 2: array 'actions' chunk c/0/0 is missing")
 
 
 def test_store_without_checksums_is_read_with_a_warning(tmp_path):

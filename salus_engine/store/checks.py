@@ -5,17 +5,23 @@
 Structural means what can be checked from the metadata files alone, without reading chunks: the
 root attributes, the episode folders (no gaps in the ids, no folder without `zarr.json`), every
 episode's attributes (types and values), and every array's shape and dtype against the episode
-length and the store's attributes (plus the crc32c checksum codec in format version 2). Reading the
-chunks (checksums, missing chunks) is `salus verify`'s and the readers' part; data-quality checks
-(frozen actions, signals that never vary, labels against the physics evidence) are `salus verify`'s.
+length and the store's attributes (plus the crc32c checksum codec in format version 2).
+`chunk_checksum_problems` adds the chunks' own checksums, read from the raw chunk files without
+decoding them (what `--resume` checks before it appends). Decoding the chunks is `salus verify`'s and
+the readers' part; data-quality checks (frozen actions, signals that never vary, labels against the
+physics evidence) are `salus verify`'s.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import google_crc32c
+import numpy as np
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.signals import NUM_SIGNALS
@@ -259,3 +265,47 @@ def scan_store(path: Path, root_attrs: dict[str, Any]) -> StoreScan:
             scan.metas[episode_id] = meta
         scan.problems.extend((episode_id, text) for text in problems)
     return scan
+
+
+def chunk_checksum_problems(path: Path, episode_id: int) -> list[str]:
+    """Damaged chunks of one structurally sound episode of a format-2 store, found from the raw chunk
+    files alone: every chunk of every array must exist and end in the crc32c of the bytes before it
+    (zarr v3's `crc32c` codec, the last codec of every array in format version 2), so a missing,
+    truncated or altered chunk is found without decompressing anything.
+
+    Args:
+        path: the store's root folder.
+        episode_id: an episode that passed `episode_problems`.
+
+    Returns:
+        One problem per damaged chunk, naming the array and the chunk key; empty when all are intact.
+    """
+    folder = path / EPISODES_GROUP / episode_name(episode_id)
+    problems: list[str] = []
+    for name in ARRAY_DTYPES:
+        array = _read_json(folder / name / "zarr.json")
+        shape = array["shape"]
+        try:
+            chunk_shape = array["chunk_grid"]["configuration"]["chunk_shape"]
+            encoding = array.get("chunk_key_encoding", {})
+            separator = encoding.get("configuration", {}).get("separator", "/")
+            prefix = "c" if encoding.get("name", "default") == "default" else None
+        except (KeyError, TypeError, AttributeError):
+            problems.append(f"array '{name}' has damaged metadata (no chunk grid)")
+            continue
+        counts = [-(-int(n) // int(c)) for n, c in zip(shape, chunk_shape)]
+        for coords in itertools.product(*(range(n) for n in counts)):
+            parts = [str(i) for i in coords] or ["0"]
+            key = separator.join(([prefix] if prefix else []) + parts)
+            try:
+                raw = (folder / name / key).read_bytes()
+            except FileNotFoundError:
+                problems.append(f"array '{name}' chunk {key} is missing")
+                continue
+            except OSError as err:
+                problems.append(f"array '{name}' chunk {key} is unreadable ({type(err).__name__})")
+                continue
+            body = raw[:-4]
+            if len(raw) < 4 or np.uint32(google_crc32c.value(body)).tobytes() != raw[-4:]:
+                problems.append(f"array '{name}' chunk {key} is damaged (checksum mismatch)")
+    return problems

@@ -27,8 +27,10 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.signals import NUM_SIGNALS, SIGNAL_NAMES
+from salus_engine.store.checks import chunk_checksum_problems, format_version
 from salus_engine.store.horizon_labels import make_horizon_labels
 from salus_engine.store.layout import (
+    CHECKSUM_VERSION,
     CREATING_PREFIX,
     EPISODES_GROUP,
     FORMAT_NAME,
@@ -309,6 +311,12 @@ class EpisodeWriter:
                     raise StoreError(f"{store.path}: cannot remove the partial episode in {STAGING_DIR} "
                                      f"({_reason(err)}); check the folder's permissions") from None
             store.check()
+            if format_version(store.attrs) >= CHECKSUM_VERSION:
+                for episode_id in store.episode_ids:
+                    damaged = chunk_checksum_problems(store.path, episode_id)
+                    if damaged:
+                        raise StoreError(f"{store.path}: damaged store, episode {episode_id}: {damaged[0]}; "
+                                         f"run 'salus verify {store.path}'")
         except BaseException:
             lock.close()
             raise
