@@ -148,6 +148,11 @@ class PolicyConfig:
     """Explicit env action dim for each policy action dim, comma-separated, `-` to drop one, e.g.
     `0,1,2,3,4,6` for a 6-dim policy. Empty: identity when the sizes match, otherwise the documented
     default of `salus_engine.policy.ensemble` (logged); env dims no policy dim feeds are held at 0."""
+    batched_members: bool = True
+    """Evaluate the M members as one batched computation per query: distinct SmolVLA members of one
+    architecture stacked along a member dimension (`torch.func.vmap`), one checkpoint's M noises along
+    the batch dimension. False runs them one after another (the same actions up to float rounding,
+    slower; for comparisons). Members that cannot be stacked run one after another regardless (logged)."""
 
 
 @dataclass(config=SECTION)
