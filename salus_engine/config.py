@@ -129,7 +129,7 @@ class PolicyConfig:
     """Members predict a fresh action chunk every k steps (0.2 s at 30 Hz); per-step member actions
     are read from the current chunks. 6 of the embedded default's 8-action chunks: measured on this
     2-core CPU with 4 denoising steps, k = 6 keeps the full collection within 2x the bare simulator
-    (3 members cost 54 ms a query); k = 8 (with 5 steps) left misses as the only failure type in 20
+    (3 members cost 54 ms a query, run one after another); k = 8 (with 5 steps) left misses as the only failure type in 20
     episodes, k = 6 gave collisions and misses."""
     denoising_steps: Count = Field(0, ge=0)
     """Flow-matching integration steps per action chunk (lerobot's `SmolVLAConfig.num_steps`, an
