@@ -265,7 +265,8 @@ def _unstackable_reason(members: list[LoadedMember]) -> str | None:
     first = policies[0].config
     if first.n_obs_steps != 1:
         return f"n_obs_steps is {first.n_obs_steps} (lerobot's observation queue is not batched)"
-    if first.adapt_to_pi_aloha or policies[0]._rtc_enabled() or first.compile_model or first.use_peft:
+    real_time_chunking = getattr(getattr(first, "rtc_config", None), "enabled", False)
+    if first.adapt_to_pi_aloha or real_time_chunking or first.compile_model or first.use_peft:
         return "a member uses ALOHA adaptation, real-time chunking, torch.compile or PEFT"
     for member, policy in zip(members[1:], policies[1:]):
         differ = [f.name for f in dataclasses.fields(first) if f.name not in _TRAINING_ONLY_FIELDS
