@@ -129,7 +129,7 @@ class PolicyConfig:
     """Members predict a fresh action chunk every k steps (0.2 s at 30 Hz); per-step member actions
     are read from the current chunks. 6 of the embedded default's 8-action chunks: measured on this
     2-core CPU with 4 denoising steps, k = 6 keeps the full collection within 2x the bare simulator
-    (3 members cost 54 ms a query); k = 8 (with 5 steps) left misses as the only failure type in 20
+    (3 members cost 54 ms a query, run one after another); k = 8 (with 5 steps) left misses as the only failure type in 20
     episodes, k = 6 gave collisions and misses."""
     denoising_steps: Count = Field(0, ge=0)
     """Flow-matching integration steps per action chunk (lerobot's `SmolVLAConfig.num_steps`, an
@@ -148,6 +148,11 @@ class PolicyConfig:
     """Explicit env action dim for each policy action dim, comma-separated, `-` to drop one, e.g.
     `0,1,2,3,4,6` for a 6-dim policy. Empty: identity when the sizes match, otherwise the documented
     default of `salus_engine.policy.ensemble` (logged); env dims no policy dim feeds are held at 0."""
+    batched_members: bool = True
+    """Evaluate the M members as one batched computation per query: distinct SmolVLA members of one
+    architecture stacked along a member dimension (`torch.func.vmap`), one checkpoint's M noises along
+    the batch dimension. False runs them one after another (the same actions up to float rounding,
+    slower; for comparisons). Members that cannot be stacked run one after another regardless (logged)."""
 
 
 @dataclass(config=SECTION)

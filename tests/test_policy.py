@@ -7,6 +7,7 @@ and trains two members for a few steps; the tests load them back through lerobot
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from salus_engine.config import PolicyConfig, SimConfig
+from salus_engine.config import DEFAULT_POLICY_DIR, PolicyConfig, SimConfig
 from salus_engine.policy.behaviour_cloning import TrainSettings, smolvla_config, train_member
 from salus_engine.policy.checkpoint import BACKBONE_SUBDIR, PolicyLoadError, load_member, save_member
 from salus_engine.policy.demonstrations import record_demonstrations
@@ -176,6 +177,74 @@ def test_one_checkpoint_queried_m_times_differs_by_sampling_noise(trained):
     _, members = _rollout(ensemble, steps=4)
     assert members.shape == (4, 3, 7)
     assert members[0].std(axis=0).mean() > 1e-4
+
+
+def test_stacked_members_give_the_sequential_member_actions():
+    """The embedded ensemble in one vmapped pass vs member by member: the same member actions over
+    14 steps (queries at steps 0, 6 and 12), so episodes replay the same whichever path runs."""
+    from safetensors.torch import load_file
+
+    stacked = PolicyEnsemble(PolicyConfig(ensemble_size=3), ("front",))
+    sequential = PolicyEnsemble(PolicyConfig(ensemble_size=3, batched_members=False), ("front",))
+    assert stacked.query_mode == "stacked" and sequential.query_mode == "sequential"
+    actions, members = _rollout(stacked, steps=14)
+    _, reference = _rollout(sequential, steps=14)
+    assert members.shape == reference.shape == (14, 3, 7)
+    np.testing.assert_allclose(members, reference, rtol=0, atol=1e-5)
+    assert np.all(members.std(axis=1).mean(axis=1) > 1e-4), "members never disagree"
+    assert np.abs(members[6] - members[5]).max() > 1e-4 and np.abs(members[12] - members[11]).max() > 1e-4
+    np.testing.assert_allclose(actions, members.mean(axis=1), rtol=1e-6, atol=1e-6)
+    # the members' own weights are views of the stacked ones, unchanged
+    stacked_weight = stacked._stacked._params["policy.model.action_out_proj.weight"]
+    for i, member in enumerate(stacked._members):
+        saved = load_file(str(DEFAULT_POLICY_DIR / f"member_{i}" / "model.safetensors"))
+        state = member.policy.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in saved.items())
+        weight = member.policy.model.action_out_proj.weight
+        assert weight.untyped_storage().data_ptr() == stacked_weight.untyped_storage().data_ptr()
+    stacked.close(), sequential.close()
+
+
+def test_one_checkpoint_batches_its_noises_along_the_batch_dimension():
+    path = str(DEFAULT_POLICY_DIR / "member_1")
+    batched = PolicyEnsemble(PolicyConfig(path=path, ensemble_size=3), ("front",))
+    sequential = PolicyEnsemble(PolicyConfig(path=path, ensemble_size=3, batched_members=False), ("front",))
+    assert batched.query_mode == "noise batch" and sequential.query_mode == "sequential"
+    _, members = _rollout(batched, steps=8)
+    _, reference = _rollout(sequential, steps=8)
+    np.testing.assert_allclose(members, reference, rtol=0, atol=1e-5)
+    assert members[0].std(axis=0).mean() > 1e-4, "the M noises were not different"
+    batched.close(), sequential.close()
+
+
+def test_members_that_cannot_be_stacked_run_one_after_another_and_say_so_once(trained, tmp_path, caplog):
+    """A 128-pixel embedded member beside a 64-pixel trained one (another vision input and integration
+    step count), and two embedded members whose saved `num_steps` differ."""
+    mixed = tmp_path / "mixed"
+    shutil.copytree(DEFAULT_POLICY_DIR / "member_0", mixed / "member_0")
+    shutil.copytree(trained.members / "member_0", mixed / "member_1")
+    steps = tmp_path / "steps"
+    for i in range(2):
+        shutil.copytree(DEFAULT_POLICY_DIR / f"member_{i}", steps / f"member_{i}")
+    config_file = steps / "member_1" / "config.json"
+    config_file.write_text(config_file.read_text().replace('"num_steps": 4', '"num_steps": 3'))
+    for folder, differs in ((mixed, "resize_imgs_with_padding"), (steps, "num_steps")):
+        with caplog.at_level(logging.INFO, logger="salus_engine.policy.ensemble"):
+            caplog.clear()
+            ensemble = PolicyEnsemble(PolicyConfig(path=str(folder), ensemble_size=2), ("front",))
+            assert ensemble.query_mode == "sequential" and ensemble._stacked is None
+            actions, members = _rollout(ensemble, steps=8)
+            _rollout(ensemble, steps=8)
+        fallbacks = [r for r in caplog.records if "one after another, not batched" in r.getMessage()]
+        assert len(fallbacks) == 1 and fallbacks[0].levelno == logging.WARNING
+        assert differs in fallbacks[0].getMessage()
+        assert members.shape == (8, 2, 7) and np.all(np.isfinite(members))
+        assert np.abs(members[:, 0] - members[:, 1]).max() > 1e-4
+        ensemble.close()
+    # the same settings everywhere: the denoising-steps override makes the members stackable again
+    same = PolicyEnsemble(PolicyConfig(path=str(steps), ensemble_size=2, denoising_steps=4), ("front",))
+    assert same.query_mode == "stacked"
+    same.close()
 
 
 def test_denoising_steps_set_the_flow_matching_integration_of_every_member(trained):

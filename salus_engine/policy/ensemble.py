@@ -16,12 +16,34 @@ Sources (`PolicyConfig.path`):
 
 Where a checkpoint's cameras, state or action differ from the env's, `IOMapping` maps them
 explicitly and the mapping is logged and listed in `PolicyEnsemble.notes`.
+
+One query is one batched computation (`PolicyEnsemble.query_mode`):
+- `"stacked"`: distinct SmolVLA members of one architecture. Their parameters are stacked along a
+  leading member dimension (`torch.func.stack_module_state`) and one member's model is evaluated
+  over that dimension with `torch.func.vmap` of `torch.func.functional_call`: the vision encoder,
+  the VLM prefix with its KV cache and every flow-matching denoising step run once for all M members.
+  The cheap processors (tokeniser, state normalisation, action unnormalisation) run per member, so
+  members with their own dataset statistics stay correct; inputs that are equal for every member
+  (the images, usually the tokens) enter the batched model once, unstacked.
+- `"noise batch"`: one checkpoint queried M times; its M noise tensors go along lerobot's batch
+  dimension in one `predict_action_chunk` call (the observation repeated M times).
+- `"sequential"`: members one after another, as lerobot's `predict_action_chunk` per member. Taken
+  (and logged once) where members cannot be stacked: another policy type than SmolVLA, members whose
+  configurations or parameter shapes differ (e.g. their own `num_steps`), an observation queue of
+  more than one step, real-time chunking, a compiled model, a single member, or
+  `PolicyConfig.batched_members = false`.
+All three give the same member actions up to float rounding (measured below 1e-5 on the embedded
+ensemble, `tests/test_policy.py`), and draw the same noise from the same generator, so an episode
+replays identically from its seed whichever path runs. Stacking shares memory: each member's own
+parameters become views into the stacked tensors.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +64,17 @@ TASK_INSTRUCTION = "Pick up the red cube and place it in the blue bin"
 ENV_STATE_DIM = 8
 """Env state: 7 joint positions (rad) + gripper opening."""
 _MEMBER_DIR = re.compile(r"^member_(\d+)$")
+QUERY_MODES = ("stacked", "noise batch", "sequential")
+"""Values of `PolicyEnsemble.query_mode` (see the module docstring)."""
+_TRAINING_ONLY_FIELDS = frozenset({
+    "device", "use_amp", "push_to_hub", "repo_id", "private", "tags", "license", "pretrained_path",
+    "pretrained_revision", "n_action_steps", "freeze_vision_encoder", "train_expert_only", "train_state_proj",
+    "optimizer_lr", "optimizer_betas", "optimizer_eps", "optimizer_weight_decay", "optimizer_grad_clip_norm",
+    "scheduler_warmup_steps", "scheduler_decay_steps", "scheduler_decay_lr", "vlm_model_name", "load_vlm_weights",
+})
+"""`SmolVLAConfig` fields that do not change `predict_action_chunk` (training, hub metadata, where the
+backbone files lie; `n_action_steps` only sizes `select_action`'s queue); the others must be equal for
+members to be stacked."""
 
 
 def member_folders(path: str | Path) -> list[Path]:
@@ -194,15 +227,138 @@ def _map_actions(a_p: int, a_env: int, action_map: str, notes: list[str]) -> np.
     return index
 
 
+class _MemberChunk(torch.nn.Module):
+    """One SmolVLA member's normalised action chunk as a module call, so that `functional_call` can run
+    it with any member's parameters.
+
+    It is lerobot 0.6.1's `SmolVLAPolicy._get_action_chunk` (`prepare_images`, `prepare_state`,
+    `VLAFlowMatching.sample_actions`, unpadding to the action size) without the observation queue,
+    which with `n_obs_steps == 1` holds only the current observation.
+    """
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+        """(B, chunk, A_p) normalised actions from a preprocessed batch and (B, chunk, max_action_dim) noise."""
+        from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
+
+        policy = self.policy
+        images, img_masks = policy.prepare_images(batch)
+        state = policy.prepare_state(batch)
+        actions = policy.model.sample_actions(images, img_masks, batch[OBS_LANGUAGE_TOKENS],
+                                              batch[OBS_LANGUAGE_ATTENTION_MASK], state, noise=noise)
+        return actions[:, :, : policy.config.action_feature.shape[0]]
+
+
+def _unstackable_reason(members: list[LoadedMember]) -> str | None:
+    """Why the members cannot be stacked into one vmapped model, or None if they can."""
+    from lerobot.policies.smolvla import SmolVLAPolicy
+
+    if len(members) < 2:
+        return "a single member"
+    policies = [m.policy for m in members]
+    if not all(type(p) is SmolVLAPolicy for p in policies):
+        kinds = ", ".join(sorted({type(p).__name__ for p in policies}))
+        return f"the batched pass knows SmolVLA's sampling only; members are {kinds}"
+    first = policies[0].config
+    if first.n_obs_steps != 1:
+        return f"n_obs_steps is {first.n_obs_steps} (lerobot's observation queue is not batched)"
+    real_time_chunking = getattr(getattr(first, "rtc_config", None), "enabled", False)
+    if first.adapt_to_pi_aloha or real_time_chunking or first.compile_model or first.use_peft:
+        return "a member uses ALOHA adaptation, real-time chunking, torch.compile or PEFT"
+    for member, policy in zip(members[1:], policies[1:]):
+        differ = [f.name for f in dataclasses.fields(first) if f.name not in _TRAINING_ONLY_FIELDS
+                  and getattr(first, f.name) != getattr(policy.config, f.name)]
+        if differ:
+            return f"member {member.source} differs from {members[0].source} in {', '.join(differ)}"
+        backbone = [p.model.vlm_with_expert.config.to_dict() for p in (policies[0], policy)]
+        for cfg in backbone:
+            cfg.pop("_name_or_path", None)
+        if backbone[0] != backbone[1]:
+            return f"member {member.source} has another backbone configuration than {members[0].source}"
+        shapes = [{k: (v.shape, v.dtype, v.device) for k, v in p.state_dict().items()} for p in (policies[0], policy)]
+        if shapes[0] != shapes[1]:
+            return f"member {member.source} has other parameter names or shapes than {members[0].source}"
+    return None
+
+
+class _StackedMembers:
+    """M SmolVLA members of one architecture evaluated as one vmapped computation (torch.func).
+
+    The members' parameters and buffers are stacked along a leading member dimension
+    (`torch.func.stack_module_state`); each member's own tensors are then re-pointed at its slice,
+    so the weights are held once. `chunks` runs the first member's module with the stacked tensors
+    under `torch.func.vmap` over the member dimension.
+    """
+
+    def __init__(self, members: list[LoadedMember]) -> None:
+        from torch.func import stack_module_state
+
+        modules = [_MemberChunk(m.policy) for m in members]
+        with torch.no_grad():
+            params, buffers = stack_module_state(modules)
+            self._params = {k: v.requires_grad_(False) for k, v in params.items()}
+            self._buffers = buffers
+            for i, module in enumerate(modules):
+                for name, tensor in module.named_parameters():
+                    tensor.data = self._params[name][i]
+                for name, tensor in module.named_buffers():
+                    tensor.data = self._buffers[name][i]
+        self._module = modules[0]
+        # vmap runs an op without a batching rule (e.g. CPU scaled_dot_product_attention in the vision
+        # encoder) once per member and warns each time; the result is the same, only slower
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented "
+                                "the batching rule", category=UserWarning)
+
+    def _member_chunk(self, params: dict, buffers: dict, batch: dict, noise: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call
+
+        return functional_call(self._module, (params, buffers), (batch, noise))
+
+    def chunks(self, batches: list[dict[str, Any]], noise: torch.Tensor) -> torch.Tensor | None:
+        """Every member's normalised chunk from its preprocessed batch.
+
+        Args:
+            batches: M preprocessed lerobot batches (one per member, batch size 1).
+            noise: (1, chunk, max_action_dim) float32 flow-matching noise shared by every member.
+
+        Returns:
+            (M, 1, chunk, A_p) float32, or None when the members' batches differ in keys or shapes
+            (e.g. tokenisers of different vocabularies) and cannot be stacked.
+        """
+        from torch.func import vmap
+
+        keys = [k for k, v in batches[0].items() if isinstance(v, torch.Tensor)]
+        inputs: dict[str, torch.Tensor] = {}
+        in_dims: dict[str, int | None] = {}
+        for key in keys:
+            values = [b.get(key) for b in batches]
+            if not all(isinstance(v, torch.Tensor) and v.shape == values[0].shape and v.dtype == values[0].dtype
+                       for v in values):
+                return None
+            if all(torch.equal(values[0], v) for v in values[1:]):
+                inputs[key], in_dims[key] = values[0], None  # one copy for all members (images, tokens)
+            else:
+                inputs[key], in_dims[key] = torch.stack(values), 0
+        return vmap(self._member_chunk, in_dims=(0, 0, in_dims, None))(self._params, self._buffers, inputs, noise)
+
+
 class PolicyEnsemble:
     """An ensemble of M lerobot policies driving one env (see the module docstring).
 
     Args:
         config: `PolicyConfig` (path, ensemble_size M, device, requery_every k, denoising_steps,
-            seed, noise_scale, camera_map, action_map).
+            seed, noise_scale, camera_map, action_map, batched_members).
         cameras: env cameras present in observations, e.g. `("front",)`.
         action_dim: env action size (7: delta position 3, delta rotation 3, gripper 1).
         instruction: the language instruction fed as lerobot's `task`.
+
+    Attributes:
+        query_mode: how a query evaluates the members, one of `QUERY_MODES`: `"stacked"` (one vmapped
+            pass over stacked member parameters), `"noise batch"` (one checkpoint, M noises along the
+            batch dimension) or `"sequential"` (see the module docstring for when each is taken).
 
     Raises:
         PolicyLoadError: bad path, missing members, unusable device, or a mapping that cannot work.
@@ -259,12 +415,24 @@ class PolicyEnsemble:
                     or c.input_features.keys() != first.input_features.keys():
                 raise PolicyLoadError(f"member {m.source} differs from {self._members[0].source} in chunk size, "
                                       "action padding or input features; train the members together")
+        self._stacked: _StackedMembers | None = None
+        self.query_mode = "sequential"
+        if self.shared_checkpoint:
+            if config.batched_members and config.ensemble_size > 1:
+                self.query_mode = "noise batch"
+        elif not config.batched_members:
+            log.info("policy ensemble: members run one after another (policy.batched_members is false)")
+        elif (reason := _unstackable_reason(self._members)) is None:
+            self._stacked = _StackedMembers(self._members)
+            self.query_mode = "stacked"
+        elif len(self._members) > 1:
+            self._fall_back(reason)
         self.mapping = IOMapping.build(first, self.cameras, self.action_dim, config)
         self.notes.extend(self.mapping.notes)
         self._device = torch.device(config.device)
-        log.info("policy ensemble: %d members from %s on %s, chunk %d, re-query every %d steps, %s denoising steps",
-                 self.ensemble_size, config.path, config.device, self.chunk_size, config.requery_every,
-                 getattr(first, "num_steps", "n/a"))
+        log.info("policy ensemble: %d members from %s on %s, chunk %d, re-query every %d steps, %s denoising steps, "
+                 "query %s", self.ensemble_size, config.path, config.device, self.chunk_size, config.requery_every,
+                 getattr(first, "num_steps", "n/a"), self.query_mode)
         for note in self.notes:
             log.warning("policy mapping: %s", note)
         self._generator = torch.Generator()
@@ -313,26 +481,53 @@ class PolicyEnsemble:
         return batch
 
     def _query(self, observation: dict) -> np.ndarray:
-        """Predicts a fresh chunk for every member: (M, chunk, A_env) float32."""
+        """Predicts a fresh chunk for every member: (M, chunk, A_env) float32.
+
+        One noise draw from the episode's generator per query ((1, chunk, max_action_dim), shared by
+        every member), or M draws for a single checkpoint; the path (`query_mode`) does not change
+        the draws.
+        """
         raw = self._raw_batch(observation)
         m_count = self.ensemble_size
         n_noise = m_count if self.shared_checkpoint else 1
         scale = float(self.config.noise_scale)
         noises = [(torch.randn(self._noise_shape, generator=self._generator) * scale).to(self._device)
                   for _ in range(n_noise)]
-        chunks = []
         with torch.inference_mode():
             if self.shared_checkpoint:
-                member = self._members[0]
-                batch = member.preprocessor(dict(raw))
-                for noise in noises:
-                    chunks.append(member.postprocessor(member.policy.predict_action_chunk(dict(batch), noise=noise)))
+                chunks = self._query_one_checkpoint(raw, noises)
             else:
-                for member in self._members:
-                    batch = member.preprocessor(dict(raw))
-                    chunks.append(member.postprocessor(member.policy.predict_action_chunk(batch, noise=noises[0])))
-        stacked = torch.cat([c.reshape(1, c.shape[-2], c.shape[-1]) for c in chunks]).float().cpu().numpy()
+                batches = [member.preprocessor(dict(raw)) for member in self._members]
+                normalised = self._stacked.chunks(batches, noises[0]) if self._stacked is not None else None
+                if normalised is None and self._stacked is not None:
+                    self._fall_back("the members' preprocessed observations differ in keys or shapes "
+                                    "(e.g. their tokenisers)")
+                if normalised is not None:
+                    chunks = [member.postprocessor(normalised[i]) for i, member in enumerate(self._members)]
+                else:
+                    chunks = [member.postprocessor(member.policy.predict_action_chunk(batch, noise=noises[0]))
+                              for member, batch in zip(self._members, batches)]
+        stacked = torch.cat([c.reshape(-1, c.shape[-2], c.shape[-1]) for c in chunks]).float().cpu().numpy()
         return self.mapping.env_actions(stacked)
+
+    def _query_one_checkpoint(self, raw: dict[str, Any], noises: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One checkpoint's chunks for the M noise tensors: [(M, chunk, A_p)] in one call along lerobot's
+        batch dimension ("noise batch"), or M (1, chunk, A_p) chunks one after another."""
+        member = self._members[0]
+        batch = member.preprocessor(dict(raw))
+        if self.query_mode == "sequential":
+            return [member.postprocessor(member.policy.predict_action_chunk(dict(batch), noise=noise))
+                    for noise in noises]
+        m_count = len(noises)
+        repeated = {k: v.repeat(m_count, *([1] * (v.ndim - 1))) if isinstance(v, torch.Tensor) else v
+                    for k, v in batch.items()}
+        return [member.postprocessor(member.policy.predict_action_chunk(repeated, noise=torch.cat(noises)))]
+
+    def _fall_back(self, reason: str) -> None:
+        """Switches to the sequential path for good and logs why (once per ensemble)."""
+        self._stacked = None
+        self.query_mode = "sequential"
+        log.warning("policy ensemble: members run one after another, not batched: %s", reason)
 
     def step(self, observation: dict) -> tuple[np.ndarray, np.ndarray]:
         """One control step.
@@ -356,5 +551,6 @@ class PolicyEnsemble:
     def close(self) -> None:
         """Releases the members (and their GPU memory)."""
         self._members = []
+        self._stacked = None
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
