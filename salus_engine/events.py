@@ -98,6 +98,44 @@ class EpisodeFinished(Event):
     """(T, H, 4) uint8 horizon labels of the episode."""
 
 
+WORKER_STATES = ("starting", "idle", "running", "restarting", "stopped")
+"""States of a Ray rollout worker, in `WorkerStateChanged.state`."""
+
+
+@dataclass(frozen=True)
+class WorkerStateChanged(Event):
+    """A Ray rollout worker of a parallel collection changed state (`salus collect --workers N`).
+
+    `starting`: loading its simulator and ensemble; `idle`: waiting for an episode; `running`:
+    simulating `episode_id`; `restarting`: it died (its episode is re-run on a fresh worker);
+    `stopped`: the collection released it.
+    """
+
+    worker_index: int
+    """0-based index of the worker, stable across restarts."""
+    state: str
+    """One of `WORKER_STATES`."""
+    host: str = ""
+    """Host name of the node the worker runs on ("" until it reported)."""
+    pid: int = 0
+    """Process id of the worker on its host (0 until it reported)."""
+    node_id: str = ""
+    """Ray node id (hex) of its node ("" until it reported); tells nodes of one host apart."""
+    episode_id: int | None = None
+    """Episode being simulated (`running`, `restarting`), else None."""
+    episodes_done: int = 0
+    """Episodes this worker finished in this job."""
+    episodes_per_hour: float = 0.0
+    """This worker's finished episodes per hour of its time since its first episode."""
+    memory_used_gb: float | None = None
+    """Memory of the worker at its last finished episode, GiB: torch's reserved GPU memory, or
+    the process's resident set size (kind `ram`)."""
+    memory_budget_gb: float | None = None
+    """What `memory_used_gb` is measured against, GiB: the GPU budget, or the node's total RAM."""
+    memory_kind: str = ""
+    """`gpu` or `ram` ("" before the first sample)."""
+
+
 @dataclass(frozen=True)
 class ProgressUpdate(Event):
     """Generic progress inside a job (e.g. a policy-training step)."""

@@ -80,22 +80,43 @@ def run_collection(
     (M, 7); the six signals (6,) come from the member actions; the env steps. When the episode ends,
     its physics outcome labels it and the whole episode is written atomically.
 
+    With `config.workers` > 1 or a Ray `config.address`, the episodes run on Ray actors and this
+    process only writes them (`salus_engine.distributed.parallel_collection`); the store is the same.
+    torch uses `config.threads` CPU threads while collecting (restored afterwards).
+
     Args:
         config: the collection settings.
         sink: receives `CollectionStarted`, `EpisodeFinished`, `ResourceSample`, `LogLine`,
-            `CollectionFinished`.
-        stop: when set, the job ends after the current episode.
-        snapshot: receives each step's signals for live display.
+            `CollectionFinished` (and `WorkerStateChanged` with Ray workers).
+        stop: when set, the job ends after the current episode (every worker's, with Ray workers).
+        snapshot: receives each step's signals for live display (in-process collection only).
 
     Raises:
         SalusError (StoreError, ConfigError, PolicyLoadError, ...): a user-fixable problem (one-line
             message). The store is created only after the ensemble and the simulator accepted the
             settings, so a refused setting leaves no store behind.
     """
-    from salus_engine.policy import PolicyEnsemble  # heavy imports (torch, lerobot) only when collecting
+    stop = stop or threading.Event()
+    if config.uses_ray:
+        from salus_engine.distributed.parallel_collection import run_parallel_collection
+
+        return run_parallel_collection(config, sink=sink, stop=stop)
+    import torch  # heavy imports (torch, lerobot) only when collecting
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _collect_in_process(config, sink, stop, snapshot)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.Event,
+                        snapshot: SignalSnapshot | None) -> CollectionSummary:
+    """`run_collection` without Ray: one simulator and one ensemble in this process."""
+    from salus_engine.policy import PolicyEnsemble
     from salus_engine.sim import PickPlaceEnv
 
-    stop = stop or threading.Event()
     started = time.perf_counter()
     # check the store (or that it can be created) before spending seconds on loading the ensemble
     if EpisodeStore.exists(config.out):
@@ -137,7 +158,7 @@ def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extrac
         episode_id = writer.next_episode_id
         seed = writer.seed_for(episode_id)
         t0 = time.perf_counter()
-        record = _run_episode(env, ensemble, extractor, episode_id, seed, config, sink, snapshot)
+        record = run_episode(env, ensemble, extractor, episode_id, seed, config, sink, snapshot)
         writer.write(record)
         written += 1
         name = OUTCOME_NAMES[record.failure_type]
@@ -156,9 +177,19 @@ def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extrac
                              seconds=time.perf_counter() - started)
 
 
-def _run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, seed: int, config: CollectConfig,
-                 sink: EventSink, snapshot: SignalSnapshot | None) -> EpisodeRecord:
-    """Runs one episode of the ensemble in the env and returns it, not yet written."""
+def run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, seed: int, config: CollectConfig,
+                sink: EventSink = discard, snapshot: SignalSnapshot | None = None) -> EpisodeRecord:
+    """Runs one episode of the ensemble in the env and returns it, not yet written.
+
+    The episode depends on its seed alone: the env is reset with `seed` (scene randomisation), the
+    ensemble with `seed` (its shared flow-matching noise sequence, with `PolicyConfig.seed`), and the
+    signal extractor is cleared; the result does not depend on what ran before in the same process.
+    (Float sums also depend on torch's thread count: see `CollectConfig.threads`.)
+
+    Returns:
+        An `EpisodeRecord` with T steps: images (T, C, 3, S, S) uint8, states (T, 8), actions (T, 7),
+        member actions (T, M, 7), signals (T, 6), all float32 but images, and the physics outcome.
+    """
     obs, _info = env.reset(seed=seed)
     ensemble.reset(seed=seed)
     extractor.reset()

@@ -35,6 +35,15 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         "ensemble's is 4)")
     parser.add_argument("--gpu-budget-gb", type=float, help="GPU memory budget shown in the console, GB (default "
                         f"{default_of(CollectConfig, 'gpu_budget_gb')})")
+    parser.add_argument("--workers", type=int, help="rollout workers: 1 runs in this process; N > 1 runs N Ray actors, "
+                        "each with its own simulator and ensemble, on a local Ray or the cluster at --address (default "
+                        f"{default_of(CollectConfig, 'workers')})")
+    parser.add_argument("--address", help="Ray cluster for the workers: auto (started with 'ray start' on this machine) "
+                        "or HOST:PORT of its head node (default: a local Ray started for the collection)")
+    parser.add_argument("--gpus-per-worker", type=float, help="GPUs each Ray worker reserves, e.g. 1 or 0.5 (default: 1 "
+                        "with a CUDA --device, else 0)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads per worker (and cores each Ray worker reserves); "
+                        f"the same count keeps episodes identical (default {default_of(CollectConfig, 'threads')})")
     parser.add_argument("--config", help="TOML file with [collect], [sim], [policy], [store] tables")
 
 
@@ -46,7 +55,8 @@ def collect_config_from_args(args: argparse.Namespace, episodes: int | None) -> 
     """
     return load_collect_config(
         args.config, episodes=episodes, out=args.out, resume=args.resume, seed=args.seed,
-        gpu_budget_gb=args.gpu_budget_gb,
+        gpu_budget_gb=args.gpu_budget_gb, workers=args.workers, address=args.address,
+        gpus_per_worker=args.gpus_per_worker, threads=args.threads,
         sim={"image_size": args.image_size, "max_steps": args.max_steps, "cameras": args.cameras},
         policy={"path": args.policy, "ensemble_size": args.ensemble_size, "device": args.device,
                 "requery_every": args.requery_every, "denoising_steps": args.denoising_steps},
@@ -65,7 +75,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from salus_engine.events import CollectionStarted, EpisodeFinished, LogLine
+    from salus_engine.events import CollectionStarted, EpisodeFinished, LogLine, WorkerStateChanged
     from salus_engine.jobs import run_collection
 
     console = Console(stderr=False)
@@ -86,7 +96,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
                           f"{event.length:3d}  max uncertainty {event.max_uncertainty:.4f}  {event.seconds:5.1f} s")
             progress.update(task, completed=event.done, rate=f"{event.seconds:.1f} s/episode")
         elif isinstance(event, LogLine):
-            console.print(f"[{event.level}] {event.text}")
+            console.print(f"[{event.level}] {event.text}", markup=False)
+        elif isinstance(event, WorkerStateChanged) and event.state == "idle" and event.episodes_done == 0:
+            console.print(f"worker {event.worker_index} ready on {event.host} (pid {event.pid})")
 
     with progress:
         try:
