@@ -264,3 +264,31 @@ def test_nothing_at_the_address_is_one_line(tmp_path):
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith("salus: error: no Ray cluster at 127.0.0.1:") and "ray start --head" in lines[0]
     assert not (tmp_path / "a").exists()
+
+
+def test_console_shows_the_worker_table(tmp_path, two_node_cluster):
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from salus_tui.app import SalusApp
+    from tests.test_console_support import wait_for_jobs
+
+    config = tiny_config(tmp_path / "store", workers=2, address=two_node_cluster.address, episodes=2)
+
+    async def scenario():
+        app = SalusApp(config, checkpoint="", log_path=tmp_path / "session.log", theme="salus-dark")
+        async with app.run_test(size=(100, 40)) as pilot:
+            screen = app.screen
+            table = screen.query_one("#workers", DataTable)
+            assert table.display, "shown before the start when the settings name Ray workers"
+            await pilot.press("s")
+            await wait_for_jobs(pilot)
+            await pilot.pause()
+            rows = [table.get_row(key) for key in table.rows]
+            assert sorted(row[0] for row in rows) == ["0", "1"]
+            assert all(row[3] == "stopped" and row[1] not in ("", "-") for row in rows), rows
+            assert sum(int(row[5]) for row in rows) == 2
+            assert len(EpisodeStore.open(config.out)) == 2
+
+    asyncio.run(scenario())

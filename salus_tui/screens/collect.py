@@ -9,7 +9,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.widgets import Footer, Input, Label, ProgressBar, RichLog
+from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, RichLog
 
 from salus_engine import OUTCOME_NAMES
 from salus_engine.config import CollectConfig, ConfigError
@@ -22,6 +22,7 @@ from salus_engine.events import (
     LogLine,
     ResourceSample,
     SignalSnapshot,
+    WorkerStateChanged,
 )
 from salus_tui.messages import EngineEvent
 from salus_tui.screens.base import JobScreen, format_duration
@@ -30,6 +31,9 @@ from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.outcome_bars import OutcomeBars
 from salus_tui.widgets.signal_timeline import SignalTimeline
 
+WORKER_COLUMNS = (("worker", "worker"), ("host", "host"), ("pid", "pid"), ("state", "state"),
+                  ("episode", "episode"), ("done", "done"), ("rate", "episodes/h"), ("memory", "memory"))
+"""Columns of the worker table, shown while a collection runs on Ray workers (`--workers N`)."""
 MEMORY_WARNING_FRACTION = 0.9
 """The memory gauge turns to the warning style above this share of the budget."""
 FINISHED_HOLD_S = 3.0
@@ -60,6 +64,7 @@ class CollectScreen(JobScreen):
     CollectScreen #signals-box { height: 2fr; min-height: 10; max-height: 34; border: round $primary; padding: 0 1; }
     CollectScreen #signals { height: 1fr; }
     CollectScreen #log { border: round $primary; height: 1fr; min-height: 4; }
+    CollectScreen #workers { border: round $primary; height: auto; max-height: 12; }
     CollectScreen ProgressBar Bar { width: 1fr; }
     CollectScreen #progress-text { height: 2; width: 1fr; }
     CollectScreen .memory-warning { border: heavy $error; }
@@ -103,11 +108,18 @@ class CollectScreen(JobScreen):
         with Vertical(id="signals-box") as box:
             box.border_title = "signals: current episode"
             yield SignalTimeline(id="signals", empty_text="no episode yet")
+        workers = DataTable(id="workers", cursor_type="none", zebra_stripes=True)
+        workers.display = self.config.uses_ray
+        yield workers
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=True)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#log", RichLog).border_title = "finished episodes"
+        workers = self.query_one("#workers", DataTable)
+        workers.border_title = "workers"
+        for key, label in WORKER_COLUMNS:
+            workers.add_column(label, key=key)
         self.live_timer(1.0 / self.refresh_hz, self._pull_snapshot)
         if self.autostart:
             self.call_after_refresh(self.action_start)
@@ -136,6 +148,7 @@ class CollectScreen(JobScreen):
         self.query_one("#form").display = False
         self.set_focus(self.query_one("#log"))
         self.outcomes.clear()
+        self.query_one("#workers", DataTable).clear()
         self.query_one("#outcome-bars", OutcomeBars).set_counts({})
         self.query_one("#episode-progress", ProgressBar).update(total=episodes, progress=0)
         self.query_one("#progress-text", Label).update("loading the policy ensemble and the simulator ...")
@@ -183,6 +196,8 @@ class CollectScreen(JobScreen):
                 self.query_one("#signals", SignalTimeline).set_episode(
                     event.signals, event.horizon_labels, self.horizons,
                     failure_step=event.failure_step if event.failure_type >= 0 else None)
+        elif isinstance(event, WorkerStateChanged):
+            self.show_worker(event)
         elif isinstance(event, ResourceSample):
             self.show_memory(event)
         elif isinstance(event, LogLine):
@@ -197,6 +212,25 @@ class CollectScreen(JobScreen):
             self.query_one("#progress-text", Label).update("failed: see the log")
             self._log(f"error: {event.message}")
             self.app.show_error(event.message, title="collection failed")
+
+    def show_worker(self, event: WorkerStateChanged) -> None:
+        """One row per Ray worker: host, pid, state, episode, episodes done, episodes per hour, memory."""
+        table = self.query_one("#workers", DataTable)
+        table.display = True
+        memory = "-"
+        if event.memory_used_gb is not None and event.memory_budget_gb:
+            label = "GPU" if event.memory_kind == "gpu" else "RSS"
+            memory = f"{label} {event.memory_used_gb:.2f}/{event.memory_budget_gb:.0f} GB"
+        row = {"worker": str(event.worker_index), "host": event.host or "-", "pid": str(event.pid or "-"),
+               "state": event.state, "episode": "-" if event.episode_id is None else str(event.episode_id),
+               "done": str(event.episodes_done),
+               "rate": f"{event.episodes_per_hour:.0f}" if event.episodes_per_hour else "-", "memory": memory}
+        key = f"worker-{event.worker_index}"
+        if key in table.rows:
+            for column, value in row.items():
+                table.update_cell(key, column, value)
+        else:
+            table.add_row(*(row[column] for column, _ in WORKER_COLUMNS), key=key)
 
     def show_memory(self, event: ResourceSample) -> None:
         """Memory gauge; the warning style above 90 % of the budget."""
