@@ -42,7 +42,7 @@ pytestmark = pytest.mark.slow
 
 
 def tiny_config(out: Path, **values) -> CollectConfig:
-    config = CollectConfig(episodes=EPISODES, out=str(out), seed=SEED, **values)
+    config = CollectConfig(**{"episodes": EPISODES, "out": str(out), "seed": SEED, **values})
     if os.environ.get("SALUS_TEST_POLICY"):
         config.policy.path = os.environ["SALUS_TEST_POLICY"]
         config.policy.ensemble_size = 2
