@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 import pytest
+from textual.widgets import Static
 
 from salus_engine.events import EpisodeFinished, ResourceSample
 from salus_engine.store import EpisodeStore
@@ -23,7 +24,7 @@ from salus_tui.screens.player import EpisodePlayer
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.outcome_bars import OutcomeBars
 from salus_tui.widgets.signal_timeline import SignalTimeline
-from tests.test_console_support import screen_text, settle, wait_for, wait_for_exit, wait_for_jobs
+from tests.test_console_support import region_text, screen_text, settle, wait_for, wait_for_exit, wait_for_jobs
 
 
 @pytest.mark.slow
@@ -118,6 +119,11 @@ def test_quit_asks_while_collecting_and_sigterm_stops_after_the_episode(tiny_col
             await pilot.press("q")
             await settle(pilot)
             assert isinstance(app.screen, ConfirmQuit)
+            # the whole question is on screen at 80x24 (wrapped, not cut at the dialog's edge)
+            box = app.screen.query_one(Static)
+            shown = " ".join(region_text(app, box.content_region).split())
+            assert "Quit once it has stopped? Everything recorded so far is kept." in shown, screen_text(app)
+            assert app.screen.region.contains_region(box.region)
             await pilot.press("n")
             await settle(pilot)
             assert app.screen is screen and screen.running and not screen.stop_event.is_set()

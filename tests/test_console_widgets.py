@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,33 @@ def test_pixel_graphics_only_where_a_terminal_was_asked(monkeypatch):
 
     widget = pixel_image_widget("camera")
     assert isinstance(widget, Image) and widget.id == "camera"
+
+
+def test_sized_table_columns_fit_their_cells_before_the_table_is_idle():
+    """A table drawn before its idle measurement showed cut cells ("collisi") that its render cache
+    kept: fill_sized_table gives every column its width when it is added."""
+    from rich.text import Text
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from salus_tui.widgets.sized_table import fill_sized_table
+
+    class TableApp(App):
+        def compose(self):
+            yield DataTable()
+
+    async def scenario():
+        app = TableApp()
+        async with app.run_test(size=(80, 24)):
+            table = app.query_one(DataTable)
+            fill_sized_table(table, ("id", "outcome"), [("0", Text("success")), ("12", Text("collision", style="bold"))],
+                             ["a", "b"])
+            # no pause: nothing has measured the rows yet
+            widths = {str(key.value): column.get_render_width(table) - 2 * table.cell_padding
+                      for key, column in table.columns.items()}
+            assert widths == {"id": 2, "outcome": 9}
+            assert table.row_count == 2 and table.get_row("b")[0] == "12"
+            with pytest.raises(ValueError, match="every row needs 2 cells"):
+                fill_sized_table(table, ("id", "outcome"), [("0",)])
+
+    asyncio.run(scenario())

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label
+from textual.widgets import Button, Static
 
 
 class ConfirmQuit(ModalScreen[bool]):
@@ -30,7 +30,9 @@ class ConfirmQuit(ModalScreen[bool]):
         units = {"collect": "episode", "train": "epoch", "evaluate": "scorer"}
         running = ", ".join(f"{job} (stops after the current {units.get(job, 'step')})" for job in self.jobs)
         with Vertical():
-            yield Label(f"Running: {running}.\nQuit once it has stopped? Everything recorded so far is kept.")
+            # Static wraps at the dialog's width (a Label does not, and cut the sentence off)
+            yield Static(f"Running: {running}.\nQuit once it has stopped? Everything recorded so far is kept.",
+                         markup=False)
             with Horizontal():
                 yield Button("Quit (y)", variant="warning", id="yes")
                 yield Button("Keep running (n)", id="no")

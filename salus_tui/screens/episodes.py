@@ -24,9 +24,11 @@ from salus_engine.errors import SalusError
 from salus_tui.screens.base import SalusScreen
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.nav_bar import NavBar
+from salus_tui.widgets.sized_table import fill_sized_table
 
 FILTERS = ("all", "failures", "success", "collision", "drop", "miss", "timeout")
 SORTS = ("id", "length", "max uncertainty")
+EPISODE_COLUMNS = ("id", "seed", "outcome", "failure step", "length", "max uncertainty", "first alarm")
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,7 @@ class EpisodesScreen(SalusScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#episodes", DataTable).add_columns(
-            "id", "seed", "outcome", "failure step", "length", "max uncertainty", "first alarm")
+        fill_sized_table(self.query_one("#episodes", DataTable), EPISODE_COLUMNS, [])
         if self.data:
             self.action_reload()
         else:
@@ -237,15 +238,15 @@ class EpisodesScreen(SalusScreen):
         return rows
 
     def fill_table(self) -> None:
-        table = self.query_one("#episodes", DataTable)
-        table.clear()
+        cells, keys = [], []
         for r in self.visible_rows():
             name = OUTCOME_NAMES[r.failure_type]
             outcome = Text(name, style="bold" if r.failure_type >= 0 else "")
-            table.add_row(str(r.episode_id), str(r.seed), outcome,
+            cells.append((str(r.episode_id), str(r.seed), outcome,
                           str(r.failure_step) if r.failure_type >= 0 else "–", str(r.length),
-                          f"{r.max_uncertainty:.4f}", "–" if r.first_alarm is None else str(r.first_alarm),
-                          key=str(r.index))
+                          f"{r.max_uncertainty:.4f}", "–" if r.first_alarm is None else str(r.first_alarm)))
+            keys.append(str(r.index))
+        fill_sized_table(self.query_one("#episodes", DataTable), EPISODE_COLUMNS, cells, keys)
         counts: dict[str, int] = {}
         for r in self.rows:
             counts[OUTCOME_NAMES[r.failure_type]] = counts.get(OUTCOME_NAMES[r.failure_type], 0) + 1

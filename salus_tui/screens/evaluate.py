@@ -40,8 +40,11 @@ from salus_tui.screens.base import JobScreen, training_threads
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.line_chart import LineChart, Series
 from salus_tui.widgets.nav_bar import NavBar
+from salus_tui.widgets.sized_table import fill_sized_table
 
 TABS = ("summary", "classes", "roc")
+SCORER_COLUMNS = ("scorer", "mean AUROC", "AUROC any", "mean F1", "detected", "false alarms", "lead s")
+PER_TYPE_COLUMNS = ("scorer", "type", "precision", "recall", "F1", "AUROC", "AUPRC", "support")
 
 
 def default_evaluation_dir(checkpoint: str, split: str) -> str:
@@ -117,10 +120,8 @@ class EvaluateScreen(JobScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#scorers", DataTable).add_columns(
-            "scorer", "mean AUROC", "AUROC any", "mean F1", "detected", "false alarms", "lead s")
-        self.query_one("#per-class", DataTable).add_columns(
-            "scorer", "type", "precision", "recall", "F1", "AUROC", "AUPRC", "support")
+        fill_sized_table(self.query_one("#scorers", DataTable), SCORER_COLUMNS, [])
+        fill_sized_table(self.query_one("#per-class", DataTable), PER_TYPE_COLUMNS, [])
         out = self.query_one("#out", Input).value.strip()
         if out and (Path(out) / "metrics.json").is_file():
             self.load_metrics(Path(out) / "metrics.json", quiet=True)
@@ -289,20 +290,22 @@ class EvaluateScreen(JobScreen):
         self.query_one("#episode-summary", Static).update(summary)
         self.query_one("#confusion", Static).update(self._confusion_table(episode.get("confusion")))
 
-        scorers = self.query_one("#scorers", DataTable)
-        scorers.clear()
-        per_class = self.query_one("#per-class", DataTable)
-        per_class.clear()
+        scorer_rows, scorer_keys, type_rows, type_keys = [], [], [], []
         for name in scorer_order(metrics):
             s = metrics["scorers"][name]
             ep = s["episode"]
             label = Text(s["short"], style="bold" if name == "model" else "dim" if s["kind"] == "control" else "")
-            scorers.add_row(label, format_value(s["mean"]["auroc"]), format_value(s["any_failure"]["auroc"]), format_value(s["mean"]["f1"]),
-                            format_rate(ep["tpr"]), format_rate(ep["far"]), format_value(ep["median_lead_s"], 2), key=name)
+            scorer_rows.append((label, format_value(s["mean"]["auroc"]), format_value(s["any_failure"]["auroc"]),
+                                format_value(s["mean"]["f1"]), format_rate(ep["tpr"]), format_rate(ep["far"]),
+                                format_value(ep["median_lead_s"], 2)))
+            scorer_keys.append(name)
             for t in FAILURE_TYPES:
                 r = s["per_type"][t]
-                per_class.add_row(label, t, format_value(r["precision"]), format_value(r["recall"]), format_value(r["f1"]), format_value(r["auroc"]),
-                                  format_value(r["auprc"]), str(r["support"]), key=f"{name}/{t}")
+                type_rows.append((label, t, format_value(r["precision"]), format_value(r["recall"]), format_value(r["f1"]),
+                                  format_value(r["auroc"]), format_value(r["auprc"]), str(r["support"])))
+                type_keys.append(f"{name}/{t}")
+        fill_sized_table(self.query_one("#scorers", DataTable), SCORER_COLUMNS, scorer_rows, scorer_keys)
+        fill_sized_table(self.query_one("#per-class", DataTable), PER_TYPE_COLUMNS, type_rows, type_keys)
         self.query_one("#roc", LineChart).set_series(self._roc_series(metrics))
 
     @staticmethod
