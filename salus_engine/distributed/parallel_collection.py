@@ -52,6 +52,8 @@ IN_FLIGHT_PER_WORKER = 2
 finished ones that wait for a slower lower id."""
 MAX_EPISODE_RERUNS = 3
 """Re-runs of one episode after its worker died; one more death stops the collection."""
+RESTART_WARNING_S = 120.0
+"""A replacement worker that has not started after this long is reported as waiting for room, s."""
 WAIT_S = 1.0
 """Longest wait for a worker's result before the driver looks at its stop token again, s."""
 
@@ -71,6 +73,7 @@ class _Worker:
     first_episode_at: float | None = None
     memory: ResourceSample | None = None
     start_failures: int = 0
+    restarted_at: float | None = None
 
 
 def run_parallel_collection(config: CollectConfig, sink: EventSink = discard,
@@ -187,7 +190,7 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
                     f"{worker.info.host} pid {worker.info.pid}" if worker.info else "not started", why)
         worker.actor = make_actor(worker.index)
         worker.info = None
-        worker.state = "restarting"
+        worker.state, worker.restarted_at = "restarting", time.perf_counter()
         emit(worker)
         pending[worker.actor.start.remote()] = ("start", worker.index, None)
 
@@ -228,9 +231,32 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
                 horizon_labels=make_horizon_labels(record.failure_type, record.failure_step, record.length,
                                                    config.store.horizons)))
 
+    def finished() -> bool:
+        """True when no episode runs and none is left to hand out. A replacement worker that still
+        waits for room in the cluster does not keep a finished collection alive."""
+        if not pending:
+            return True
+        if any(kind == "episode" for kind, _index, _episode in pending.values()):
+            return False
+        if failure is not None or stop.is_set():
+            return True
+        if writer is None:  # no worker has started yet
+            return not pending
+        return next_issue >= total and not retry
+
+    waiting_logged: set[int] = set()
     try:
-        while pending:
+        while not finished():
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
+            if not ready:
+                for _kind, index, _episode in pending.values():
+                    worker = workers[index]
+                    if (worker.state == "restarting" and index not in waiting_logged
+                            and time.perf_counter() - worker.restarted_at > RESTART_WARNING_S):
+                        waiting_logged.add(index)
+                        log.warning("worker %d waits for the cluster to have room for it again "
+                                    "(%g cores%s); stop with SIGTERM, or add a node", index, config.threads,
+                                    f", {gpus:g} GPUs" if gpus else "")
             for ref in ready:
                 kind, index, episode_id = pending.pop(ref)
                 worker = workers[index]
