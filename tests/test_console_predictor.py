@@ -259,3 +259,31 @@ def test_unexpected_worker_error_is_a_dialog(tmp_path):
         assert "Traceback" in log and "a defect inside the job" in log
 
     asyncio.run(scenario())
+
+
+def test_episode_table_comes_from_metadata_and_damaged_signals_are_one_dialog(tmp_path):
+    """The table lists every episode from its metadata even when one episode's signals cannot be
+    read; the signal columns then stay empty and a dialog names the damaged episode."""
+    from tests.test_store_faults import episode_dir, write_store
+
+    path = write_store(tmp_path / "store", episodes=5)
+    chunk = episode_dir(path, 3) / "signals" / "c" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:10])
+
+    async def scenario():
+        app = make_app(tmp_path, data=str(path), start_screen="episodes")
+        async with app.run_test(size=(100, 32)) as pilot:
+            episodes = app.screen
+            assert isinstance(episodes, EpisodesScreen)
+            await wait_for(lambda: isinstance(app.screen, ErrorDialog), pilot, 60)
+            dialog = app.screen
+            assert "episode 3: array 'signals' is damaged" in dialog.message and "salus verify" in dialog.message
+            assert [r.episode_id for r in episodes.rows] == [0, 1, 2, 3, 4]
+            assert [r.failure_type for r in episodes.rows] == [-1, 0, 0, 0, 0]
+            assert all(r.max_uncertainty is None for r in episodes.rows) and not episodes.reading
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is episodes and episodes.query_one("#episodes").row_count == 5
+            await pilot.press("q")
+
+    asyncio.run(scenario())

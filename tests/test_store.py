@@ -76,6 +76,26 @@ def test_write_read_round_trip(tmp_path):
     assert store.episode(0).meta.success
 
 
+def test_listing_and_bulk_reads_agree_with_the_episodes(tmp_path):
+    writer = new_writer(tmp_path / "c")
+    for i in range(4):
+        writer.write(record(i, length=5 + i, failure_type=-1 if i % 2 else 1, failure_step=4 + i), durable=False)
+    writer.close()
+    store = EpisodeStore.open(tmp_path / "c")
+    assert EpisodeStore.open(tmp_path / "c").listing() == store.metas()
+    read = store.read_arrays(("signals", "actions"), [3, 1])
+    assert [sorted(r) for r in read] == [["actions", "signals"]] * 2
+    np.testing.assert_array_equal(read[0]["signals"], store.episode(3).signals)
+    np.testing.assert_array_equal(read[1]["actions"], store.episode(1).actions)
+    assert len(store.read_arrays(("signals",))) == 4
+    meta_path = tmp_path / "c" / "episodes" / "000002" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["failure_step"] = "late"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=r"episode 2 is damaged \(attribute failure_step is 'late'"):
+        EpisodeStore.open(tmp_path / "c").listing()
+
+
 def test_plain_zarr_reads_the_documented_layout(tmp_path):
     new_writer(tmp_path / "c").write(record(0))
     root = zarr.open_group(str(tmp_path / "c"), mode="r")

@@ -3,7 +3,8 @@
 A collection with an empty `address` starts a local Ray for itself (no dashboard, every process on
 127.0.0.1) and shuts it down at the end; with `auto` or HOST:PORT it joins an existing cluster
 (`ray start --head` on the head node, `ray start --address HEAD:6379` on the others) and only
-disconnects. The processes of a local Ray die with the collection, even when it is killed
+disconnects. The workers of a local Ray run at the collection's own priority (niceness 0, where
+Ray's default is 15); on a cluster, `ray start` decides (set RAY_worker_niceness=0 there too). The processes of a local Ray die with the collection, even when it is killed
 (SIGKILL): Ray ties them to the process that started them.
 """
 
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """Set to 0 before Ray is imported, Ray gives every process of a local Ray 127.0.0.1
 (`ray._private.services.get_node_ip_address`) instead of the machine's address."""
+NICENESS_VARIABLE = "RAY_worker_niceness"
+"""Ray starts its worker processes at niceness 15 by default; a local Ray of a collection starts them
+at 0 (unless this variable is set), since the rollout workers are the collection's whole work and
+would otherwise yield the cores to anything else running on the machine."""
 CONNECT_TIMEOUT_S = 5.0
 """Seconds to wait for a TCP connection to a HOST:PORT head node before calling it absent."""
 
@@ -70,6 +75,7 @@ def start_or_join_ray(address: str) -> RayRuntime:
     """
     if not address:
         os.environ.setdefault(LOOPBACK_VARIABLE, "0")
+        os.environ.setdefault(NICENESS_VARIABLE, "0")
     import ray
 
     _ray_logs_to_session_log()

@@ -7,7 +7,6 @@ step, stratified by outcome, and seeded, so that no episode contributes to two s
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,7 @@ from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.signals import SIGNAL_NAMES
-from salus_engine.store import EpisodeStore, StoreError, make_horizon_labels
-from salus_engine.store.layout import EPISODES_GROUP, episode_name
-from salus_engine.store.reader import damage
+from salus_engine.store import EpisodeStore, make_horizon_labels
 
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.6, "val": 0.1, "calibration": 0.15, "test": 0.15}
 """Share of the successful episodes in each split. Failed episodes are not needed for calibration
@@ -125,15 +122,11 @@ def load_signal_data(path: str | Path) -> SignalData:
         raise PredictorError(f"{store.path}: the store holds no complete episode; collect episodes first")
     horizons = store.horizons
     metas = store.metas()
-    arrays = _read_arrays(store.path, [m.episode_id for m in metas], missing_chunks_are_damage=store.has_checksums)
+    arrays = store.read_arrays(("signals", "horizon_labels"), [m.episode_id for m in metas])
     signals, labels, episodes = [], [], []
-    for meta, (sig, lab) in zip(metas, arrays):
-        for name, value in (("signals", sig), ("horizon_labels", lab)):
-            if isinstance(value, BaseException):
-                raise StoreError(f"{store.path}: episode {meta.episode_id}: array '{name}' is damaged "
-                                 f"({damage(value)}); run 'salus verify {store.path}'")
-        sig = np.asarray(sig, dtype=np.float32)
-        lab = np.asarray(lab, dtype=np.uint8)
+    for meta, read in zip(metas, arrays):
+        sig = np.asarray(read["signals"], dtype=np.float32)
+        lab = np.asarray(read["horizon_labels"], dtype=np.uint8)
         length = meta.episode_length  # the structural check matched every array's shape to it
         if not np.isfinite(sig).all():
             bad_step = int(np.flatnonzero(~np.isfinite(sig).all(axis=1))[0])
@@ -159,34 +152,6 @@ def load_signal_data(path: str | Path) -> SignalData:
         control_hz=float(sim_config.get("control_hz", DEFAULT_CONTROL_HZ)),
         identity={"created": store.attrs.get("created"), "base_seed": store.attrs.get("base_seed")},
     )
-
-
-def _read_arrays(path: Path, episode_ids: list[int], missing_chunks_are_damage: bool) -> list[tuple[Any, Any]]:
-    """`signals` and `horizon_labels` of the given episodes, read concurrently through zarr's
-    asynchronous API (one event-loop round trip for the whole store instead of two per episode,
-    about 3x faster than `Episode.signals` in a loop). Layout: docs/data-format.md.
-
-    Args:
-        missing_chunks_are_damage: the store stores every chunk (format version 2), so a missing one
-            raises instead of reading as the fill value.
-
-    Returns:
-        One (signals, labels) pair per id; an element is the exception raised if that array is unreadable.
-    """
-    import zarr.api.asynchronous as zarr_async
-
-    async def read(episode_id: int, name: str):
-        array = await zarr_async.open_array(store=str(path / EPISODES_GROUP / episode_name(episode_id) / name),
-                                            mode="r", zarr_format=3,
-                                            config={"read_missing_chunks": not missing_chunks_are_damage})
-        return await array.getitem(...)
-
-    async def read_all():
-        return await asyncio.gather(*(read(i, name) for i in episode_ids for name in ("signals", "horizon_labels")),
-                                    return_exceptions=True)
-
-    flat = asyncio.run(read_all())
-    return list(zip(flat[0::2], flat[1::2]))
 
 
 def require_failures(data: SignalData) -> None:

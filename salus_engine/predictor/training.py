@@ -235,6 +235,7 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     _check_config(config)
     started = time.perf_counter()
     data = load_signal_data(config.data)
+    load_seconds = time.perf_counter() - started
     require_failures(data)
     splits = split_episodes(data.episode_ids, data.outcomes, seed=config.seed)
     train_counts = data.outcome_counts(splits["train"])
@@ -256,7 +257,7 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
             "parameters": parameters,
             "train": {**dataclasses.asdict(config), "hidden": list(config.hidden)},
             "store": {"path": str(data.path.resolve()), **data.identity, "episodes": len(data.episodes),
-                      "control_hz": data.control_hz},
+                      "control_hz": data.control_hz, "load_seconds": round(load_seconds, 3)},
             "splits": {name: data.outcome_counts(ids) for name, ids in splits.items()},
             "samples": samples,
             "result": None,
@@ -264,6 +265,8 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
         write_config(out, base_config)
         sink(TrainingStarted(job="train", total=config.epochs, out=str(out), data=str(data.path), model=spec.kind,
                              parameters=parameters, samples=samples, episodes=episodes))
+        sink(LogLine("info", f"read the signals and labels of {len(data.episodes)} episodes ({len(data.signals)} "
+                             f"steps) in {load_seconds:.1f} s"))
         if data.outcome_counts()["success"] == 0:
             sink(LogLine("warning", f"{data.path} holds no successful episode: training works, but 'salus evaluate' "
                                     "needs successes to calibrate alarms"))

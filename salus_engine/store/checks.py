@@ -181,15 +181,14 @@ def expected_shapes(root_attrs: dict[str, Any], length: int) -> dict[str, tuple[
     }
 
 
-def episode_problems(path: Path, episode_id: int, root_attrs: dict[str, Any]) -> tuple[EpisodeMeta | None, list[str]]:
-    """Structural problems of one episode of the store at `path` (root attributes already checked).
+def episode_attributes(path: Path, episode_id: int) -> tuple[EpisodeMeta | None, list[str]]:
+    """One episode's metadata from its group's attributes alone (one small file; no array's metadata).
 
     Returns:
-        The episode's metadata (None when its attributes are unusable) and its problems.
+        The metadata and no problem, or None and the problems of its `zarr.json` or attributes.
     """
-    folder = path / EPISODES_GROUP / episode_name(episode_id)
     try:
-        group = _read_json(folder / "zarr.json")
+        group = _read_json(path / EPISODES_GROUP / episode_name(episode_id) / "zarr.json")
     except FileNotFoundError:
         return None, ["episode folder without zarr.json (incomplete copy or damage)"]
     except (OSError, ValueError) as err:
@@ -200,7 +199,19 @@ def episode_problems(path: Path, episode_id: int, root_attrs: dict[str, Any]) ->
     problems = meta_problems(attrs, episode_id)
     if problems:
         return None, problems
-    meta = EpisodeMeta(**{name: attrs[name] for name in EpisodeMeta.__dataclass_fields__})
+    return EpisodeMeta(**{name: attrs[name] for name in EpisodeMeta.__dataclass_fields__}), []
+
+
+def episode_problems(path: Path, episode_id: int, root_attrs: dict[str, Any]) -> tuple[EpisodeMeta | None, list[str]]:
+    """Structural problems of one episode of the store at `path` (root attributes already checked).
+
+    Returns:
+        The episode's metadata (None when its attributes are unusable) and its problems.
+    """
+    folder = path / EPISODES_GROUP / episode_name(episode_id)
+    meta, problems = episode_attributes(path, episode_id)
+    if meta is None:
+        return None, problems
     checksums = format_version(root_attrs) >= CHECKSUM_VERSION
     arrays: dict[str, dict[str, Any]] = {}
     for name in ARRAY_DTYPES:

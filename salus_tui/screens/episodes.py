@@ -1,13 +1,18 @@
 """Episodes screen: the recorded episodes of a store in a table (filter by outcome, sort by length or
 maximum uncertainty); enter opens the episode player.
 
+The table opens from the episodes' metadata alone (a 2,000-episode store in about a second); the
+columns that need the per-step signals (maximum uncertainty, first alarm) fill in once the signals
+of every episode have been read, concurrently, in the background.
+
 With a predictor checkpoint, the player shows the 16 probabilities per step and, when the checkpoint
 has an evaluation, the table gets the monitor's first alarm step per episode.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +47,8 @@ class EpisodeRow:
     failure_type: int
     failure_step: int
     length: int
-    max_uncertainty: float
-    """Maximum of signal 1 (epistemic uncertainty) over the episode."""
+    max_uncertainty: float | None = None
+    """Maximum of signal 1 (epistemic uncertainty) over the episode; None until the signals are read."""
     first_alarm: int | None = None
     """First step whose alarm score reaches the evaluation's conformal threshold, or None."""
 
@@ -95,16 +100,39 @@ def load_monitor(checkpoint: str) -> Monitor:
 
 
 class StoreLoaded(Message):
-    """The load worker read a store's episode table (and the checkpoint, when one was given)."""
+    """The load worker read a store's episode table from its metadata (and the checkpoint, when one
+    was given); the signal columns follow in `SignalsRead`."""
 
-    def __init__(self, store, rows: list[EpisodeRow], monitor: Monitor | None, error: str | None,
-                 bug: BaseException | None = None) -> None:
+    def __init__(self, store, rows: list[EpisodeRow], monitor: Monitor | None, error: str | None) -> None:
         super().__init__()
-        self.bug = bug
         self.store = store
         self.rows = rows
         self.monitor = monitor
         self.error = error
+
+
+class SignalsRead(Message):
+    """The load worker read every episode's signals: `rows` with maximum uncertainty and first alarm."""
+
+    def __init__(self, store, rows: list[EpisodeRow], error: str | None, bug: BaseException | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.rows = rows
+        self.error = error
+        self.bug = bug
+
+
+def signal_columns(rows: list[EpisodeRow], signals: list[np.ndarray], monitor: Monitor | None) -> list[EpisodeRow]:
+    """`rows` with `max_uncertainty` (and, with a monitor that has a threshold, `first_alarm`) from
+    each episode's (T, 6) float32 signals."""
+    filled = []
+    for row, episode_signals in zip(rows, signals):
+        first_alarm = None
+        if monitor is not None and monitor.threshold is not None:
+            first_alarm = monitor.first_alarm(monitor.probabilities(episode_signals))
+        top = float(episode_signals[:, 0].max()) if len(episode_signals) else 0.0
+        filled.append(replace(row, max_uncertainty=top, first_alarm=first_alarm))
+    return filled
 
 
 class EpisodesScreen(SalusScreen):
@@ -135,6 +163,9 @@ class EpisodesScreen(SalusScreen):
         self.filter = "all"
         self.sort = "id"
         self.reading = False
+        self._table_shown = threading.Event()
+        """Set once the table of the latest load is drawn (or the screen goes): the signals are read
+        after that, so that reading them does not hold up the table."""
 
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
@@ -181,6 +212,7 @@ class EpisodesScreen(SalusScreen):
             self.notify("give a store folder", severity="warning")
             return
         self.reading = True
+        self._table_shown.clear()
         self._summary(f"reading {data} ...")
         self._load(data, checkpoint)
 
@@ -188,39 +220,55 @@ class EpisodesScreen(SalusScreen):
     def _load(self, data: str, checkpoint: str) -> None:
         from salus_engine.store import EpisodeStore
 
+        listed = None  # the store, once its table has been posted
         try:
             store = EpisodeStore.open(data)
             monitor = load_monitor(checkpoint) if checkpoint else None
-            rows = []
-            for index, meta in enumerate(store.metas()):
-                signals = store.episode(index).signals
-                first_alarm = None
-                if monitor is not None and monitor.threshold is not None:
-                    first_alarm = monitor.first_alarm(monitor.probabilities(signals))
-                rows.append(EpisodeRow(index, meta.episode_id, meta.seed, meta.failure_type, meta.failure_step,
-                                       meta.episode_length, float(signals[:, 0].max()) if len(signals) else 0.0,
-                                       first_alarm))
+            rows = [EpisodeRow(index, meta.episode_id, meta.seed, meta.failure_type, meta.failure_step,
+                               meta.episode_length) for index, meta in enumerate(store.listing())]
+            self.post_message(StoreLoaded(store, rows, monitor, None))
+            listed = store
+            self._table_shown.wait()
+            read = store.read_arrays(("signals",), [row.episode_id for row in rows])
+            rows = signal_columns(rows, [arrays["signals"] for arrays in read], monitor)
         except SalusError as err:
-            self.post_message(StoreLoaded(None, [], None, str(err).splitlines()[0]))
+            error = str(err).splitlines()[0]
+            self.post_message(StoreLoaded(None, [], None, error) if listed is None else SignalsRead(listed, [], error))
             return
         except Exception as err:  # a bug: its traceback goes to the session log, the console stays up
-            self.post_message(StoreLoaded(None, [], None, f"{type(err).__name__}: {err}", bug=err))
+            self.post_message(SignalsRead(listed, [], f"{type(err).__name__}: {err}", bug=err))
             return
-        self.post_message(StoreLoaded(store, rows, monitor, None))
+        self.post_message(SignalsRead(store, rows, None))
 
     @on(StoreLoaded)
     def _loaded(self, message: StoreLoaded) -> None:
+        if message.error:
+            self.reading = False
+            self._summary(f"error: {message.error}")
+            self.app.show_error(message.error, title="cannot open the store")
+            return
+        self.store, self.rows, self.monitor = message.store, message.rows, message.monitor
+        self.app.log_to_file(f"episodes: {len(self.rows)} episodes in {self.store.path}"
+                             + (f", checkpoint {self.monitor.checkpoint}" if self.monitor else ""))
+        self.fill_table()
+        self.call_after_refresh(self._table_shown.set)
+
+    def on_unmount(self) -> None:
+        self._table_shown.set()  # a load still running goes on to its end instead of waiting
+
+    @on(SignalsRead)
+    def _signals_read(self, message: SignalsRead) -> None:
+        if message.store is not None and message.store is not self.store:
+            return  # a reload replaced this store
         self.reading = False
         if message.error:
             self._summary(f"error: {message.error}")
             if message.bug is not None:
                 self.app.show_bug("reading the store", message.bug)
             else:
-                self.app.show_error(message.error, title="cannot open the store")
+                self.app.show_error(message.error, title="cannot read the episodes' signals")
             return
-        self.store, self.rows, self.monitor = message.store, message.rows, message.monitor
-        self.app.log_to_file(f"episodes: {len(self.rows)} episodes in {self.store.path}"
-                             + (f", checkpoint {self.monitor.checkpoint}" if self.monitor else ""))
+        self.rows = message.rows
         self.fill_table()
 
     # table --------------------------------------------------------------------------------------
@@ -234,7 +282,7 @@ class EpisodesScreen(SalusScreen):
         if self.sort == "length":
             rows = sorted(rows, key=lambda r: (-r.length, r.episode_id))
         elif self.sort == "max uncertainty":
-            rows = sorted(rows, key=lambda r: (-r.max_uncertainty, r.episode_id))
+            rows = sorted(rows, key=lambda r: (-(r.max_uncertainty or 0.0), r.episode_id))
         return rows
 
     def fill_table(self) -> None:
@@ -244,7 +292,9 @@ class EpisodesScreen(SalusScreen):
             outcome = Text(name, style="bold" if r.failure_type >= 0 else "")
             cells.append((str(r.episode_id), str(r.seed), outcome,
                           str(r.failure_step) if r.failure_type >= 0 else "–", str(r.length),
-                          f"{r.max_uncertainty:.4f}", "–" if r.first_alarm is None else str(r.first_alarm)))
+                          "…" if r.max_uncertainty is None else f"{r.max_uncertainty:.4f}",
+                          "…" if r.max_uncertainty is None and self.monitor is not None
+                          else "–" if r.first_alarm is None else str(r.first_alarm)))
             keys.append(str(r.index))
         fill_sized_table(self.query_one("#episodes", DataTable), EPISODE_COLUMNS, cells, keys)
         counts: dict[str, int] = {}
@@ -253,7 +303,8 @@ class EpisodesScreen(SalusScreen):
         mix = ", ".join(f"{name} {n}" for name, n in counts.items())
         predictor = (f"; predictor {Path(self.monitor.checkpoint).name}" + ("" if self.monitor.threshold is not None
                      else " (no evaluation: no alarms)")) if self.monitor else "; no predictor"
-        self._summary(f"{len(self.rows)} episodes ({mix or 'none'}){predictor}\n"
+        reading = " · reading the signals ..." if self.reading else ""
+        self._summary(f"{len(self.rows)} episodes ({mix or 'none'}){predictor}{reading}\n"
                       f"filter {self.filter} (f) · sort {self.sort} (o) · enter plays the episode")
 
     def _summary(self, text: str) -> None:
