@@ -1,7 +1,5 @@
 """`salus collect` / `salus verify` as a user runs them: SIGKILL + resume, one-line errors."""
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from salus_engine.store import EpisodeStore
+from tests.conftest import sigkill_after_first_episode, tiny_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,33 +17,13 @@ def salus(*args, **kwargs):
                           text=True, **kwargs)
 
 
-def tiny_flags():
-    flags = ["--image-size", "64", "--max-steps", "20"]
-    if os.environ.get("SALUS_TEST_POLICY"):
-        flags += ["--policy", os.environ["SALUS_TEST_POLICY"], "--ensemble-size", "2"]
-    return flags
-
-
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_exactly_n_unique_episodes(tmp_path):
     out = tmp_path / "store"
     total = 10  # killed after its first episode, the collection has nine to go however fast this machine is
-    with open(tmp_path / "stderr.txt", "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "salus_engine.cli", "collect", "--episodes", str(total),
-                                 "--out", str(out), "--seed", "50", *tiny_flags()], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=stderr, text=True)
-    try:
-        # The collector's own line for episode 0, printed once that episode is in the store: from here
-        # on it simulates episode 1. Kill it at once, in the middle of the collection.
-        first = next((line for line in proc.stdout if line.startswith("episode")), None)
-        assert first is not None, f"the collector ended before its first episode:\n{(tmp_path / 'stderr.txt').read_text()}"
-        running = proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()  # a failure above must not leave it running
-        returncode = proc.wait()
-        proc.stdout.close()
-    assert running and returncode == -signal.SIGKILL, "the collection ended before the kill"
+    # killed once episode 0 is in the store, while it simulates episode 1: in the middle of the collection
+    sigkill_after_first_episode([sys.executable, "-m", "salus_engine.cli", "collect", "--episodes", str(total),
+                                 "--out", str(out), "--seed", "50", *tiny_flags()], tmp_path)
     killed_at = len(EpisodeStore.open(out))
     assert 1 <= killed_at < total
     result = salus("collect", "--episodes", str(total), "--out", str(out), "--resume", *tiny_flags())

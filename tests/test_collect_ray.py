@@ -16,7 +16,6 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported 
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +29,7 @@ from salus_engine.events import EpisodeFinished, WorkerStateChanged
 from salus_engine.jobs import run_collection
 from salus_engine.store import EpisodeStore
 from salus_engine.store.verify import verify_store
+from tests.conftest import sigkill_after_first_episode, tiny_flags, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 30
@@ -42,13 +42,7 @@ pytestmark = pytest.mark.slow
 
 
 def tiny_config(out: Path, **values) -> CollectConfig:
-    config = CollectConfig(**{"episodes": EPISODES, "out": str(out), "seed": SEED, **values})
-    if os.environ.get("SALUS_TEST_POLICY"):
-        config.policy.path = os.environ["SALUS_TEST_POLICY"]
-        config.policy.ensemble_size = 2
-    config.sim.image_size = 64
-    config.sim.max_steps = 24
-    return config
+    return tiny_settings(out, **{"episodes": EPISODES, "seed": SEED, **values})
 
 
 def assert_same_episodes(store_path, reference_path, episode_ids=None) -> None:
@@ -180,9 +174,7 @@ def _wait_until_gone(marker: str) -> list[psutil.Process]:
 
 
 def _collect_command(out: Path, total: int, *extra: str) -> list[str]:
-    flags = ["--image-size", "64", "--max-steps", "24", "--workers", "2"]
-    if os.environ.get("SALUS_TEST_POLICY"):
-        flags += ["--policy", os.environ["SALUS_TEST_POLICY"], "--ensemble-size", "2"]
+    flags = [*tiny_flags(max_steps=24), "--workers", "2"]
     return [sys.executable, "-m", "salus_engine.cli", "collect", "--episodes", str(total), "--out", str(out),
             "--seed", str(SEED), *flags, *extra]
 
@@ -196,20 +188,8 @@ def test_sigkill_of_the_driver_then_resume_completes_the_store(tmp_path):
     total = 12  # killed after its first episode, with two workers the collection has ten or more to go
     marker = uuid.uuid4().hex
     env = {**os.environ, "SALUS_TEST_RUN": marker}
-    with open(tmp_path / "stderr.txt", "w") as stderr:
-        proc = subprocess.Popen(_collect_command(out, total), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=stderr, text=True, start_new_session=True)
-    try:
-        # the line for episode 0, printed once it is in the store: the workers are mid-collection
-        first = next((line for line in proc.stdout if line.startswith("episode")), None)
-        assert first is not None, f"the collector ended before its first episode:\n{(tmp_path / 'stderr.txt').read_text()}"
-        running = proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        returncode = proc.wait()
-        proc.stdout.close()
-    assert running and returncode == -signal.SIGKILL, "the collection ended before the kill"
+    # killed once episode 0 is in the store: the workers are mid-collection
+    sigkill_after_first_episode(_collect_command(out, total), tmp_path, env=env, start_new_session=True)
     killed_at = len(EpisodeStore.open(out))
     assert 1 <= killed_at < total
     lingering = _wait_until_gone(marker)
