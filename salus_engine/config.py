@@ -29,6 +29,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError, TomlConfigSettingsSource
 
 from salus_engine.errors import SalusError
+from salus_engine.signal_families import DEFAULT_FAMILIES, parse_families
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_POLICY_DIR = PACKAGE_DIR / "policy" / "default_ensemble"
@@ -157,6 +158,10 @@ class PolicyConfig:
     """Explicit env action dim for each policy action dim, comma-separated, `-` to drop one, e.g.
     `0,1,2,3,4,6` for a 6-dim policy. Empty: identity when the sizes match, otherwise the documented
     default of `salus_engine.policy.ensemble` (logged); env dims no policy dim feeds are held at 0."""
+    entropy_samples: Count = Field(0, ge=0)
+    """Extra action chunks sampled per member per query, each with fresh noise, for the
+    `chunk_entropy` signal family (FIPER's action-chunk entropy). Each costs one more query; 0 (the
+    default) samples none. Needs 2 or more with `chunk_entropy` in the collection's `signals`."""
     batched_members: bool = True
     """Evaluate the M members as one batched computation per query: distinct SmolVLA members of one
     architecture stacked along a member dimension (`torch.func.vmap`), one checkpoint's M noises along
@@ -328,6 +333,11 @@ class CollectConfig(BaseSettings):
     gpus_per_worker: Annotated[Real, Field(ge=0)] | None = Field(None, validation_alias=_collect_alias("gpus_per_worker"))
     """GPUs each Ray worker reserves (Ray `num_gpus`; 0.5 puts two workers on one GPU). Default
     (None): 1 when `policy.device` is CUDA, else 0. Each worker also reserves `threads` CPU cores."""
+    signals: Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_families)] = Field(
+        DEFAULT_FAMILIES, validation_alias=_collect_alias("signals"))
+    """Signal families recorded beside the six signals (`salus_engine.signal_families`), comma-separated:
+    chunk_consistency, flow_disagreement, chunk_entropy, hidden_state, action_jerk. Default: all but
+    chunk_entropy, which costs `policy.entropy_samples` more queries per query."""
     threads: Count = Field(1, ge=1, validation_alias=_collect_alias("threads"))
     """torch CPU threads of each rollout worker, the in-process collection included. Float sums
     depend on the thread count (signals differed by up to 2.6e-6 between 1 and 2 threads on the
@@ -353,6 +363,19 @@ class CollectConfig(BaseSettings):
         if not self.sim.cameras:
             raise ValueError("sim.cameras is empty; a collection needs at least one camera (front, side, wrist) "
                              "for the vision-language-action policy")
+        return self
+
+    @model_validator(mode="after")
+    def _entropy_samples_for_chunk_entropy(self) -> CollectConfig:
+        samples = self.policy.entropy_samples
+        if samples == 1:
+            raise ValueError("policy.entropy_samples is 1; chunk entropy is a spread over samples, use 2 or more "
+                             "(or 0 for none)")
+        if samples and "chunk_entropy" not in self.signals:
+            self.signals = parse_families((*self.signals, "chunk_entropy"))
+        if "chunk_entropy" in self.signals and not samples:
+            raise ValueError("signal family chunk_entropy needs policy.entropy_samples >= 2; set --entropy-samples 4, "
+                             "or leave chunk_entropy out of --signals")
         return self
 
     @field_validator("address")

@@ -25,6 +25,7 @@ from salus_engine.events import (
     discard,
 )
 from salus_engine.resources import sample_memory
+from salus_engine.signal_families import FamilyExtractor, FamilyLayout
 from salus_engine.signals import SignalExtractor
 from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter, StoreError, make_horizon_labels
 
@@ -32,8 +33,19 @@ RESOURCE_SAMPLE_EVERY = 30
 """Steps between memory samples during a collection (about once a second of simulated time)."""
 
 
-def open_writer(config: CollectConfig, ensemble_size: int) -> EpisodeWriter:
+def family_layout(config: CollectConfig, ensemble) -> FamilyLayout:
+    """The signal families this collection records with this ensemble (`CollectConfig.signals`,
+    less those the ensemble cannot give, which are logged)."""
+    return FamilyLayout.build(config.signals, config.policy.entropy_samples, ensemble.sampler_reason,
+                              ensemble.embedding_width)
+
+
+def open_writer(config: CollectConfig, ensemble_size: int, layout: FamilyLayout | None = None) -> EpisodeWriter:
     """Creates the collection store, or opens it for `--resume` (which creates it when absent).
+
+    `layout` (the recorded signal families) is compared with a resumed store's and written into a
+    new one; None only checks an existing store early, before the ensemble is loaded (a new store
+    is then refused as not empty, or resumed without the families' comparison).
 
     Raises:
         StoreError: the out folder is not empty without resume, is not a SALUS store or is damaged
@@ -50,11 +62,16 @@ def open_writer(config: CollectConfig, ensemble_size: int) -> EpisodeWriter:
             mismatch.append(f"image size {attrs['image_size']} vs {config.sim.image_size}")
         if int(attrs["ensemble_size"]) != ensemble_size:
             mismatch.append(f"ensemble size {attrs['ensemble_size']} vs {ensemble_size}")
+        if layout is not None and "feature_families" in attrs and (attrs["feature_families"], int(attrs["hidden_dim"])) != (
+                layout.feature_families, layout.hidden_dim):
+            mismatch.append(f"signal families {sorted(attrs['feature_families'])} (hidden {attrs['hidden_dim']}) vs "
+                            f"{sorted(layout.feature_families)} (hidden {layout.hidden_dim})")
         if mismatch:
             writer.close()
             raise StoreError(f"cannot resume {config.out}: the store was collected with other settings "
                              f"({'; '.join(mismatch)}); use the store's settings or another --out")
         return writer
+    layout = layout if layout is not None else FamilyLayout(families=())
     return EpisodeWriter.create(
         config.out,
         horizons=config.store.horizons,
@@ -65,6 +82,9 @@ def open_writer(config: CollectConfig, ensemble_size: int) -> EpisodeWriter:
         policy=config.policy.path,
         sim_config=dataclasses.asdict(config.sim),
         compression_level=config.store.compression_level,
+        feature_families=layout.feature_families,
+        hidden_dim=layout.hidden_dim,
+        hidden_projection=layout.projection,
     )
 
 
@@ -129,8 +149,10 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
     env = writer = None
     try:
         env = PickPlaceEnv(config.sim)
-        writer = open_writer(config, ensemble.ensemble_size)
-        summary = _collect(config, ensemble, env, writer, extractor=SignalExtractor(), sink=sink, stop=stop,
+        layout = family_layout(config, ensemble)
+        writer = open_writer(config, ensemble.ensemble_size, layout)
+        extractors = StepExtractors(SignalExtractor(), FamilyExtractor(layout, config.policy.requery_every))
+        summary = _collect(config, ensemble, env, writer, extractors, sink=sink, stop=stop,
                            snapshot=snapshot, started=started)
     finally:
         if env is not None:
@@ -142,7 +164,7 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
     return summary
 
 
-def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extractor: SignalExtractor,
+def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extractor: StepExtractors,
              sink: EventSink, stop: threading.Event, snapshot: SignalSnapshot | None,
              started: float) -> CollectionSummary:
     """The episode loop of `run_collection`, into an open writer."""
@@ -177,7 +199,19 @@ def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extrac
                              seconds=time.perf_counter() - started)
 
 
-def run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, seed: int, config: CollectConfig,
+@dataclasses.dataclass
+class StepExtractors:
+    """The per-step extractors of a collection: the six signals and the recorded signal families."""
+
+    signals: SignalExtractor
+    families: FamilyExtractor
+
+    def reset(self) -> None:
+        self.signals.reset()
+        self.families.reset()
+
+
+def run_episode(env, ensemble, extractor: StepExtractors, episode_id: int, seed: int, config: CollectConfig,
                 sink: EventSink = discard, snapshot: SignalSnapshot | None = None) -> EpisodeRecord:
     """Runs one episode of the ensemble in the env and returns it, not yet written.
 
@@ -188,7 +222,8 @@ def run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, seed
 
     Returns:
         An `EpisodeRecord` with T steps: images (T, C, 3, S, S) uint8, states (T, 8), actions (T, 7),
-        member actions (T, M, 7), signals (T, 6), all float32 but images, and the physics outcome.
+        member actions (T, M, 7), signals (T, 6), features (T, F) float32, hidden features (T, D)
+        float16 (None when not recorded), and the physics outcome.
     """
     obs, _info = env.reset(seed=seed)
     ensemble.reset(seed=seed)
@@ -196,11 +231,14 @@ def run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, seed
     if snapshot is not None:
         snapshot.reset(episode_id)
     cameras = config.sim.cameras
-    images, states, actions, members, signals = [], [], [], [], []
+    images, states, actions, members, signals, features, hidden = [], [], [], [], [], [], []
     step = 0
     while True:
         action, member_actions = ensemble.step(obs)
-        step_signals = extractor.update(member_actions)
+        step_signals = extractor.signals.update(member_actions)
+        step_features, step_hidden = extractor.families.update(action, ensemble.last_query)
+        features.append(step_features)
+        hidden.append(step_hidden)
         images.append(np.stack([obs["images"][cam].transpose(2, 0, 1) for cam in cameras]))
         states.append(obs["state"])
         actions.append(action)
@@ -226,4 +264,6 @@ def run_episode(env, ensemble, extractor: SignalExtractor, episode_id: int, seed
         failure_type=int(outcome.failure_type),
         failure_step=int(outcome.failure_step),
         evidence=dict(outcome.evidence),
+        features=np.stack(features),
+        hidden_features=None if hidden[0] is None else np.stack(hidden),
     )

@@ -33,6 +33,12 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
     parser.add_argument("--denoising-steps", type=int,
                         help="flow-matching steps per action chunk (default: each checkpoint's own; the embedded "
                         "ensemble's is 4)")
+    parser.add_argument("--signals", help="signal families recorded beside the six signals, comma-separated: "
+                        "chunk_consistency, flow_disagreement, chunk_entropy, hidden_state, action_jerk (default "
+                        f"{','.join(default_of(CollectConfig, 'signals'))}; chunk_entropy costs --entropy-samples "
+                        "more queries)")
+    parser.add_argument("--entropy-samples", type=int, help="extra chunks sampled per member per query for "
+                        f"chunk_entropy (default {default_of(PolicyConfig, 'entropy_samples')}: none)")
     parser.add_argument("--gpu-budget-gb", type=float, help="GPU memory budget shown in the console, GB (default "
                         f"{default_of(CollectConfig, 'gpu_budget_gb')})")
     parser.add_argument("--workers", type=int, help="rollout workers: 1 runs in this process; N > 1 runs N Ray actors, "
@@ -56,10 +62,11 @@ def collect_config_from_args(args: argparse.Namespace, episodes: int | None) -> 
     return load_collect_config(
         args.config, episodes=episodes, out=args.out, resume=args.resume, seed=args.seed,
         gpu_budget_gb=args.gpu_budget_gb, workers=args.workers, address=args.address,
-        gpus_per_worker=args.gpus_per_worker, threads=args.threads,
+        gpus_per_worker=args.gpus_per_worker, threads=args.threads, signals=args.signals,
         sim={"image_size": args.image_size, "max_steps": args.max_steps, "cameras": args.cameras},
         policy={"path": args.policy, "ensemble_size": args.ensemble_size, "device": args.device,
-                "requery_every": args.requery_every, "denoising_steps": args.denoising_steps},
+                "requery_every": args.requery_every, "denoising_steps": args.denoising_steps,
+                "entropy_samples": args.entropy_samples},
     )
 
 

@@ -305,7 +305,7 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
                     worker.info, worker.state, worker.start_failures = result, "idle", 0
                     if writer is None and failure is None:
                         # the settings passed a worker: create (or reopen) the store now
-                        writer = open_writer(config, result.ensemble_size)
+                        writer = open_writer(config, result.ensemble_size, result.layout)
                         buffer = EpisodeReorderBuffer(writer.next_episode_id, limit)
                         next_issue = writer.next_episode_id
                         sink(CollectionStarted(job="collect", total=total, out=str(writer.path),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from salus_engine.config import CollectConfig
 from salus_engine.distributed.episode_packing import PackedEpisode, pack_episode
 from salus_engine.events import ResourceSample
+from salus_engine.signal_families import FamilyLayout
 
 
 @dataclass
@@ -30,6 +31,8 @@ class WorkerInfo:
     """How its ensemble evaluates the members (`PolicyEnsemble.query_mode`)."""
     notes: list[str] = field(default_factory=list)
     """The ensemble's camera / action mapping notes (logged by the driver)."""
+    layout: FamilyLayout = field(default_factory=lambda: FamilyLayout(families=()))
+    """The signal families it records (the driver creates the store with them)."""
 
 
 @dataclass
@@ -79,7 +82,7 @@ class RolloutWorker:
         return WorkerInfo(worker_index=self._worker_index, host=socket.gethostname(), pid=os.getpid(),
                           node_id=ray.get_runtime_context().get_node_id(),
                           ensemble_size=self._ensemble.ensemble_size, query_mode=self._ensemble.query_mode,
-                          notes=list(self._ensemble.notes))
+                          notes=list(self._ensemble.notes), layout=self._layout)
 
     def _build(self) -> None:
         if self._ensemble is not None:
@@ -87,13 +90,17 @@ class RolloutWorker:
         import torch
 
         from salus_engine.policy import PolicyEnsemble
+        from salus_engine.jobs import StepExtractors, family_layout
+        from salus_engine.signal_families import FamilyExtractor
         from salus_engine.signals import SignalExtractor
         from salus_engine.sim import PickPlaceEnv
 
         torch.set_num_threads(self._config.threads)
         self._ensemble = PolicyEnsemble(self._config.policy, cameras=self._config.sim.cameras)
         self._env = PickPlaceEnv(self._config.sim)
-        self._extractor = SignalExtractor()
+        self._layout = family_layout(self._config, self._ensemble)
+        self._extractor = StepExtractors(SignalExtractor(),
+                                         FamilyExtractor(self._layout, self._config.policy.requery_every))
 
     def run_episode(self, episode_id: int, seed: int) -> WorkerEpisode:
         """Simulates episode `episode_id` from `seed` and returns it with compressed images.

@@ -14,9 +14,10 @@ package stays cheap.
 
 from salus_engine.policy.behaviour_cloning import TrainResult, TrainSettings, train_default_ensemble
 from salus_engine.policy.checkpoint import PolicyLoadError, load_member, save_member
-from salus_engine.policy.ensemble import PolicyEnsemble
+from salus_engine.policy.ensemble import ChunkQuery, PolicyEnsemble
 
 __all__ = [
+    "ChunkQuery",
     "PolicyEnsemble",
     "PolicyLoadError",
     "TrainResult",

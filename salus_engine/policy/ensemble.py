@@ -227,37 +227,82 @@ def _map_actions(a_p: int, a_env: int, action_map: str, notes: list[str]) -> np.
     return index
 
 
+@dataclass
+class ChunkQuery:
+    """What one re-query of the ensemble produced (the input of `salus_engine.signal_families`).
+
+    Attributes:
+        chunks: (M, L, A_env) float32 every member's action chunk in env units.
+        velocities: (S, M, L, A_p) float32 the flow-matching velocity v_t of every member at each of
+            the S denoising steps (normalised action units), or None where SmolVLA's sampling loop
+            does not run (`PolicyEnsemble.sampler_reason`).
+        prefix_embedding: (M, D) float32 each member's pooled prefix embedding (mean over the valid
+            prefix tokens of the VLM's last-layer output), or None likewise.
+        entropy_samples: (K, M, L, A_env) float32 chunks sampled with K fresh noises, or None when
+            `PolicyConfig.entropy_samples` is 0.
+    """
+
+    chunks: np.ndarray
+    velocities: np.ndarray | None = None
+    prefix_embedding: np.ndarray | None = None
+    entropy_samples: np.ndarray | None = None
+
+
 class _MemberChunk(torch.nn.Module):
     """One SmolVLA member's normalised action chunk as a module call, so that `functional_call` can run
     it with any member's parameters.
 
     It is lerobot 0.6.1's `SmolVLAPolicy._get_action_chunk` (`prepare_images`, `prepare_state`,
-    `VLAFlowMatching.sample_actions`, unpadding to the action size) without the observation queue,
-    which with `n_obs_steps == 1` holds only the current observation.
+    `VLAFlowMatching.sample_actions` with its forward-Euler loop `euler_integrate`, unpadding to the
+    action size) without the observation queue, which with `n_obs_steps == 1` holds only the current
+    observation, and without real-time chunking (members that use it are not run here). The loop is
+    written out so that it also returns what the signal families read inside it: the velocity of
+    every denoising step and the pooled prefix embedding (`tests/test_policy.py` checks that its
+    actions equal lerobot's `predict_action_chunk`).
     """
 
     def __init__(self, policy: Any) -> None:
         super().__init__()
         self.policy = policy
 
-    def forward(self, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
-        """(B, chunk, A_p) normalised actions from a preprocessed batch and (B, chunk, max_action_dim) noise."""
+    def forward(self, batch: dict[str, torch.Tensor], noise: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From a preprocessed batch and (B, chunk, max_action_dim) noise: (B, chunk, A_p) normalised
+        actions, (S, B, chunk, A_p) velocities, (B, D) pooled prefix embedding."""
+        from lerobot.policies.smolvla.modeling_smolvla import make_att_2d_masks
         from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
         policy = self.policy
+        model = policy.model
         images, img_masks = policy.prepare_images(batch)
         state = policy.prepare_state(batch)
-        actions = policy.model.sample_actions(images, img_masks, batch[OBS_LANGUAGE_TOKENS],
-                                              batch[OBS_LANGUAGE_ATTENTION_MASK], state, noise=noise)
-        return actions[:, :, : policy.config.action_feature.shape[0]]
+        prefix_embs, prefix_pad_masks, prefix_att_masks = model.embed_prefix(
+            images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state=state)
+        prefix_att_2d_masks = make_att_2d_masks(prefix_pad_masks, prefix_att_masks)
+        prefix_position_ids = torch.cumsum(prefix_pad_masks, dim=1) - 1
+        outputs, past_key_values = model.vlm_with_expert.forward(
+            attention_mask=prefix_att_2d_masks, position_ids=prefix_position_ids, past_key_values=None,
+            inputs_embeds=[prefix_embs, None], use_cache=model.config.use_cache)
+        valid = prefix_pad_masks.to(outputs[0].dtype)[..., None]
+        pooled = (outputs[0] * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1.0)
+        steps = model.config.num_steps
+        dt = -1.0 / steps
+        x_t = noise
+        velocities = []
+        for step in range(steps):
+            time = torch.tensor(1.0 + step * dt, dtype=torch.float32, device=noise.device).expand(noise.shape[0])
+            v_t = model.denoise_step(x_t=x_t, prefix_pad_masks=prefix_pad_masks, past_key_values=past_key_values,
+                                     timestep=time)
+            x_t = x_t + dt * v_t
+            velocities.append(v_t)
+        size = policy.config.action_feature.shape[0]
+        return x_t[:, :, :size], torch.stack(velocities)[..., :size], pooled
 
 
-def _unstackable_reason(members: list[LoadedMember]) -> str | None:
-    """Why the members cannot be stacked into one vmapped model, or None if they can."""
+def _sampler_reason(members: list[LoadedMember]) -> str | None:
+    """Why `_MemberChunk` cannot run these members (SmolVLA's sampling loop), or None if it can."""
     from lerobot.policies.smolvla import SmolVLAPolicy
 
-    if len(members) < 2:
-        return "a single member"
     policies = [m.policy for m in members]
     if not all(type(p) is SmolVLAPolicy for p in policies):
         kinds = ", ".join(sorted({type(p).__name__ for p in policies}))
@@ -268,6 +313,18 @@ def _unstackable_reason(members: list[LoadedMember]) -> str | None:
     real_time_chunking = getattr(getattr(first, "rtc_config", None), "enabled", False)
     if first.adapt_to_pi_aloha or real_time_chunking or first.compile_model or first.use_peft:
         return "a member uses ALOHA adaptation, real-time chunking, torch.compile or PEFT"
+    return None
+
+
+def _unstackable_reason(members: list[LoadedMember]) -> str | None:
+    """Why the members cannot be stacked into one vmapped model, or None if they can."""
+    if len(members) < 2:
+        return "a single member"
+    reason = _sampler_reason(members)
+    if reason is not None:
+        return reason
+    policies = [m.policy for m in members]
+    first = policies[0].config
     for member, policy in zip(members[1:], policies[1:]):
         differ = [f.name for f in dataclasses.fields(first) if f.name not in _TRAINING_ONLY_FIELDS
                   and getattr(first, f.name) != getattr(policy.config, f.name)]
@@ -312,21 +369,25 @@ class _StackedMembers:
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented "
                                 "the batching rule", category=UserWarning)
 
-    def _member_chunk(self, params: dict, buffers: dict, batch: dict, noise: torch.Tensor) -> torch.Tensor:
+    def _member_chunk(self, params: dict, buffers: dict, batch: dict, noise: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from torch.func import functional_call
 
         return functional_call(self._module, (params, buffers), (batch, noise))
 
-    def chunks(self, batches: list[dict[str, Any]], noise: torch.Tensor) -> torch.Tensor | None:
-        """Every member's normalised chunk from its preprocessed batch.
+    def chunks(self, batches: list[dict[str, Any]], noise: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Every member's normalised chunk from its preprocessed batch, with what the signal
+        families read inside the sampling loop.
 
         Args:
             batches: M preprocessed lerobot batches (one per member, batch size 1).
             noise: (1, chunk, max_action_dim) float32 flow-matching noise shared by every member.
 
         Returns:
-            (M, 1, chunk, A_p) float32, or None when the members' batches differ in keys or shapes
-            (e.g. tokenisers of different vocabularies) and cannot be stacked.
+            (chunks (M, 1, chunk, A_p), velocities (M, S, 1, chunk, A_p), prefix embeddings (M, 1, D)),
+            float32; None when the members' batches differ in keys or shapes (e.g. tokenisers of
+            different vocabularies) and cannot be stacked.
         """
         from torch.func import vmap
 
@@ -427,6 +488,9 @@ class PolicyEnsemble:
             self.query_mode = "stacked"
         elif len(self._members) > 1:
             self._fall_back(reason)
+        self.sampler_reason = _sampler_reason(self._members)
+        """Why the signal families read inside SmolVLA's sampling loop are unavailable, or None."""
+        self._samplers = None if self.sampler_reason else [_MemberChunk(m.policy) for m in self._members]
         self.mapping = IOMapping.build(first, self.cameras, self.action_dim, config)
         self.notes.extend(self.mapping.notes)
         self._device = torch.device(config.device)
@@ -436,12 +500,23 @@ class PolicyEnsemble:
         for note in self.notes:
             log.warning("policy mapping: %s", note)
         self._generator = torch.Generator()
+        self._entropy_generator = torch.Generator()
+        self.last_query: ChunkQuery | None = None
+        """The query made at the latest `step`, None when that step read the current chunks."""
         self.reset()
 
     @property
     def ensemble_size(self) -> int:
         """Number of members M."""
         return int(self.config.ensemble_size)
+
+    @property
+    def embedding_width(self) -> int:
+        """Width D of the pooled prefix embedding (the VLM's hidden size); 0 without the sampling loop."""
+        if self.sampler_reason is not None:
+            return 0
+        vlm_config = self._members[0].policy.model.vlm_with_expert.config
+        return int(getattr(getattr(vlm_config, "text_config", vlm_config), "hidden_size", 0))
 
     def reset(self, seed: int | None = None, instruction: str | None = None) -> None:
         """Starts a new episode: clears chunks and re-seeds the shared noise.
@@ -457,7 +532,11 @@ class PolicyEnsemble:
             m.policy.reset()
         entropy = [int(self.config.seed)] + ([] if seed is None else [int(seed)])
         self._generator.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1))
+        # the entropy samples draw from their own sequence, so the executed chunks do not depend on K
+        self._entropy_generator.manual_seed(
+            int(np.random.SeedSequence(entropy + [1]).generate_state(1, np.uint64)[0] >> 1))
         self._chunks: np.ndarray | None = None
+        self.last_query = None
         self._chunk_pos = 0
         self._step = 0
 
@@ -480,48 +559,80 @@ class PolicyEnsemble:
             batch[STATE_KEY] = torch.from_numpy(policy_state)
         return batch
 
-    def _query(self, observation: dict) -> np.ndarray:
-        """Predicts a fresh chunk for every member: (M, chunk, A_env) float32.
+    def _noises(self, generator: torch.Generator) -> list[torch.Tensor]:
+        """One query's noise: (1, chunk, max_action_dim) shared by every member, or M of them for a
+        single checkpoint."""
+        count = self.ensemble_size if self.shared_checkpoint else 1
+        scale = float(self.config.noise_scale)
+        return [(torch.randn(self._noise_shape, generator=generator) * scale).to(self._device) for _ in range(count)]
+
+    def _query(self, observation: dict) -> ChunkQuery:
+        """Predicts a fresh chunk for every member, with what the signal families read.
 
         One noise draw from the episode's generator per query ((1, chunk, max_action_dim), shared by
         every member), or M draws for a single checkpoint; the path (`query_mode`) does not change
-        the draws.
+        the draws. `PolicyConfig.entropy_samples` K adds K queries with noise from a second sequence.
         """
         raw = self._raw_batch(observation)
-        m_count = self.ensemble_size
-        n_noise = m_count if self.shared_checkpoint else 1
-        scale = float(self.config.noise_scale)
-        noises = [(torch.randn(self._noise_shape, generator=self._generator) * scale).to(self._device)
-                  for _ in range(n_noise)]
+        chunks, velocities, pooled = self._sample(raw, self._noises(self._generator))
+        samples = None
+        if self.config.entropy_samples:
+            samples = np.stack([self._sample(raw, self._noises(self._entropy_generator))[0]
+                                for _ in range(int(self.config.entropy_samples))])
+        return ChunkQuery(chunks=chunks, velocities=velocities, prefix_embedding=pooled, entropy_samples=samples)
+
+    def _sample(self, raw: dict[str, Any], noises: list[torch.Tensor]
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Every member's chunk for the given noise: (M, chunk, A_env) env units, (S, M, chunk, A_p)
+        velocities and (M, D) prefix embeddings (None without the sampling loop), float32."""
         with torch.inference_mode():
             if self.shared_checkpoint:
-                chunks = self._query_one_checkpoint(raw, noises)
+                normalised = self._sample_one_checkpoint(raw, noises)
+                members = [self._members[0]] * len(normalised[0])
             else:
                 batches = [member.preprocessor(dict(raw)) for member in self._members]
-                normalised = self._stacked.chunks(batches, noises[0]) if self._stacked is not None else None
-                if normalised is None and self._stacked is not None:
+                stacked = self._stacked.chunks(batches, noises[0]) if self._stacked is not None else None
+                if stacked is None and self._stacked is not None:
                     self._fall_back("the members' preprocessed observations differ in keys or shapes "
                                     "(e.g. their tokenisers)")
-                if normalised is not None:
-                    chunks = [member.postprocessor(normalised[i]) for i, member in enumerate(self._members)]
+                if stacked is not None:
+                    actions, velocities, pooled = stacked
+                    normalised = (actions[:, 0], velocities[:, :, 0].transpose(0, 1), pooled[:, 0])
                 else:
-                    chunks = [member.postprocessor(member.policy.predict_action_chunk(batch, noise=noises[0]))
-                              for member, batch in zip(self._members, batches)]
-        stacked = torch.cat([c.reshape(-1, c.shape[-2], c.shape[-1]) for c in chunks]).float().cpu().numpy()
-        return self.mapping.env_actions(stacked)
+                    normalised = self._sample_each(batches, [noises[0]] * len(batches))
+                members = self._members
+            actions = [member.postprocessor(normalised[0][i:i + 1]) for i, member in enumerate(members)]
+        chunks = torch.cat([a.reshape(-1, a.shape[-2], a.shape[-1]) for a in actions]).float().cpu().numpy()
+        velocities, pooled = (None, None) if normalised[1] is None else (
+            normalised[1].float().cpu().numpy(), normalised[2].float().cpu().numpy())
+        return self.mapping.env_actions(chunks), velocities, pooled
 
-    def _query_one_checkpoint(self, raw: dict[str, Any], noises: list[torch.Tensor]) -> list[torch.Tensor]:
-        """One checkpoint's chunks for the M noise tensors: [(M, chunk, A_p)] in one call along lerobot's
-        batch dimension ("noise batch"), or M (1, chunk, A_p) chunks one after another."""
+    def _sample_each(self, batches: list[dict[str, Any]], noises: list[torch.Tensor]) -> tuple:
+        """Batches one after another (member i's model on batches[i], or one checkpoint on each):
+        (M, chunk, A_p) normalised actions and, with the sampling loop, (S, M, chunk, A_p) velocities
+        and (M, D) embeddings (else None, None)."""
+        if self._samplers is None:
+            members = self._members if len(self._members) == len(batches) else [self._members[0]] * len(batches)
+            return torch.cat([m.policy.predict_action_chunk(dict(b), noise=n)
+                              for m, b, n in zip(members, batches, noises)]), None, None
+        samplers = self._samplers if len(self._samplers) == len(batches) else [self._samplers[0]] * len(batches)
+        outs = [sampler(b, n) for sampler, b, n in zip(samplers, batches, noises)]
+        return (torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs], dim=1),
+                torch.cat([o[2] for o in outs]))
+
+    def _sample_one_checkpoint(self, raw: dict[str, Any], noises: list[torch.Tensor]) -> tuple:
+        """One checkpoint for the M noise tensors, in one call along lerobot's batch dimension
+        ("noise batch") or one after another; the result as in `_sample_each`."""
         member = self._members[0]
         batch = member.preprocessor(dict(raw))
         if self.query_mode == "sequential":
-            return [member.postprocessor(member.policy.predict_action_chunk(dict(batch), noise=noise))
-                    for noise in noises]
+            return self._sample_each([batch] * len(noises), noises)
         m_count = len(noises)
         repeated = {k: v.repeat(m_count, *([1] * (v.ndim - 1))) if isinstance(v, torch.Tensor) else v
                     for k, v in batch.items()}
-        return [member.postprocessor(member.policy.predict_action_chunk(repeated, noise=torch.cat(noises)))]
+        if self._samplers is None:
+            return member.policy.predict_action_chunk(repeated, noise=torch.cat(noises)), None, None
+        return self._samplers[0](repeated, torch.cat(noises))
 
     def _fall_back(self, reason: str) -> None:
         """Switches to the sequential path for good and logs why (once per ensemble)."""
@@ -539,9 +650,12 @@ class PolicyEnsemble:
         Returns:
             (action, member_actions): the executed action, (A_env,) float32 = mean over members of
             `member_actions`, (M, A_env) float32, each member's action for this step in env units.
+            `last_query` holds the step's `ChunkQuery` when the members re-queried at this step.
         """
+        self.last_query = None
         if self._chunks is None or self._chunk_pos >= self.config.requery_every:
-            self._chunks = self._query(observation)
+            self.last_query = self._query(observation)
+            self._chunks = self.last_query.chunks
             self._chunk_pos = 0
         member_actions = np.ascontiguousarray(self._chunks[:, self._chunk_pos], dtype=np.float32)
         self._chunk_pos += 1

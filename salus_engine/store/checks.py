@@ -26,14 +26,16 @@ import numpy as np
 from salus_engine import FAILURE_TYPES
 from salus_engine.signals import NUM_SIGNALS
 from salus_engine.store.layout import (
-    ARRAY_DTYPES,
     CHECKSUM_VERSION,
     EPISODE_NAME,
     EPISODES_GROUP,
+    FAMILIES_VERSION,
     FORMAT_NAME,
     FORMAT_VERSION,
     READABLE_VERSIONS,
+    array_dtypes,
     episode_name,
+    feature_names,
 )
 
 
@@ -124,6 +126,12 @@ def root_problems(attrs: dict[str, Any]) -> list[str]:
     integer("base_seed", None)
     if not isinstance(attrs.get("sim_config", {}), dict):
         problems.append(f"root attribute sim_config is {_shown(attrs.get('sim_config'))}, expected a table")
+    if version >= FAMILIES_VERSION:
+        families = attrs.get("feature_families")
+        if not isinstance(families, dict) or not all(
+                isinstance(columns, list) and all(isinstance(c, str) for c in columns) for columns in families.values()):
+            problems.append(f"root attribute feature_families is {_shown(families)}, expected a table of column-name lists")
+        integer("hidden_dim", 0)
     return [f"damaged store, {text}; restore its zarr.json or re-collect" for text in problems]
 
 
@@ -178,6 +186,8 @@ def expected_shapes(root_attrs: dict[str, Any], length: int) -> dict[str, tuple[
         "member_actions": (length, int(root_attrs["ensemble_size"]), 7),
         "signals": (length, NUM_SIGNALS),
         "horizon_labels": (length, len(root_attrs["horizons"]), len(FAILURE_TYPES)),
+        "features": (length, len(feature_names(root_attrs))),
+        "hidden_features": (length, int(root_attrs.get("hidden_dim") or 0)),
     }
 
 
@@ -213,8 +223,9 @@ def episode_problems(path: Path, episode_id: int, root_attrs: dict[str, Any]) ->
     if meta is None:
         return None, problems
     checksums = format_version(root_attrs) >= CHECKSUM_VERSION
+    dtypes = array_dtypes(root_attrs)
     arrays: dict[str, dict[str, Any]] = {}
-    for name in ARRAY_DTYPES:
+    for name in dtypes:
         try:
             array = _read_json(folder / name / "zarr.json")
         except FileNotFoundError:
@@ -229,18 +240,18 @@ def episode_problems(path: Path, episode_id: int, root_attrs: dict[str, Any]) ->
             continue
         arrays[name] = array
     steps = {array["shape"][0] for array in arrays.values() if array["shape"]}
-    if len(arrays) == len(ARRAY_DTYPES) and len(steps) == 1 and meta.episode_length not in steps:
+    if len(arrays) == len(dtypes) and len(steps) == 1 and meta.episode_length not in steps:
         # one wrong number, not six wrong arrays
         problems.append(f"attribute episode_length is {meta.episode_length}, but the arrays hold {steps.pop()} steps")
         return None, problems
     for name, shape in expected_shapes(root_attrs, meta.episode_length).items():
-        if name not in arrays:
+        if name not in arrays or name not in dtypes:
             continue
         array = arrays[name]
         got = tuple(array["shape"])
         dtype = array.get("data_type")
-        if got != shape or dtype != ARRAY_DTYPES[name]:
-            problems.append(f"array '{name}' is {got} {_shown(dtype)}, expected {shape} {ARRAY_DTYPES[name]} "
+        if got != shape or dtype != dtypes[name]:
+            problems.append(f"array '{name}' is {got} {_shown(dtype)}, expected {shape} {dtypes[name]} "
                             f"(episode_length {meta.episode_length})")
             continue
         codecs = array.get("codecs")
@@ -278,7 +289,7 @@ def scan_store(path: Path, root_attrs: dict[str, Any]) -> StoreScan:
     return scan
 
 
-def chunk_checksum_problems(path: Path, episode_id: int) -> list[str]:
+def chunk_checksum_problems(path: Path, episode_id: int, root_attrs: dict[str, Any]) -> list[str]:
     """Damaged chunks of one structurally sound episode of a format-2 store, found from the raw chunk
     files alone: every chunk of every array must exist and end in the crc32c of the bytes before it
     (zarr v3's `crc32c` codec, the last codec of every array in format version 2), so a missing,
@@ -287,13 +298,14 @@ def chunk_checksum_problems(path: Path, episode_id: int) -> list[str]:
     Args:
         path: the store's root folder.
         episode_id: an episode that passed `episode_problems`.
+        root_attrs: the store's root attributes (which arrays an episode holds).
 
     Returns:
         One problem per damaged chunk, naming the array and the chunk key; empty when all are intact.
     """
     folder = path / EPISODES_GROUP / episode_name(episode_id)
     problems: list[str] = []
-    for name in ARRAY_DTYPES:
+    for name in array_dtypes(root_attrs):
         array = _read_json(folder / name / "zarr.json")
         shape = array["shape"]
         try:

@@ -10,12 +10,19 @@ DIR/episodes/000000/         one group per complete episode, attrs: see EPISODE_
     member_actions  (T, M, 7)       float32 each ensemble member's action
     signals         (T, 6)          float32 the six signals (salus_engine.signals)
     horizon_labels  (T, H, 4)       uint8   1 when failure type k happens within horizons[h] steps of t
+    features        (T, F)          float32 the signal families' columns (format 3, when F > 0)
+    hidden_features (T, D)          float16 the policy's pooled prefix embedding (format 3, when D > 0)
+DIR/hidden_projection        (D_policy, D) float32, format 3: the fixed random projection of the
+                             embedding, only when the policy's width exceeds 64
 DIR/.staging/                transient: the episode being written, renamed into episodes/ once complete
 ```
 
 Format version 2: every chunk of every array ends in a crc32c checksum (zarr's `crc32c` codec after
 Blosc) and every chunk is stored, also one equal to the fill value, so a missing chunk is damage.
 Version 1 stores (no checksums, chunks equal to the fill value left out) are still read.
+Format version 3 adds the signal families (`salus_engine.signal_families`): root attributes
+`feature_families` and `hidden_dim`, episode arrays `features` and `hidden_features`. Version 1 and 2
+stores hold neither and are still read.
 """
 
 from __future__ import annotations
@@ -25,12 +32,16 @@ import re
 from salus_engine.errors import SalusError
 
 FORMAT_NAME = "salus-episodes"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Written into new stores (root attribute `format_version`)."""
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 """Store format versions this SALUS reads (and appends to with --resume)."""
 CHECKSUM_VERSION = 2
 """First format version whose chunks all carry a crc32c checksum and are all stored."""
+FAMILIES_VERSION = 3
+"""First format version that records the signal families (`features`, `hidden_features`)."""
+HIDDEN_PROJECTION = "hidden_projection"
+"""Root array of a format-3 store whose policy embedding is wider than the stored one."""
 
 EPISODES_GROUP = "episodes"
 STAGING_DIR = ".staging"
@@ -46,11 +57,32 @@ ARRAY_DTYPES: dict[str, str] = {
     "signals": "float32",
     "horizon_labels": "uint8",
 }
-"""Every array of an episode group and its dtype."""
+"""The arrays of every episode group and their dtypes."""
+
+FAMILY_ARRAY_DTYPES: dict[str, str] = {"features": "float32", "hidden_features": "float16"}
+"""The arrays a format-3 store adds where its root attributes record columns for them."""
+
+
+def feature_names(root_attrs: dict) -> list[str]:
+    """The columns of the `features` array, in order: the families' columns concatenated (empty
+    before format 3 or when no family with columns was collected)."""
+    families = root_attrs.get("feature_families") or {}
+    return [name for columns in families.values() for name in columns]
+
+
+def array_dtypes(root_attrs: dict) -> dict[str, str]:
+    """Every array of an episode group of a store with these root attributes, and its dtype."""
+    dtypes = dict(ARRAY_DTYPES)
+    if feature_names(root_attrs):
+        dtypes["features"] = FAMILY_ARRAY_DTYPES["features"]
+    if int(root_attrs.get("hidden_dim") or 0) > 0:
+        dtypes["hidden_features"] = FAMILY_ARRAY_DTYPES["hidden_features"]
+    return dtypes
 
 ROOT_ATTRS = (
     "format", "format_version", "horizons", "failure_types", "signal_names", "cameras", "image_size",
     "ensemble_size", "action_dim", "state_dim", "base_seed", "policy", "sim_config", "created",
+    "feature_families", "hidden_dim",
 )
 """Attributes of the root group, written once when the store is created."""
 

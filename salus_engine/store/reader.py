@@ -25,7 +25,9 @@ from salus_engine.store.layout import (
     EPISODE_NAME,
     EPISODES_GROUP,
     StoreError,
+    array_dtypes,
     episode_name,
+    feature_names,
 )
 
 __all__ = ["CheckedArray", "Episode", "EpisodeMeta", "EpisodeStore", "damage"]
@@ -77,11 +79,15 @@ class Episode:
     """One recorded episode. Arrays load on first access and are cached.
 
     Attributes `images` (T, C, 3, H, W) uint8, `states` (T, 8), `actions` (T, 7),
-    `member_actions` (T, M, 7), `signals` (T, 6) float32, `horizon_labels` (T, H, 4) uint8.
+    `member_actions` (T, M, 7), `signals` (T, 6) float32, `horizon_labels` (T, H, 4) uint8, and in a
+    format-3 store with families `features` (T, F) float32 and `hidden_features` (T, D) float16
+    (None where the store does not record them).
     A damaged chunk raises `StoreError` (one line naming the episode and the array).
     """
 
-    def __init__(self, folder: Path, meta: EpisodeMeta, store_path: Path, checksums: bool) -> None:
+    def __init__(self, folder: Path, meta: EpisodeMeta, store_path: Path, checksums: bool,
+                 names: tuple[str, ...] = tuple(ARRAY_DTYPES)) -> None:
+        self.array_names = names
         self._folder = folder
         self._store_path = store_path
         self._checksums = checksums
@@ -95,7 +101,7 @@ class Episode:
             KeyError: `name` is not an array of the episode layout.
             StoreError: the array's metadata is damaged.
         """
-        if name not in ARRAY_DTYPES:
+        if name not in self.array_names:
             raise KeyError(name)
         if name not in self._arrays:
             try:
@@ -135,6 +141,14 @@ class Episode:
     @cached_property
     def horizon_labels(self) -> np.ndarray:
         return self.array("horizon_labels")[...]
+
+    @cached_property
+    def features(self) -> np.ndarray | None:
+        return self.array("features")[...] if "features" in self.array_names else None
+
+    @cached_property
+    def hidden_features(self) -> np.ndarray | None:
+        return self.array("hidden_features")[...] if "hidden_features" in self.array_names else None
 
     @property
     def images(self) -> np.ndarray:
@@ -288,7 +302,7 @@ class EpisodeStore:
         """
         meta = self.meta(index)
         folder = self.path / EPISODES_GROUP / episode_name(meta.episode_id)
-        return Episode(folder, meta, self.path, self.has_checksums)
+        return Episode(folder, meta, self.path, self.has_checksums, self.array_names())
 
     def episode_by_id(self, episode_id: int) -> Episode:
         """The episode with id `episode_id` (see `episode`).
@@ -306,7 +320,23 @@ class EpisodeStore:
             yield self.episode(i)
 
     def array_names(self) -> tuple[str, ...]:
-        return tuple(ARRAY_DTYPES)
+        """The arrays of every episode of this store (format 3 adds the signal families')."""
+        return tuple(array_dtypes(self.attrs))
+
+    @property
+    def feature_families(self) -> dict[str, list[str]]:
+        """Signal family -> its columns of the `features` array, in order (empty before format 3)."""
+        return {name: list(columns) for name, columns in (self.attrs.get("feature_families") or {}).items()}
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The columns of the `features` array (`feature_families` concatenated)."""
+        return feature_names(self.attrs)
+
+    @property
+    def hidden_dim(self) -> int:
+        """Width of `hidden_features`, 0 when the store does not record them."""
+        return int(self.attrs.get("hidden_dim") or 0)
 
     def read_arrays(self, names: tuple[str, ...] = ("signals", "horizon_labels"),
                     episode_ids: list[int] | None = None) -> list[dict[str, np.ndarray]]:

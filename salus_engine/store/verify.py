@@ -18,10 +18,10 @@ import zarr
 from salus_engine import OUTCOME_NAMES
 from salus_engine.signals import SIGNAL_NAMES
 from salus_engine.store.horizon_labels import make_horizon_labels
-from salus_engine.store.layout import ARRAY_DTYPES, STAGING_DIR, StoreError
+from salus_engine.store.layout import STAGING_DIR, StoreError
 from salus_engine.store.reader import Episode, EpisodeStore, damage
 
-KEPT_ARRAYS = ("actions", "signals", "horizon_labels")
+KEPT_ARRAYS = ("actions", "signals", "horizon_labels", "features", "hidden_features")
 """Arrays whose values the data-quality checks use; the others are read chunk by chunk and dropped."""
 
 
@@ -103,7 +103,7 @@ def verify_store(path: str | Path) -> VerifyReport:
         report.outcomes[name] = report.outcomes.get(name, 0) + 1
         episode = store.episode_by_id(episode_id)
         data: dict[str, np.ndarray | None] = {}
-        for key in ARRAY_DTYPES:
+        for key in store.array_names():
             try:
                 array = episode.open_zarr_array(key)
             except Exception as err:  # zarr raises several types for damaged metadata
@@ -152,6 +152,9 @@ def _check_episode_data(episode: Episode, data: dict[str, np.ndarray | None], th
         expected_labels = make_horizon_labels(meta.failure_type, meta.failure_step, t, horizons)
         if not np.array_equal(labels, expected_labels):
             report.problems.append(f"{where}: horizon_labels disagree with failure_type/failure_step")
+    for key in ("features", "hidden_features"):
+        if data.get(key) is not None and not np.all(np.isfinite(data[key])):
+            report.problems.append(f"{where}: NaN or inf in {key} (the signal families)")
     signals, actions = data["signals"], data["actions"]
     if signals is None or actions is None:
         return

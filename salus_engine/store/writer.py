@@ -35,9 +35,12 @@ from salus_engine.store.layout import (
     EPISODES_GROUP,
     FORMAT_NAME,
     FORMAT_VERSION,
+    HIDDEN_PROJECTION,
     STAGING_DIR,
     StoreError,
+    array_dtypes,
     episode_name,
+    feature_names,
 )
 from salus_engine.store.reader import EpisodeStore
 
@@ -67,6 +70,10 @@ class EpisodeRecord:
     """0-based step at which the outcome happened."""
     evidence: dict[str, Any] = field(default_factory=dict)
     """JSON-serialisable physics evidence for the label (forces in N, distances in m, ...)."""
+    features: np.ndarray | None = None
+    """(T, F) float32: the signal families' columns (`salus_engine.signal_families`), or None."""
+    hidden_features: np.ndarray | None = None
+    """(T, D) float16: the policy's pooled prefix embedding (projected to D), or None."""
 
     @property
     def length(self) -> int:
@@ -208,11 +215,21 @@ class EpisodeWriter:
         policy: str,
         sim_config: dict[str, Any],
         compression_level: int = 3,
+        feature_families: dict[str, list[str]] | None = None,
+        hidden_dim: int = 0,
+        hidden_projection: np.ndarray | None = None,
     ) -> EpisodeWriter:
         """Creates a new, empty store at `path`, atomically: the store is built with its root
         attributes in a sibling folder and renamed to `path`, so a kill leaves either no store or a
         complete empty one (never a half-created one); a build folder left by a killed creation is
         removed by the next one. The returned writer holds the store's writer lock.
+
+        Args (beyond the root attributes of docs/data-format.md):
+            feature_families: signal family -> its columns of the `features` array (empty or None:
+                the store has no `features` array).
+            hidden_dim: width D of `hidden_features` (0: not recorded).
+            hidden_projection: (D_policy, D) float32, the fixed projection of the policy's embedding,
+                stored as the root array `hidden_projection`; None when the embedding is stored as is.
 
         Raises:
             StoreError: `path` is a file, under a file, not writable, or exists and is not empty (pass
@@ -235,6 +252,8 @@ class EpisodeWriter:
             "policy": str(policy),
             "sim_config": json.loads(json.dumps(sim_config, default=list)),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "feature_families": {str(k): [str(c) for c in v] for k, v in (feature_families or {}).items()},
+            "hidden_dim": int(hidden_dim),
         }
         target = Path(os.path.abspath(path))
         parent = target.parent
@@ -245,6 +264,10 @@ class EpisodeWriter:
             build, guard = _new_build_folder(parent, target.name)
             root = zarr.create_group(store=str(build), attributes=attrs, zarr_format=3)
             root.create_group(EPISODES_GROUP)
+            if hidden_projection is not None:
+                projection = np.asarray(hidden_projection, dtype=np.float32)
+                root.create_array(HIDDEN_PROJECTION, shape=projection.shape, chunks=projection.shape,
+                                  dtype=projection.dtype, compressors=_compressors(compression_level))[...] = projection
             _fsync_tree(build)
             _fsync_dir(build)
             lock = _acquire_lock(build)  # the flock follows the inode through the rename
@@ -313,7 +336,7 @@ class EpisodeWriter:
             store.check()
             if format_version(store.attrs) >= CHECKSUM_VERSION:
                 for episode_id in store.episode_ids:
-                    damaged = chunk_checksum_problems(store.path, episode_id)
+                    damaged = chunk_checksum_problems(store.path, episode_id, store.attrs)
                     if damaged:
                         raise StoreError(f"{store.path}: damaged store, episode {episode_id}: {damaged[0]}; "
                                          f"run 'salus verify {store.path}'")
@@ -342,8 +365,16 @@ class EpisodeWriter:
             "member_actions": (t, m, 7),
             "signals": (t, NUM_SIGNALS),
         }
+        f, d = len(feature_names(self.attrs)), int(self.attrs.get("hidden_dim") or 0)
+        if f:
+            expected["features"] = (t, f)
+        if d:
+            expected["hidden_features"] = (t, d)
         for name, shape in expected.items():
-            got = getattr(record, name).shape
+            value = getattr(record, name)
+            if value is None:
+                raise ValueError(f"episode {record.episode_id}: {name} missing; the store records them")
+            got = value.shape
             if got != shape:
                 raise ValueError(f"episode {record.episode_id}: {name} has shape {got}, expected {shape}")
         if record.episode_id != self.next_episode_id:
@@ -399,6 +430,10 @@ class EpisodeWriter:
             "signals": np.asarray(record.signals, dtype=np.float32),
             "horizon_labels": labels,
         }
+        if "features" in array_dtypes(self.attrs):
+            arrays["features"] = np.asarray(record.features, dtype=np.float32)
+        if "hidden_features" in array_dtypes(self.attrs):
+            arrays["hidden_features"] = np.asarray(record.hidden_features, dtype=np.float16)
         for key, data in arrays.items():
             # images: one chunk per 10 steps so the episode player reads a frame cheaply; others: one chunk.
             # Every chunk is written, also one equal to the fill value: a missing chunk is damage.
