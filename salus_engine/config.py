@@ -256,12 +256,21 @@ class TrainConfig:
     """Epochs without a lower validation loss before stopping; 0 never stops early."""
     seed: Count = Field(0, ge=0)
     """Seeds the episode split, the weight initialisation and the shuffling."""
-    model: Literal["multi-horizon", "single-horizon"] = "multi-horizon"
-    """`multi-horizon` (16 outputs) or `single-horizon` (the seeds' 4 outputs, failure within the longest horizon)."""
+    model: Literal["temporal", "multi-horizon", "single-horizon"] = "temporal"
+    """`temporal` (causal dilated convolutions over the episode so far, 16 outputs), `multi-horizon` (an
+    MLP over the current step, or `window` steps, 16 outputs) or `single-horizon` (the seeds' 6-64-64-4
+    MLP, failure within the longest horizon)."""
+    features: Annotated[str, Field(min_length=1)] = "all"
+    """Input families, comma-separated (`salus_engine.predictor.inputs`): six, chunk_consistency,
+    flow_disagreement, chunk_entropy, hidden_state, action_jerk, time; `all`: every family the store
+    records (older stores: six and time)."""
     window: Count = Field(1, ge=1)
-    """Steps of signals per input (1 for the single-horizon model)."""
-    hidden: tuple[Annotated[Count, Field(ge=1)], ...] = (64, 64)
-    """Hidden layer widths."""
+    """Steps of signals per input of the multi-horizon MLP (1 for the other models)."""
+    hidden: tuple[Annotated[Count, Field(ge=1)], ...] | None = None
+    """Hidden layer widths (MLPs) or channels per convolution (temporal); None: 64, 64 for the MLPs,
+    32, 32, 32, 32 for the temporal model."""
+    episodes_per_batch: Count = Field(16, ge=1)
+    """Episodes per mini-batch of the temporal model (the MLPs use `batch_size` steps)."""
     threads: Annotated[Count, Field(ge=1)] | None = 1
     """torch CPU threads during training. The network is so small that one thread is fastest (more
     threads only add synchronisation, badly so on a busy machine); None keeps torch's setting."""
@@ -290,6 +299,11 @@ class EvaluateConfig:
     """torch CPU threads; None keeps torch's setting."""
     plots: bool = True
     """Write the PNG plots beside metrics.json."""
+    fresh: str | None = None
+    """A second store (another seed range, the same signal families) whose every episode is also scored,
+    with the thresholds calibrated on `data`: how the monitor generalises to unseen seeds."""
+    ablation: bool = False
+    """Also retrain the model with each input family removed and each family alone (slow: 2F trainings)."""
 
 
 _TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("salus_config_toml", default=None)

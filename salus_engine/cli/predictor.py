@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = build_settings(TrainConfig, data=args.data, out=args.out or default_run_dir(), epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                             patience=args.patience, seed=args.seed, model=args.model, window=args.window,
-                            threads=args.threads)
+                            threads=args.threads, features=args.features)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -72,7 +72,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     console = Console()
     config = build_settings(EvaluateConfig, checkpoint=args.checkpoint, data=args.data, out=args.out,
                             split=args.split, alpha=args.alpha, weights=args.weights, horizon=args.horizon,
-                            threads=args.threads, plots=not args.no_plots)
+                            threads=args.threads, plots=not args.no_plots, fresh=args.fresh,
+                            ablation=args.ablation or None)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -112,8 +113,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help=f"AdamW learning rate, cosine-decayed (default {train_default('lr')})")
     p.add_argument("--out", help="run folder to create (default checkpoints/predictor-<UTC time>)")
     p.add_argument("--model", choices=MODEL_KINDS,
-                   help="multi-horizon: 16 outputs (default); single-horizon: the seeds' 4-output network "
-                   "(failure within the longest horizon)")
+                   help="temporal: causal dilated convolutions over the episode so far, 16 outputs (default); "
+                   "multi-horizon: an MLP over the current step (or --window steps), 16 outputs; single-horizon: "
+                   "the seeds' 4-output network (failure within the longest horizon)")
+    p.add_argument("--features", help="input families, comma-separated: six, chunk_consistency, flow_disagreement, "
+                   f"chunk_entropy, hidden_state, action_jerk, time, or all (default {train_default('features')}: "
+                   "every family the store records)")
     p.add_argument("--window", type=int, help=f"steps of signals per input, multi-horizon only (default {train_default('window')})")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "
                    f"(default {train_default('patience')})")
@@ -135,6 +140,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--horizon", type=int, help="alarm horizon in steps, one of the store's (default the longest)")
     p.add_argument("--weights", choices=("best", "final"), help="which weights (default best)")
     p.add_argument("--no-plots", action="store_true", help="write metrics.json only")
+    p.add_argument("--fresh", help="a second store from a seed range never trained on (same signal families): every "
+                   "episode is also scored, with the thresholds calibrated on --data")
+    p.add_argument("--ablation", action="store_true", help="also retrain the model with each input family removed "
+                   "and each family alone (slow)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.set_defaults(func=cmd_evaluate, log_kind="evaluate")
 

@@ -7,6 +7,14 @@
   one model per failure type and horizon.
 - permutation control: the same network trained on labels shuffled across episodes (`permuted_labels`);
   any skill it shows on real test labels would come from leakage, so it must come out near chance.
+- RND novelty (`RNDNovelty`): random network distillation (Burda et al. 2019) trained on the steps of
+  successful training episodes only, as FAIL-Detect scores observation novelty (Xu et al. 2025,
+  "Can We Detect Failures Without Failure Data?"): a predictor network learns to match a fixed random
+  target network; its squared error is high on inputs unlike successful runs.
+- FIPER gate (`fiper_gate`): FIPER (Römer et al. 2025) alarms only when observation novelty (RND) and
+  action-chunk entropy (ACE) both exceed their conformal thresholds; here each is turned into its
+  quantile among successful calibration steps and the gate's score is the smaller of the two, so the
+  episode threshold on it is again conformal.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from sklearn.preprocessing import StandardScaler
 
 
 class SignalThreshold:
-    """One signal as the failure score. `scores(signals (N, 6)) -> (N, H, 4)`, the signed value broadcast."""
+    """One input column as the failure score. `scores(columns (N, C)) -> (N, H, 4)`, the signed value
+    of column `index` broadcast (the six signals, or any column of the signal families)."""
 
     def __init__(self, index: int, horizons: int, types: int = 4) -> None:
         self.index = index
@@ -101,3 +110,73 @@ def permuted_labels(labels: np.ndarray, offsets: np.ndarray, seed: int) -> np.nd
         start = int(rng.integers(len(donor)))
         out[offsets[e]:offsets[e + 1]] = donor[(start + np.arange(length)) % len(donor)]
     return out
+
+
+class RNDNovelty:
+    """Random network distillation novelty. `fit(x)` on steps of successful episodes (N, C) raw
+    inputs; `scores(x) -> (N,)` float32 squared prediction error per step (higher = more novel).
+
+    Target and predictor: C -> 64 -> 64 -> 32 ReLU MLPs on standardised inputs; the predictor is
+    trained with Adam (lr 1e-3, batch 512) for `epochs` epochs.
+    """
+
+    def __init__(self, seed: int = 0, epochs: int = 15) -> None:
+        self.seed = seed
+        self.epochs = epochs
+
+    @staticmethod
+    def _net(width: int):
+        from torch import nn
+
+        return nn.Sequential(nn.Linear(width, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32))
+
+    def fit(self, x: np.ndarray) -> RNDNovelty:
+        import torch
+
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        self.mean, std = xt.mean(dim=0), xt.std(dim=0)
+        self.std = torch.where(std < 1e-6, torch.ones_like(std), std)
+        xt = (xt - self.mean) / self.std
+        self.target, self.predictor = self._net(x.shape[1]), self._net(x.shape[1])
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+        optimiser = torch.optim.Adam(self.predictor.parameters(), lr=1e-3)
+        for _ in range(self.epochs):
+            order = torch.randperm(len(xt), generator=generator)
+            for start in range(0, len(xt), 512):
+                batch = xt[order[start:start + 512]]
+                optimiser.zero_grad(set_to_none=True)
+                loss = ((self.predictor(batch) - self.target(batch)) ** 2).mean()
+                loss.backward()
+                optimiser.step()
+        return self
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            xt = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) - self.mean) / self.std
+            return ((self.predictor(xt) - self.target(xt)) ** 2).mean(dim=1).numpy().astype(np.float32)
+
+
+def quantile_of(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Empirical CDF of `reference` (1-D) at `values`: share of reference values <= each value."""
+    ordered = np.sort(np.asarray(reference, dtype=np.float64))
+    return (np.searchsorted(ordered, np.asarray(values, dtype=np.float64), side="right") / max(1, len(ordered))
+            ).astype(np.float32)
+
+
+def fiper_gate(novelty: np.ndarray, entropy: np.ndarray, novelty_reference: np.ndarray,
+               entropy_reference: np.ndarray) -> np.ndarray:
+    """FIPER's AND-gate as one score: min of the two scores' quantiles among successful steps.
+
+    Args:
+        novelty, entropy: (N,) per-step RND novelty and action-chunk entropy to score.
+        novelty_reference, entropy_reference: the same on steps of successful calibration episodes.
+
+    Returns:
+        (N,) float32 in [0, 1]; above a threshold q only where both scores are above their q-quantile.
+    """
+    return np.minimum(quantile_of(novelty_reference, novelty), quantile_of(entropy_reference, entropy))

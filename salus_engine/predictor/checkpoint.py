@@ -18,17 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from typing import TYPE_CHECKING
-
 from safetensors import SafetensorError
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.predictor.errors import PredictorError
-from salus_engine.predictor.spec import ModelSpec
+from salus_engine.predictor.spec import TEMPORAL_KERNEL, ModelSpec
 from salus_engine.signals import SIGNAL_NAMES
-
-if TYPE_CHECKING:
-    from salus_engine.predictor.models import SignalMLP
 
 CHECKPOINT_FORMAT = "salus-predictor"
 CHECKPOINT_VERSION = 1
@@ -66,7 +61,7 @@ def folder_writes(out: Path):
                              "writable --out") from None
 
 
-def save_weights(model: SignalMLP, path: Path) -> None:
+def save_weights(model: Any, path: Path) -> None:
     """Writes the model's parameters and standardisation buffers as safetensors."""
     from safetensors.torch import save_file
 
@@ -116,7 +111,7 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(config.get("store"), dict) or not isinstance(config["store"].get("path"), str):
         raise PredictorError(f"{path}: damaged or missing 'store' entry (the store it was trained on); train again "
                              "with 'salus train'")
-    if spec.signal_names != SIGNAL_NAMES:
+    if "six" in spec.features and spec.signal_names[:len(SIGNAL_NAMES)] != SIGNAL_NAMES:
         raise PredictorError(f"{run_dir}: checkpoint trained on signals {list(spec.signal_names)}, but this SALUS "
                              f"computes {list(SIGNAL_NAMES)}; train a new predictor on a store from this version")
     if spec.failure_types != FAILURE_TYPES:
@@ -125,7 +120,7 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_model(run_dir: str | Path, which: str = "best") -> tuple[SignalMLP, dict[str, Any]]:
+def load_model(run_dir: str | Path, which: str = "best") -> tuple[Any, dict[str, Any]]:
     """Loads a trained predictor.
 
     Args:
@@ -133,7 +128,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[SignalMLP, dic
         which: `best` (lowest validation loss) or `final`; ignored when a file is given.
 
     Returns:
-        (model in eval mode, the run's config dict).
+        (model in eval mode: a `SignalMLP` or `TemporalConvNet`, the run's config dict).
 
     Raises:
         PredictorError: see `read_config`; missing or damaged weights; weights of another shape.
@@ -148,7 +143,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[SignalMLP, dic
     import torch
     from safetensors.torch import load_file
 
-    from salus_engine.predictor.models import SignalMLP
+    from salus_engine.predictor.models import build_model
 
     config = read_config(run_dir)
     spec = ModelSpec.from_json(config["model"])
@@ -160,17 +155,26 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[SignalMLP, dic
     except (SafetensorError, OSError) as err:
         raise PredictorError(f"{weights} is damaged ({err}); train again") from None
     check_weights(weights, {name: tuple(t.shape) for name, t in state.items()}, spec)
-    model = SignalMLP(spec)
+    model = build_model(spec)
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     model.eval()
     return model, config
 
 
 def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor of a `SignalMLP` built from `spec` (computed without torch):
-    the input standardisation buffers, then Linear layers at even indices of `net` (ReLUs between)."""
+    """Name -> shape of every tensor of the network built from `spec` (computed without torch): the
+    input standardisation buffers, then for an MLP the Linear layers at even indices of `net` (ReLUs
+    between), for the temporal model `convs.<i>` (out, in, kernel) and the 1x1 `head`."""
     shapes: dict[str, tuple[int, ...]] = {"input_mean": (spec.n_inputs,), "input_std": (spec.n_inputs,)}
     width = spec.n_inputs
+    if spec.kind == "temporal":
+        for i, channels in enumerate(spec.hidden):
+            shapes[f"convs.{i}.weight"] = (channels, width, TEMPORAL_KERNEL)
+            shapes[f"convs.{i}.bias"] = (channels,)
+            width = channels
+        shapes["head.weight"] = (spec.n_outputs, width, 1)
+        shapes["head.bias"] = (spec.n_outputs,)
+        return shapes
     for i, size in enumerate((*spec.hidden, spec.n_outputs)):
         shapes[f"net.{2 * i}.weight"] = (size, width)
         shapes[f"net.{2 * i}.bias"] = (size,)

@@ -1,12 +1,14 @@
 """Per-step signals and horizon labels of a collection store, held in memory, and the episode split.
 
-Only `signals` (T, 6) and `horizon_labels` (T, H, 4) are read, never images. Rows of every array
+Only `signals` (T, 6), `horizon_labels` (T, H, 4) and, in a format-3 store, the signal families
+(`features` (T, F), `hidden_features` (T, D)) are read, never images. Rows of every array
 are the steps of all episodes concatenated in episode-id order. Splits are made by episode, never by
 step, stratified by outcome, and seeded, so that no episode contributes to two splits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +19,15 @@ import numpy as np
 from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.errors import PredictorError
+from salus_engine.predictor.inputs import assemble, available_columns, resolve_families
 from salus_engine.signals import SIGNAL_NAMES
 from salus_engine.store import EpisodeStore, make_horizon_labels
 
-DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.6, "val": 0.1, "calibration": 0.15, "test": 0.15}
+DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.5, "val": 0.1, "calibration": 0.2, "test": 0.2}
 """Share of the successful episodes in each split. Failed episodes are not needed for calibration
-(which uses successes only), so their calibration share goes to `train`: 0.75 / 0.1 / 0 / 0.15."""
+(which uses successes only), so their calibration share goes to `train`: 0.7 / 0.1 / 0 / 0.2. A fifth
+of the successes calibrates, so that a 2,000-episode store at a third successes calibrates on over
+100 (a conformal threshold from fewer is coarse: its false-alarm rate varies by about 1 / n)."""
 
 DEFAULT_CONTROL_HZ = 30.0
 """Control rate used for lead times in seconds when a store does not record `sim_config.control_hz`."""
@@ -63,6 +68,25 @@ class SignalData:
     """Control rate, Hz, from the store's `sim_config` (lead times in seconds = steps / control_hz)."""
     identity: dict[str, Any]
     """What identifies the store (`created`, `base_seed`): a checkpoint's split applies only to it."""
+    features: np.ndarray | None = None
+    """(N, F) float32 the store's signal-family columns (`feature_names`), None before format 3."""
+    hidden: np.ndarray | None = None
+    """(N, D) float32 hidden features, None when not recorded."""
+    feature_names: list[str] = dataclasses.field(default_factory=list)
+    columns: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    """Input family -> columns this store offers (`salus_engine.predictor.inputs.available_columns`)."""
+
+    def inputs(self, families: tuple[str, ...]) -> np.ndarray:
+        """(N, F_in) float32 the given input families' columns (`salus_engine.predictor.inputs`)."""
+        return assemble(families, self.columns, self.signals, self.features, self.hidden, self.step, self.feature_names)
+
+    def resolve(self, families: tuple[str, ...]) -> tuple[str, ...]:
+        """`--features` resolved against this store (`all`: every family it offers).
+
+        Raises:
+            PredictorError: a family the store does not record.
+        """
+        return resolve_families(families, self.columns, str(self.path))
 
     @property
     def offsets(self) -> np.ndarray:
@@ -77,6 +101,12 @@ class SignalData:
     def outcomes(self) -> np.ndarray:
         """(E,) int failure type per episode (-1 success)."""
         return np.array([e.failure_type for e in self.episodes], dtype=np.int64)
+
+    def offsets_of(self, episode_ids: np.ndarray | list[int]) -> np.ndarray:
+        """(E' + 1,) int64 row offsets of the given episodes' rows as `rows` returns them (episode order)."""
+        wanted = np.isin(self.episode_ids, np.asarray(episode_ids, dtype=np.int64))
+        lengths = [e.length for e, keep in zip(self.episodes, wanted) if keep]
+        return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
     def rows(self, episode_ids: np.ndarray | list[int]) -> np.ndarray:
         """Row indices (int64, ascending) of the given episodes' steps."""
@@ -122,12 +152,18 @@ def load_signal_data(path: str | Path) -> SignalData:
         raise PredictorError(f"{store.path}: the store holds no complete episode; collect episodes first")
     horizons = store.horizons
     metas = store.metas()
-    arrays = store.read_arrays(("signals", "horizon_labels"), [m.episode_id for m in metas])
+    feature_names = store.feature_names
+    extra = (("features",) if feature_names else ()) + (("hidden_features",) if store.hidden_dim else ())
+    arrays = store.read_arrays(("signals", "horizon_labels", *extra), [m.episode_id for m in metas])
     signals, labels, episodes = [], [], []
     for meta, read in zip(metas, arrays):
         sig = np.asarray(read["signals"], dtype=np.float32)
         lab = np.asarray(read["horizon_labels"], dtype=np.uint8)
         length = meta.episode_length  # the structural check matched every array's shape to it
+        for name in extra:
+            if not np.isfinite(np.asarray(read[name], dtype=np.float32)).all():
+                raise PredictorError(f"{store.path}: episode {meta.episode_id} has NaN or inf {name}; re-collect it "
+                                     "or remove the episode before training")
         if not np.isfinite(sig).all():
             bad_step = int(np.flatnonzero(~np.isfinite(sig).all(axis=1))[0])
             raise PredictorError(f"{store.path}: episode {meta.episode_id} has NaN or inf signals (first at step "
@@ -151,6 +187,10 @@ def load_signal_data(path: str | Path) -> SignalData:
         horizons=horizons,
         control_hz=float(sim_config.get("control_hz", DEFAULT_CONTROL_HZ)),
         identity={"created": store.attrs.get("created"), "base_seed": store.attrs.get("base_seed")},
+        features=np.concatenate([r["features"] for r in arrays]).astype(np.float32) if feature_names else None,
+        hidden=np.concatenate([r["hidden_features"] for r in arrays]).astype(np.float32) if store.hidden_dim else None,
+        feature_names=list(feature_names),
+        columns=available_columns(store.feature_families, store.hidden_dim),
     )
 
 

@@ -1,10 +1,26 @@
-"""The `salus evaluate` job: scores a trained predictor, the baselines and the permutation control on
-one split of the checkpoint's store, with conformal alarm thresholds, and writes metrics.json and plots.
+"""The `salus evaluate` job: scores a trained predictor, the field's detectors re-implemented as
+baselines and two controls on one split of the checkpoint's store (and, with `fresh`, on every
+episode of a second store), with conformal alarm thresholds, and writes metrics.json and plots.
+
+Scorers (all trained on the checkpoint's train split, early-stopped on its val split):
+- `model`: the checkpoint;
+- `seeds_mlp`: the seeds' 6-64-64-4 MLP on the six signals (single-horizon);
+- `logistic_regression`: on the six signals;
+- `safe_probe`: a SAFE-style MLP probe on the hidden features (Gu et al. 2025), where recorded;
+- `rnd`: RND novelty trained on successful training episodes (FAIL-Detect style), on every recorded
+  input column but time;
+- `fiper`: FIPER's AND-gate of RND and action-chunk entropy, where chunk entropy is recorded;
+- `signal:<column>`: each of the six signals and each signal-family column thresholded (STAC-single
+  and TCE among them);
+- controls: `permutation_control` (the model trained on labels shuffled across episodes) and
+  `time_only` (an MLP that sees only the step index).
 
 Every scorer is treated alike: per-output decision thresholds are chosen on the validation split
 (max F1), the conformal alarm threshold on the calibration split's successful episodes, and all
 metrics are measured on the evaluated split (default `test`). The alarm score of a step is the
-maximum over failure types of the score at the alarm horizon (default: the longest horizon).
+maximum over failure types of the score at the alarm horizon (default: the longest horizon); an
+episode's score is its running maximum. With `ablation`, the model is retrained with each input
+family removed and with each family alone, and scored the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,20 +38,33 @@ import torch
 from salus_engine import FAILURE_TYPES
 from salus_engine.config import EvaluateConfig
 from salus_engine.events import EvaluationFinished, EvaluationStarted, EventSink, JobFinished, LogLine, ProgressUpdate, discard
-from salus_engine.predictor.baselines import LogisticBaseline, SignalThreshold, permuted_labels
+from salus_engine.predictor.baselines import LogisticBaseline, RNDNovelty, SignalThreshold, fiper_gate, permuted_labels
 from salus_engine.predictor.checkpoint import check_out_folder, check_store_matches, folder_writes, load_model
 from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores
 from salus_engine.predictor import SPLIT_NAMES
-from salus_engine.predictor.dataset import EpisodeInfo, SignalData, load_signal_data, load_splits, window_features
+from salus_engine.predictor.dataset import EpisodeInfo, SignalData, load_signal_data, load_splits
+from salus_engine.predictor.inputs import input_names
 from salus_engine.predictor.errors import PredictorError
-from salus_engine.predictor.metrics import choose_thresholds, episode_metrics, reliability, step_metrics
-from salus_engine.predictor.models import ModelSpec, SignalMLP
-from salus_engine.predictor.training import fit, targets_for, torch_threads
-from salus_engine.signals import SIGNAL_NAMES
+from salus_engine.predictor.metrics import (
+    alpha_curve,
+    choose_thresholds,
+    episode_alarm_maxima,
+    episode_metrics,
+    episode_ranking,
+    reliability,
+    resplit_false_alarms,
+    step_metrics,
+)
+from salus_engine.predictor.models import ModelSpec, build_model
+from salus_engine.predictor.training import build_spec, fit, model_inputs, prepare_inputs, torch_threads
 
-METRICS_VERSION = 1
+METRICS_VERSION = 2
 CONTROL_SEED_OFFSET = 1
-"""The permutation control shuffles labels with the run's seed + 1 and trains with the same settings."""
+"""The trained baselines and controls use the run's seed + 1 and the run's training settings."""
+ALPHA_GRID: tuple[float, ...] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+"""False-alarm rates of the detection vs lead-time curve."""
+RESPLITS = 20
+"""Random re-splits of the held-out successes that check the conformal false-alarm bound."""
 
 
 @dataclass
@@ -53,13 +82,56 @@ def _subset(data: SignalData, ids: np.ndarray) -> _Subset:
     return _Subset(np.asarray(ids), data.rows(ids), episodes, offsets)
 
 
-def model_scores(model: SignalMLP, x: np.ndarray, batch: int = 65536) -> np.ndarray:
-    """(N, H, 4) float32 probabilities of `model` for raw inputs x (N, n_inputs)."""
+def model_scores(model, x: np.ndarray, batch: int = 65536) -> np.ndarray:
+    """(N, H, 4) float32 probabilities of an MLP `model` for raw inputs x (N, n_inputs)."""
     out = []
     with torch.no_grad():
         for start in range(0, len(x), batch):
             out.append(model.probabilities(torch.from_numpy(np.ascontiguousarray(x[start:start + batch]))).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(model.spec.horizons), len(FAILURE_TYPES)), np.float32)
+
+
+def temporal_scores(model, x: np.ndarray, offsets: np.ndarray, batch: int = 64) -> np.ndarray:
+    """(N, H, 4) float32 probabilities of a temporal `model` for the rows x (N, n_inputs) of the
+    consecutive episodes at `offsets` (each episode scored from its first step, as online)."""
+    spec = model.spec
+    out = np.zeros((len(x), len(spec.horizons), len(spec.failure_types)), np.float32)
+    lengths = np.diff(offsets)
+    with torch.no_grad():
+        for first in range(0, len(lengths), batch):
+            ids = range(first, min(first + batch, len(lengths)))
+            longest = int(max(lengths[e] for e in ids))
+            padded = np.zeros((len(ids), longest, x.shape[1]), np.float32)
+            for j, e in enumerate(ids):
+                rows = x[offsets[e]:offsets[e + 1]]
+                padded[j, :len(rows)], padded[j, len(rows):] = rows, rows[-1]
+            p = torch.sigmoid(model(torch.from_numpy(padded))).numpy()
+            for j, e in enumerate(ids):
+                out[offsets[e]:offsets[e + 1]] = p[j, :lengths[e]].reshape(lengths[e], len(spec.horizons), -1)
+    return out
+
+
+def scores_of(model, data: SignalData) -> np.ndarray:
+    """(N, H, 4) float32 scores of a trained network on every row of a store's data."""
+    x = model_inputs(model.spec, data)
+    if model.spec.kind == "temporal":
+        return temporal_scores(model, x, data.offsets)
+    return model_scores(model, x)
+
+
+@dataclass
+class Scorer:
+    """One row of the comparison: how to score any store's rows with a fitted detector."""
+
+    name: str
+    label: str
+    short: str
+    kind: str
+    """"model", "baseline" or "control"."""
+    score: Callable[[SignalData], np.ndarray]
+    """data -> (N, H, 4) float32 scores of every row (higher = more likely to fail)."""
+    has_types: bool = True
+    """False when the score is one number broadcast to every type and horizon."""
 
 
 def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: SignalData,
@@ -70,7 +142,7 @@ def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: Sign
     if (trained_on.get("created"), trained_on.get("base_seed")) != identity:
         raise PredictorError(f"{data.path} is not the store this checkpoint was trained on ({trained_on.get('path')}, "
                              f"created {trained_on.get('created')}); its split does not apply, evaluate with --data "
-                             "that store")
+                             "that store (and the other store with --fresh)")
     missing = set(np.concatenate(list(splits.values())).tolist()) - set(data.episode_ids.tolist())
     if missing:
         raise PredictorError(f"{data.path} lacks {len(missing)} episodes of the checkpoint's split (e.g. id "
@@ -84,12 +156,140 @@ def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: Sign
     return data.horizons.index(config.horizon)
 
 
+def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
+                   seed: int, stop: threading.Event | None, labels: np.ndarray | None = None):
+    """A network of `spec` trained with a run's settings on the train split (val early-stops it)."""
+    x_all = model_inputs(spec, data)
+    x_train, y_train, train_offsets = prepare_inputs(spec, data, splits["train"], x_all, labels)
+    x_val, y_val, val_offsets = prepare_inputs(spec, data, splits["val"], x_all, labels)
+    result = fit(spec, x_train, y_train, x_val, y_val, epochs=int(settings.get("epochs", 50)),
+                 batch_size=int(settings.get("batch_size", 256)), lr=float(settings.get("lr", 1e-3)),
+                 weight_decay=float(settings.get("weight_decay", 1e-2)), patience=int(settings.get("patience", 10)),
+                 seed=seed, stop=stop, train_offsets=train_offsets, val_offsets=val_offsets,
+                 episodes_per_batch=int(settings.get("episodes_per_batch", 16)))
+    network = build_model(spec)
+    network.load_state_dict(result.best_state if result.best_state is not None else result.final_state)
+    network.eval()
+    return network
+
+
+def _scalar_columns(data: SignalData) -> tuple[tuple[str, ...], list[str]]:
+    """The input families with one number per column (all but hidden state and time) and their columns."""
+    families = tuple(f for f in data.columns if f not in ("hidden_state", "time"))
+    return families, list(input_names(families, data.columns))
+
+
+def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
+                  sink: EventSink, stop: threading.Event | None) -> list[Scorer]:
+    """Fits every baseline and control on the checkpoint's splits (see the module docstring)."""
+    spec: ModelSpec = model.spec
+    settings = run_config.get("train", {})
+    seed = int(settings.get("seed", 0))
+    horizons = len(data.horizons)
+    train_rows = data.rows(splits["train"])
+    scorers = [Scorer("model", _model_label(spec), _model_short(spec), "model", lambda d: scores_of(model, d))]
+
+    def trained(name: str, label: str, short: str, kind: str, features: tuple[str, ...], model_kind: str,
+                labels: np.ndarray | None = None, hidden: tuple[int, ...] | None = None) -> None:
+        if stop is not None and stop.is_set():
+            return
+        sink(ProgressUpdate(len(scorers), len(scorers) + 1, f"training {label}"))
+        variant = build_spec(data, model_kind, features, hidden=hidden)
+        network = _train_network(variant, settings, data, splits, seed + CONTROL_SEED_OFFSET, stop, labels)
+        scorers.append(Scorer(name, label, short, kind, lambda d: scores_of(network, d)))
+
+    trained("seeds_mlp", "seeds' MLP (six signals, 6-64-64-4)", "seeds' MLP", "baseline", ("six",), "single-horizon")
+    sink(ProgressUpdate(len(scorers), len(scorers) + 1, "logistic regression"))
+    logistic = LogisticBaseline(seed=seed).fit(data.signals[train_rows], data.labels[train_rows])
+    scorers.append(Scorer("logistic_regression", "logistic regression (six signals)", "logistic regression",
+                          "baseline", lambda d: logistic.scores(d.signals)))
+    if "hidden_state" in data.columns:
+        trained("safe_probe", "SAFE-style probe (MLP on hidden features)", "SAFE probe", "baseline",
+                ("hidden_state",), "multi-horizon")
+    scalar_families, scalar_names = _scalar_columns(data)
+    novelty_families = tuple(f for f in data.columns if f != "time")
+    successes = np.array([e.episode_id for e in data.episodes if e.failure_type == -1], dtype=np.int64)
+    success_train = data.rows(np.intersect1d(splits["train"], successes))
+    sink(ProgressUpdate(len(scorers), len(scorers) + 1, "RND novelty"))
+    rnd = RNDNovelty(seed=seed).fit(data.inputs(novelty_families)[success_train])
+
+    def rnd_scores(d: SignalData) -> np.ndarray:
+        value = rnd.scores(d.inputs(novelty_families))
+        return np.broadcast_to(value[:, None, None], (len(value), horizons, len(FAILURE_TYPES)))
+
+    scorers.append(Scorer("rnd", "RND novelty on successes (FAIL-Detect style)", "RND novelty", "baseline",
+                          rnd_scores, has_types=False))
+    if "chunk_entropy" in data.columns:
+        calibration_success = data.rows(np.intersect1d(splits["calibration"], successes))
+        novelty_reference = rnd.scores(data.inputs(novelty_families)[calibration_success])
+        entropy_column = data.columns["chunk_entropy"].index("ace_mean")
+        entropy_reference = data.inputs(("chunk_entropy",))[calibration_success, entropy_column]
+
+        def fiper_scores(d: SignalData) -> np.ndarray:
+            value = fiper_gate(rnd.scores(d.inputs(novelty_families)), d.inputs(("chunk_entropy",))[:, entropy_column],
+                               novelty_reference, entropy_reference)
+            return np.broadcast_to(value[:, None, None], (len(value), horizons, len(FAILURE_TYPES)))
+
+        scorers.append(Scorer("fiper", "FIPER gate (RND and chunk entropy)", "FIPER gate", "baseline", fiper_scores,
+                              has_types=False))
+    columns_train = data.inputs(scalar_families)[train_rows]
+    for index, column in enumerate(scalar_names):
+        threshold = SignalThreshold(index, horizons).fit(columns_train, data.labels[train_rows])
+
+        def column_scores(d: SignalData, scorer=threshold) -> np.ndarray:
+            return scorer.scores(d.inputs(scalar_families))
+
+        reversed_note = " (reversed)" if threshold.sign < 0 else ""
+        scorers.append(Scorer(f"signal:{column}", f"{column} thresholded{reversed_note}",
+                              column + (" (-)" if threshold.sign < 0 else ""), "baseline", column_scores,
+                              has_types=False))
+    permuted = data.labels.copy()
+    train_ids, val_ids = splits["train"], splits["val"]
+    for ids in (train_ids, val_ids):
+        rows = data.rows(ids)
+        permuted[rows] = permuted_labels(data.labels[rows], data.offsets_of(ids), seed + CONTROL_SEED_OFFSET)
+    trained("permutation_control", "permutation control (labels shuffled across episodes)", "permutation control",
+            "control", spec.features, spec.kind, labels=permuted, hidden=spec.hidden)
+    trained("time_only", "time-only control (an MLP on the step index)", "time only", "control", ("time",),
+            "multi-horizon")
+    return scorers
+
+
+def _model_label(spec: ModelSpec) -> str:
+    inputs = "+".join(spec.features)
+    if spec.kind == "temporal":
+        return f"temporal convolution ({spec.receptive_field} steps; {inputs})"
+    return f"MLP {spec.kind}" + (f" (window {spec.window})" if spec.window > 1 else "") + f" ({inputs})"
+
+
+def _model_short(spec: ModelSpec) -> str:
+    if spec.kind == "temporal":
+        return "temporal conv"
+    return "MLP" + (" single-horizon" if spec.kind == "single-horizon" else "") + (
+        f" window {spec.window}" if spec.window > 1 else "")
+
+
+def _monitor_metrics(alarm: np.ndarray, type_scores: np.ndarray | None, subset: _Subset, threshold: float,
+                     calibration_maxima: np.ndarray, alpha: float, data: SignalData) -> dict[str, Any]:
+    """Episode-level metrics of one scorer on one set of episodes (see `metrics`)."""
+    split_alarm = alarm[subset.rows]
+    entry = episode_metrics(split_alarm, type_scores, subset.episodes, subset.offsets, threshold, data.control_hz,
+                            min(data.horizons))
+    maxima = episode_alarm_maxima(split_alarm, subset.episodes, subset.offsets)
+    entry["ranking"] = episode_ranking(maxima, subset.episodes)
+    entry["alpha_curve"] = alpha_curve(calibration_maxima, split_alarm, subset.episodes, subset.offsets, ALPHA_GRID)
+    success_maxima = maxima[[e.failure_type == -1 for e in subset.episodes]]
+    entry["resplits"] = resplit_false_alarms(calibration_maxima, success_maxima, alpha, RESPLITS)
+    return entry
+
+
 def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
                    stop: threading.Event | None = None) -> dict[str, Any] | None:
     """Evaluates a checkpoint and writes `OUT/metrics.json` and PNG plots.
 
     Args:
-        config: settings.
+        config: settings (`fresh`: a second store whose every episode is scored with the thresholds
+            calibrated on the first; `ablation`: also retrain the model per input family).
         sink: receives `JobStarted`, `ProgressUpdate` (one per scorer), `LogLine`, `JobFinished`.
         stop: checked between scorers; when set, nothing is written and None is returned.
 
@@ -98,8 +298,9 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
 
     Raises:
         PredictorError: missing or mismatched checkpoint or store, a split without the episodes the
-            metrics need (no successful calibration episode, no failure in the evaluated split); an
-            --out that is a file, under a file or cannot be written.
+            metrics need (no successful calibration episode, no failure in the evaluated split); a
+            fresh store without a family the model reads or with other horizons; an --out that is a
+            file, under a file or cannot be written.
     """
     started = time.perf_counter()
     check_out_folder(Path(config.out))  # before the work, not after it
@@ -111,74 +312,69 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     check_store_matches(run_config, data.horizons, data.path)
     splits = load_splits(run_dir / "splits.json")
     primary = _check_inputs(config, run_config, data, splits)
+    fresh = None
+    if config.fresh:
+        fresh = load_signal_data(config.fresh)
+        check_store_matches(run_config, fresh.horizons, fresh.path)
+        fresh.resolve(spec.features)
+        if fresh.columns != {k: v for k, v in data.columns.items() if k in fresh.columns} or set(fresh.columns) != set(
+                data.columns):
+            raise PredictorError(f"{fresh.path} records other signal families ({', '.join(fresh.columns)}) than "
+                                 f"{data.path} ({', '.join(data.columns)}); collect both with the same --signals")
     subsets = {name: _subset(data, splits[name]) for name in SPLIT_NAMES}
     evaluated = subsets[config.split]
     calibration_successes = _subset(data, np.array([e.episode_id for e in subsets["calibration"].episodes
                                                      if e.failure_type == -1], dtype=np.int64))
     if not calibration_successes.episodes:
-        raise PredictorError(f"the checkpoint's calibration split holds no successful episode, so no alarm threshold "
-                             f"can be calibrated; train on a store with more successes")
+        raise PredictorError("the checkpoint's calibration split holds no successful episode, so no alarm threshold "
+                             "can be calibrated; train on a store with more successes")
     counts = data.outcome_counts(evaluated.ids)
     if counts["success"] == sum(counts.values()):
         raise PredictorError(f"the {config.split} split holds no failed episode; nothing to detect, use a larger store")
-
-    scorer_names = ["model", "logistic_regression", "permutation_control", *(f"signal:{n}" for n in SIGNAL_NAMES)]
-    sink(EvaluationStarted(job="evaluate", total=len(scorer_names), checkpoint=str(run_dir), data=str(data.path),
+    sink(EvaluationStarted(job="evaluate", total=0, checkpoint=str(run_dir), data=str(data.path),
                            split=config.split, alpha=config.alpha))
-
-    x_all = window_features(data.signals, data.step, spec.window)
-    train, val = subsets["train"], subsets["val"]
-    scores: dict[str, np.ndarray] = {}
-    labels: dict[str, str] = {}
-    short: dict[str, str] = {"model": "MLP" + (" single-horizon" if spec.kind == "single-horizon" else "")
-                             + (f" window {spec.window}" if spec.window > 1 else ""),
-                             "logistic_regression": "logistic regression",
-                             "permutation_control": "permutation control"}
     with torch_threads(config.threads):
-        scores["model"] = model_scores(model, x_all)
-        labels["model"] = f"MLP {spec.kind}" + (f" (window {spec.window})" if spec.window > 1 else "")
-        sink(ProgressUpdate(1, len(scorer_names), "logistic regression"))
-        scores["logistic_regression"] = LogisticBaseline().fit(
-            data.signals[train.rows], data.labels[train.rows]).scores(data.signals)
-        labels["logistic_regression"] = "logistic regression (6 signals)"
-        if stop is not None and stop.is_set():
-            sink(JobFinished(job="evaluate", stopped=True))
-            return None
-        sink(ProgressUpdate(2, len(scorer_names), "permutation control"))
-        scores["permutation_control"] = _permutation_control(spec, run_config, data, x_all, train, val, stop)
-        labels["permutation_control"] = "permutation control (labels shuffled across episodes)"
-    for index, name in enumerate(SIGNAL_NAMES):
-        scorer = SignalThreshold(index, len(data.horizons)).fit(data.signals[train.rows], data.labels[train.rows])
-        scores[f"signal:{name}"] = scorer.scores(data.signals)
-        labels[f"signal:{name}"] = f"{name} thresholded" + (" (reversed)" if scorer.sign < 0 else "")
-        short[f"signal:{name}"] = name + (" (-)" if scorer.sign < 0 else "")
+        scorers = build_scorers(model, run_config, data, splits, sink, stop)
     if stop is not None and stop.is_set():
         sink(JobFinished(job="evaluate", stopped=True))
         return None
 
+    train, val = subsets["train"], subsets["val"]
     train_prevalence = data.labels[train.rows].mean(axis=0)
     results: dict[str, Any] = {}
+    fresh_results: dict[str, Any] = {}
     curves: dict[str, np.ndarray] = {}
-    for i, name in enumerate(scorer_names, start=1):
-        all_scores = scores[name]
+    fresh_subset = _subset(fresh, fresh.episode_ids) if fresh is not None else None
+    for i, scorer in enumerate(scorers, start=1):
+        with torch_threads(config.threads):
+            all_scores = scorer.score(data)
         thresholds = choose_thresholds(all_scores[val.rows], data.labels[val.rows], train_prevalence)
         split_scores = np.asarray(all_scores[evaluated.rows])
-        entry: dict[str, Any] = {"label": labels[name], "short": short[name],
-                                 "kind": "model" if name == "model" else "control" if name == "permutation_control"
-                                 else "baseline"}
+        entry: dict[str, Any] = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind}
         entry.update(step_metrics(split_scores, data.labels[evaluated.rows], thresholds, data.horizons, primary))
         alarm_all = all_scores[:, primary, :].max(axis=1)
         calibration_max = episode_max_scores(alarm_all[calibration_successes.rows], calibration_successes.offsets)
         threshold = conformal_threshold(calibration_max, config.alpha)
-        has_types = not name.startswith("signal:")
-        entry["episode"] = episode_metrics(
-            alarm_all[evaluated.rows], split_scores[:, primary, :] if has_types else None, evaluated.episodes,
-            evaluated.offsets, threshold, data.control_hz, min(data.horizons))
-        if has_types:
+        entry["episode"] = _monitor_metrics(alarm_all, split_scores[:, primary, :] if scorer.has_types else None,
+                                            evaluated, threshold, calibration_max, config.alpha, data)
+        if scorer.has_types:
             entry["reliability"] = reliability(split_scores, data.labels[evaluated.rows])
-        results[name] = entry
-        curves[name] = split_scores[:, primary, :]
-        sink(ProgressUpdate(i, len(scorer_names), f"scored {labels[name]}"))
+        results[scorer.name] = entry
+        curves[scorer.name] = split_scores[:, primary, :]
+        if fresh is not None:
+            with torch_threads(config.threads):
+                fresh_scores = scorer.score(fresh)
+            fresh_alarm = fresh_scores[:, primary, :].max(axis=1)
+            fresh_entry = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind}
+            fresh_entry.update(step_metrics(fresh_scores, fresh.labels, thresholds, data.horizons, primary))
+            fresh_entry["episode"] = _monitor_metrics(
+                fresh_alarm, fresh_scores[:, primary, :] if scorer.has_types else None, fresh_subset, threshold,
+                calibration_max, config.alpha, fresh)
+            fresh_results[scorer.name] = fresh_entry
+        sink(ProgressUpdate(i, len(scorers), f"scored {scorer.label}"))
+        if stop is not None and stop.is_set():
+            sink(JobFinished(job="evaluate", stopped=True))
+            return None
 
     n_cal = len(calibration_successes.episodes)
     metrics: dict[str, Any] = {
@@ -202,13 +398,28 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
             "lower_bound": max(0.0, config.alpha - 1.0 / (n_cal + 1)),
             "finite": 1.0 / (n_cal + 1) <= config.alpha,
             "in_sample": config.split == "calibration",
+            "resplits": RESPLITS,
         },
         "thresholds_note": "per-output decision thresholds chosen on the val split (max F1); alarm thresholds by "
                            "split conformal on the calibration split's successful episodes",
         "scorers": results,
+        "fresh": None if fresh is None else {
+            "store": str(fresh.path.resolve()), "base_seed": fresh.identity["base_seed"],
+            "episodes": fresh.outcome_counts(), "scorers": fresh_results,
+            "note": "every episode of a store the predictor never trained on, scored with the thresholds "
+                    "calibrated on the training store",
+        },
+        "ablation": None,
         "seconds": None,
         "plots": [],
     }
+    if config.ablation:
+        with torch_threads(config.threads):
+            metrics["ablation"] = run_ablation(spec, run_config, data, splits, subsets, calibration_successes,
+                                               primary, config.alpha, fresh, fresh_subset, sink, stop)
+        if metrics["ablation"] is None:
+            sink(JobFinished(job="evaluate", stopped=True))
+            return None
     out = Path(config.out)
     with folder_writes(out):
         out.mkdir(parents=True, exist_ok=True)
@@ -220,30 +431,57 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         metrics["seconds"] = time.perf_counter() - started
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     model_entry = results["model"]
-    sink(LogLine("info", f"model: mean AUROC {_fmt(model_entry['mean']['auroc'])}, "
+    sink(LogLine("info", f"model: episode AUROC {_fmt(model_entry['episode']['ranking']['auroc'])}, "
                          f"detection {_fmt(model_entry['episode']['tpr']['rate'])}, "
                          f"false alarms {_fmt(model_entry['episode']['far']['rate'])}"))
     sink(EvaluationFinished(job="evaluate", stopped=False, out=str(out), seconds=metrics["seconds"]))
     return metrics
 
 
+def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
+                 subsets: dict[str, _Subset], calibration_successes: _Subset, primary: int, alpha: float,
+                 fresh: SignalData | None, fresh_subset: _Subset | None, sink: EventSink,
+                 stop: threading.Event | None) -> list[dict[str, Any]] | None:
+    """The model's network retrained with each input family removed and with each family alone (same
+    settings and splits), scored at the episode level on the evaluated split (and the fresh store).
+
+    Returns:
+        One row per variant: `variant`, `features`, and per store the ranking, detection, false alarms
+        and median lead; None when stopped.
+    """
+    settings = run_config.get("train", {})
+    seed = int(settings.get("seed", 0))
+    families = spec.features
+    variants = [("full", families)]
+    if len(families) > 1:
+        variants += [(f"without {f}", tuple(g for g in families if g != f)) for f in families]
+        variants += [(f"{f} alone", (f,)) for f in families]
+    rows = []
+    evaluated = subsets["test"]
+    for i, (name, features) in enumerate(variants, start=1):
+        if stop is not None and stop.is_set():
+            return None
+        sink(ProgressUpdate(i, len(variants), f"ablation: {name}"))
+        variant = build_spec(data, spec.kind, features, spec.window, spec.hidden)
+        network = _train_network(variant, settings, data, splits, seed, stop)
+        row: dict[str, Any] = {"variant": name, "features": list(features)}
+        for label, source, subset in (("test", data, evaluated), ("fresh", fresh, fresh_subset)):
+            if source is None:
+                continue
+            scores = scores_of(network, source)[:, primary, :]
+            alarm = scores.max(axis=1)
+            if label == "test":
+                own = scores_of(network, data)[:, primary, :].max(axis=1)
+                calibration_max = episode_max_scores(own[calibration_successes.rows], calibration_successes.offsets)
+                threshold = conformal_threshold(calibration_max, alpha)
+            episode = episode_metrics(alarm[subset.rows], None, subset.episodes, subset.offsets, threshold,
+                                      source.control_hz, min(source.horizons))
+            maxima = episode_alarm_maxima(alarm[subset.rows], subset.episodes, subset.offsets)
+            row[label] = {"ranking": episode_ranking(maxima, subset.episodes), "tpr": episode["tpr"],
+                          "far": episode["far"], "median_lead_steps": episode["median_lead_steps"]}
+        rows.append(row)
+    return rows
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _permutation_control(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, x_all: np.ndarray,
-                         train: _Subset, val: _Subset, stop: threading.Event | None) -> np.ndarray:
-    """Trains the checkpoint's network with its settings on labels shuffled across episodes and
-    returns its (N, H, 4) scores on every row."""
-    settings = run_config.get("train", {})
-    seed = int(settings.get("seed", 0)) + CONTROL_SEED_OFFSET
-    y_train = targets_for(spec, permuted_labels(data.labels[train.rows], train.offsets, seed))
-    y_val = targets_for(spec, permuted_labels(data.labels[val.rows], val.offsets, seed))
-    result = fit(spec, x_all[train.rows], y_train, x_all[val.rows], y_val,
-                 epochs=int(settings.get("epochs", 50)), batch_size=int(settings.get("batch_size", 256)),
-                 lr=float(settings.get("lr", 1e-3)), weight_decay=float(settings.get("weight_decay", 1e-2)),
-                 patience=int(settings.get("patience", 10)), seed=seed, stop=stop)
-    control = SignalMLP(spec)
-    control.load_state_dict(result.best_state if result.best_state is not None else result.final_state)
-    control.eval()
-    return model_scores(control, x_all)

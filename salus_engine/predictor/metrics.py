@@ -167,6 +167,7 @@ def episode_metrics(alarm_scores: np.ndarray, type_scores: np.ndarray | None, ep
         entry = _rate(int((detected & of_type).sum()), int(of_type.sum()))
         type_lead = (failure_step - alarms)[detected & of_type]
         entry["median_lead_steps"] = float(np.median(type_lead)) if len(type_lead) else None
+        entry["median_lead_ci95"] = median_ci(type_lead)
         per_type[name] = entry
     result: dict[str, Any] = {
         "threshold": float(threshold),
@@ -214,3 +215,89 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -
     ece = float(np.sum(nonempty / len(p) * np.abs(frac_pos - mean_pred))) if len(p) else None
     return {"ece": ece, "bins": bins, "mean_predicted": mean_pred.tolist(), "fraction_positive": frac_pos.tolist(),
             "counts": nonempty.tolist()}
+
+
+def episode_alarm_maxima(alarm_scores: np.ndarray, episodes: list[EpisodeInfo], offsets: np.ndarray) -> np.ndarray:
+    """Each episode's running-max alarm score at its end: the maximum over a failed episode's steps
+    up to and including its failure step, over a successful episode's every step.
+
+    Returns:
+        (E,) float64.
+    """
+    out = np.empty(len(episodes))
+    for e, info in enumerate(episodes):
+        end = offsets[e] + (info.failure_step + 1 if info.failure_type >= 0 else info.length)
+        out[e] = float(np.max(alarm_scores[offsets[e]:end]))
+    return out
+
+
+def episode_ranking(maxima: np.ndarray, episodes: list[EpisodeInfo]) -> dict[str, Any]:
+    """Episode-level ROC-AUC and PR-AUC (average precision) of the running-max alarm score for
+    "this episode fails", as SAFE scores a failure detector (Gu et al. 2025)."""
+    failed = np.array([e.failure_type >= 0 for e in episodes], dtype=int)
+    if not _both_classes(failed):
+        return {"auroc": None, "auprc": None, "failed": int(failed.sum()), "episodes": len(failed)}
+    return {"auroc": float(roc_auc_score(failed, maxima)), "auprc": float(average_precision_score(failed, maxima)),
+            "failed": int(failed.sum()), "episodes": len(failed)}
+
+
+def median_ci(values: np.ndarray, seed: int = 0, resamples: int = 2000) -> list[float] | None:
+    """Percentile-bootstrap 95 % interval of the median (None for fewer than 2 values)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, size=(resamples, len(values)), replace=True), axis=1)
+    return [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]
+
+
+def alpha_curve(calibration_maxima: np.ndarray, alarm_scores: np.ndarray, episodes: list[EpisodeInfo],
+                offsets: np.ndarray, alphas: tuple[float, ...]) -> list[dict[str, Any]]:
+    """Detection rate, false-alarm rate and median lead time at the conformal threshold of each alpha
+    (the detection-rate vs lead-time trade-off of a monitor)."""
+    from salus_engine.predictor.conformal import conformal_threshold
+
+    rows = []
+    for alpha in alphas:
+        threshold = conformal_threshold(calibration_maxima, alpha)
+        alarms = first_alarms(alarm_scores, offsets, threshold)
+        outcome = np.array([e.failure_type for e in episodes])
+        failure_step = np.array([e.failure_step for e in episodes])
+        failed = outcome >= 0
+        detected = failed & (alarms >= 0) & (alarms <= failure_step)
+        lead = (failure_step - alarms)[detected]
+        rows.append({"alpha": alpha, "threshold": threshold,
+                     "tpr": float(detected.sum() / max(1, failed.sum())),
+                     "far": float(((~failed) & (alarms >= 0)).sum() / max(1, (~failed).sum())),
+                     "median_lead_steps": float(np.median(lead)) if len(lead) else None})
+    return rows
+
+
+def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np.ndarray, alpha: float,
+                         resplits: int = 20, seed: int = 0) -> dict[str, Any]:
+    """Checks the conformal guarantee: the calibration and test successes are pooled and re-split at
+    random `resplits` times (calibration keeps its size); each time the threshold is recalibrated and
+    the test false-alarm rate measured.
+
+    Returns:
+        rates per re-split, their mean, and the share of re-splits whose rate exceeds alpha + 0.05
+        and 0.15.
+    """
+    from salus_engine.predictor.conformal import conformal_threshold
+
+    pooled = np.concatenate([calibration_maxima, test_success_maxima])
+    n_cal = len(calibration_maxima)
+    rng = np.random.default_rng(seed)
+    rates = []
+    for _ in range(resplits):
+        order = rng.permutation(len(pooled))
+        cal, test = pooled[order[:n_cal]], pooled[order[n_cal:]]
+        if not len(test):
+            break
+        threshold = conformal_threshold(cal, alpha)
+        rates.append(float((test > threshold).mean()))
+    rates_a = np.array(rates)
+    return {"resplits": len(rates), "calibration_episodes": int(n_cal), "test_episodes": int(len(pooled) - n_cal),
+            "rates": rates, "mean": float(rates_a.mean()) if len(rates) else None,
+            "share_above_alpha_plus_0.05": float((rates_a > alpha + 0.05).mean()) if len(rates) else None,
+            "share_above_0.15": float((rates_a > 0.15).mean()) if len(rates) else None}

@@ -1,9 +1,11 @@
 """The online monitor path: one predictor step per control step in plain numpy (no torch).
 
-`OnlinePredictor.load(RUN)` reads a checkpoint's safetensors weights; `step(signals)` takes the six
-signals of the current step and returns the 16 probabilities as (H, 4). The input standardisation
-is folded into the first layer. With a window > 1 the last `window` steps are kept; before the
-episode's first step the first step is repeated, as in training (`dataset.window_features`).
+`OnlinePredictor.load(RUN)` reads a checkpoint's safetensors weights; `step(signals, features,
+hidden)` takes the current step's six signals (and signal-family columns, declared once with
+`bind`) and returns the 16 probabilities as (H, 4). For an MLP the input standardisation is folded
+into the first layer; with a window > 1 the last `window` steps are kept. The temporal model keeps
+each convolution's last inputs and computes only the newest output. Before the episode's first step
+the first step is repeated, as in training (`dataset.window_features`, the convolutions' padding).
 """
 
 from __future__ import annotations
@@ -17,34 +19,78 @@ from safetensors.numpy import load_file
 
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config
 from salus_engine.predictor.errors import PredictorError
+from salus_engine.predictor.inputs import available_columns, input_names, resolve_families
 from salus_engine.predictor.spec import ModelSpec
+
+
+class _StreamingConv:
+    """One causal dilated convolution evaluated a step at a time: keeps the last (kernel - 1) *
+    dilation + 1 inputs; before the first step the first input is repeated (the training padding)."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, dilation: int) -> None:
+        out_channels, in_channels, kernel = weight.shape
+        self._taps = [np.ascontiguousarray(weight[:, :, j].T) for j in range(kernel)]  # (in, out) each
+        self._lags = [(kernel - 1 - j) * dilation for j in range(kernel)]
+        self._bias = np.asarray(bias, dtype=np.float64)
+        self._buffer = np.zeros(((kernel - 1) * dilation + 1, in_channels))
+        self._started = False
+
+    def reset(self) -> None:
+        self._started = False
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        if self._started:
+            self._buffer[:-1] = self._buffer[1:]
+            self._buffer[-1] = x
+        else:
+            self._buffer[:] = x
+            self._started = True
+        out = self._bias.copy()
+        last = len(self._buffer) - 1
+        for tap, lag in zip(self._taps, self._lags):
+            out += self._buffer[last - lag] @ tap
+        return out
 
 
 class OnlinePredictor:
     """Per-step failure probabilities from a trained predictor.
 
-    Call `reset()` at the start of each episode, then `step(signals)` once per step.
+    Call `reset()` at the start of each episode, then `step(...)` once per step with that step's six
+    signals and, for a model that reads them, its signal-family columns and hidden features.
     """
 
     def __init__(self, spec: ModelSpec, state: dict[str, np.ndarray]) -> None:
-        """Args: spec, and the checkpoint's state dict as numpy arrays (`input_mean`, `input_std`,
-        `net.<i>.weight` (out, in), `net.<i>.bias`)."""
+        """Args: spec, and the checkpoint's state dict as numpy arrays (`input_mean`, `input_std`, and
+        `net.<i>.weight` (out, in) / `net.<i>.bias` for an MLP, `convs.<i>.weight` (out, in, kernel),
+        `convs.<i>.bias`, `head.weight`, `head.bias` for the temporal model)."""
         self.spec = spec
-        layer_ids = sorted({int(k.split(".")[1]) for k in state if k.startswith("net.") and k.endswith(".weight")})
-        weights = [np.asarray(state[f"net.{i}.weight"], dtype=np.float64).T for i in layer_ids]
-        biases = [np.asarray(state[f"net.{i}.bias"], dtype=np.float64) for i in layer_ids]
         mean = np.asarray(state["input_mean"], dtype=np.float64)
         std = np.asarray(state["input_std"], dtype=np.float64)
-        # (x - mean) / std @ W + b  ==  x @ (W / std[:, None]) + (b - (mean / std) @ W)
-        biases[0] = biases[0] - (mean / std) @ weights[0]
-        weights[0] = weights[0] / std[:, None]
-        self._weights = [np.ascontiguousarray(w) for w in weights]
-        self._biases = biases
+        self._temporal = spec.kind == "temporal"
+        if self._temporal:
+            self._mean, self._std = mean, std
+            self._convs = [_StreamingConv(np.asarray(state[f"convs.{i}.weight"], dtype=np.float64),
+                                          np.asarray(state[f"convs.{i}.bias"], dtype=np.float64), 2 ** i)
+                           for i in range(len(spec.hidden))]
+            self._head = np.asarray(state["head.weight"], dtype=np.float64)[:, :, 0].T
+            self._head_bias = np.asarray(state["head.bias"], dtype=np.float64)
+        else:
+            layer_ids = sorted({int(k.split(".")[1]) for k in state if k.startswith("net.") and k.endswith(".weight")})
+            weights = [np.asarray(state[f"net.{i}.weight"], dtype=np.float64).T for i in layer_ids]
+            biases = [np.asarray(state[f"net.{i}.bias"], dtype=np.float64) for i in layer_ids]
+            # (x - mean) / std @ W + b  ==  x @ (W / std[:, None]) + (b - (mean / std) @ W)
+            biases[0] = biases[0] - (mean / std) @ weights[0]
+            weights[0] = weights[0] / std[:, None]
+            self._weights = [np.ascontiguousarray(w) for w in weights]
+            self._biases = biases
         self._signals = len(spec.signal_names)
         self._buffer = np.zeros(spec.n_inputs, dtype=np.float64)
         self._started = False
+        self._step = 0
         self._horizons = len(spec.horizons)
         self._types = len(spec.failure_types)
+        self._columns: dict[str, list[str]] | None = None
+        self._plan: list[tuple[str, np.ndarray | None]] = []
 
     @classmethod
     def load(cls, run_dir: str | Path, which: str = "best") -> OnlinePredictor:
@@ -67,26 +113,86 @@ class OnlinePredictor:
         check_weights(path, {name: tuple(t.shape) for name, t in state.items()}, spec)
         return cls(spec, state)
 
-    def reset(self) -> None:
-        """Starts a new episode (forgets the window)."""
-        self._started = False
+    def bind(self, feature_families: dict[str, list[str]], hidden_dim: int) -> None:
+        """Declares the columns of the `features` and `hidden` vectors that `step` will receive (a
+        store's or a collection's signal families).
 
-    def step(self, signals: np.ndarray) -> np.ndarray:
+        Raises:
+            PredictorError: the model reads a family that these columns do not hold.
+        """
+        columns = available_columns(feature_families, hidden_dim)
+        resolve_families(self.spec.features, columns, "this episode source")
+        if input_names(self.spec.features, columns) != tuple(self.spec.signal_names):
+            raise PredictorError("the signal families' columns differ from those the predictor was trained on; "
+                                 "collect with the same SALUS version as the training store")
+        names = [c for group in feature_families.values() for c in group]
+        # where each input column comes from: (source, indices), resolved once, not per step
+        self._plan = []
+        for family in self.spec.features:
+            if family == "six":
+                self._plan.append(("signals", None))
+            elif family == "time":
+                self._plan.append(("time", None))
+            elif family == "hidden_state":
+                self._plan.append(("hidden", None))
+            else:
+                self._plan.append(("features", np.array([names.index(c) for c in columns[family]], dtype=np.intp)))
+        self._columns = columns
+
+    def reset(self) -> None:
+        """Starts a new episode (forgets the window, the convolutions' history and the step count)."""
+        self._started = False
+        self._step = 0
+        if self._temporal:
+            for conv in self._convs:
+                conv.reset()
+
+    def step(self, signals: np.ndarray, features: np.ndarray | None = None,
+             hidden: np.ndarray | None = None) -> np.ndarray:
         """Failure probabilities after this step.
 
         Args:
             signals: (6,) the step's signals, order of `SIGNAL_NAMES`.
+            features: (F,) the step's signal-family columns (order declared with `bind`), or None for
+                a model that reads the six signals (and time) only.
+            hidden: (D,) the step's hidden features, or None likewise.
 
         Returns:
             (H, 4) float64: [h, k] = probability that failure type k happens within horizons[h]
             steps (a `single-horizon` model's 4 outputs repeated for every horizon).
+
+        Raises:
+            PredictorError: the model reads signal families and `bind` was not called.
         """
+        if self.spec.features == ("six",):
+            x_now = np.asarray(signals, dtype=np.float64)
+        else:
+            if self._columns is None:
+                self.bind({}, 0)
+            parts = []
+            for source, index in self._plan:
+                if source == "signals":
+                    parts.append(signals)
+                elif source == "time":
+                    parts.append((self._step,))
+                elif source == "hidden":
+                    parts.append(hidden)
+                else:
+                    parts.append(np.asarray(features)[index])
+            x_now = np.concatenate(parts).astype(np.float64)
+        self._step += 1
+        if self._temporal:
+            h = (x_now - self._mean) / self._std
+            for conv in self._convs:
+                h = np.maximum(conv.step(h), 0.0)
+            p = 1.0 / (1.0 + np.exp(-(h @ self._head + self._head_bias)))
+            return p.reshape(self._horizons, self._types)
         s = self._signals
         if self._started:
             self._buffer[:-s] = self._buffer[s:]
-            self._buffer[-s:] = signals
+            self._buffer[-s:] = x_now
         else:
-            self._buffer.reshape(-1, s)[:] = signals
+            self._buffer.reshape(-1, s)[:] = x_now
             self._started = True
         x = self._buffer
         last = len(self._weights) - 1
@@ -98,6 +204,14 @@ class OnlinePredictor:
         if self.spec.kind == "single-horizon":
             return np.broadcast_to(p, (self._horizons, self._types))
         return p.reshape(self._horizons, self._types)
+
+    def episode(self, signals: np.ndarray, features: np.ndarray | None = None,
+                hidden: np.ndarray | None = None) -> np.ndarray:
+        """(T, H, 4) probabilities of a recorded episode, step by step as online (after `bind`)."""
+        self.reset()
+        rows = [self.step(signals[t], None if features is None else features[t], None if hidden is None else hidden[t])
+                for t in range(len(signals))]
+        return np.stack(rows) if rows else np.zeros((0, self._horizons, self._types))
 
 
 def alarm_settings(metrics_path: str | Path, scorer: str = "model") -> tuple[float, int]:

@@ -14,29 +14,41 @@ from salus_engine.predictor.errors import PredictorError
 from salus_engine.signals import SIGNAL_NAMES
 
 
+TEMPORAL_KERNEL = 3
+"""Kernel size of every convolution of the `temporal` model; layer i is dilated by 2**i."""
+DEFAULT_HIDDEN = {"multi-horizon": (64, 64), "single-horizon": (64, 64), "temporal": (32, 32, 32, 32)}
+"""Hidden widths (or channels) per model kind when none are given."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild a network; stored in a checkpoint's `config.json`."""
 
     kind: str = "multi-horizon"
     window: int = 1
-    """Steps of signals per input (current step plus window - 1 previous ones); 1 for `single-horizon`."""
+    """Steps of signals per input (current step plus window - 1 previous ones); 1 for `single-horizon`
+    and `temporal` (whose convolutions see `receptive_field` steps)."""
     hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths (MLPs) or channels of each dilated convolution (`temporal`)."""
     horizons: tuple[int, ...] = (6, 10, 15, 20)
     signal_names: tuple[str, ...] = SIGNAL_NAMES
+    """The input columns, in order (`salus_engine.predictor.inputs.input_names`)."""
     failure_types: tuple[str, ...] = FAILURE_TYPES
+    features: tuple[str, ...] = ("six",)
+    """The input families (`salus_engine.predictor.inputs.INPUT_FAMILIES`) whose columns are the inputs."""
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise PredictorError(f"model kind {self.kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
-        if not _is_count(self.window) or self.window < 1 or (self.kind == "single-horizon" and self.window != 1):
-            raise PredictorError(f"window must be >= 1 (exactly 1 for the single-horizon model), got {self.window!r}")
+        if not _is_count(self.window) or self.window < 1 or (self.kind != "multi-horizon" and self.window != 1):
+            raise PredictorError(f"window must be >= 1 (exactly 1 for the single-horizon and temporal models, whose "
+                                 f"convolutions see past steps), got {self.window!r}")
         if not isinstance(self.hidden, tuple) or not all(_is_count(h) and h >= 1 for h in self.hidden):
             raise PredictorError(f"hidden layer widths must be positive integers, got {self.hidden!r}")
         if not isinstance(self.horizons, tuple) or not self.horizons or not all(
                 _is_count(h) and h >= 1 for h in self.horizons):
             raise PredictorError(f"horizons must be one or more positive step counts, got {self.horizons!r}")
-        for name in ("signal_names", "failure_types"):
+        for name in ("signal_names", "failure_types", "features"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
                 raise PredictorError(f"{name} must be a list of names, got {value!r}")
@@ -44,6 +56,13 @@ class ModelSpec:
     @property
     def n_inputs(self) -> int:
         return self.window * len(self.signal_names)
+
+    @property
+    def receptive_field(self) -> int:
+        """Steps a `temporal` model's output depends on: 1 + (kernel - 1) * sum of the dilations."""
+        if self.kind != "temporal":
+            return self.window
+        return 1 + (TEMPORAL_KERNEL - 1) * sum(2 ** i for i in range(len(self.hidden)))
 
     @property
     def n_outputs(self) -> int:

@@ -35,7 +35,9 @@ from salus_engine.predictor.dataset import (
     window_features,
 )
 from salus_engine.predictor.errors import PredictorError
-from salus_engine.predictor.models import ModelSpec, SignalMLP, count_parameters
+from salus_engine.predictor.inputs import input_names, parse_input_families
+from salus_engine.predictor.spec import DEFAULT_HIDDEN
+from salus_engine.predictor.models import ModelSpec, build_model, count_parameters
 
 MAX_POS_WEIGHT = 1000.0
 MIN_LR_FRACTION = 0.05
@@ -116,6 +118,20 @@ def _adamw(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=False)
 
 
+def _padded(x: np.ndarray, y: np.ndarray, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Episodes as padded sequences: x (E, T_max, in), y (E, T_max, out), mask (E, T_max) bool."""
+    lengths = np.diff(offsets)
+    count, longest = len(lengths), int(lengths.max()) if len(lengths) else 0
+    xs = np.zeros((count, longest, x.shape[1]), np.float32)
+    ys = np.zeros((count, longest, y.shape[1]), np.float32)
+    mask = np.zeros((count, longest), bool)
+    for e, (start, end) in enumerate(zip(offsets[:-1], offsets[1:])):
+        n = end - start
+        xs[e, :n], ys[e, :n], mask[e, :n] = x[start:end], y[start:end], True
+        xs[e, n:] = x[end - 1]  # padding after the end never reaches earlier steps (causal)
+    return torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(mask)
+
+
 def fit(
     spec: ModelSpec,
     x_train: np.ndarray,
@@ -130,14 +146,20 @@ def fit(
     patience: int = 10,
     seed: int = 0,
     stop: threading.Event | None = None,
-    on_epoch: Callable[[EpochRecord, SignalMLP], None] | None = None,
+    on_epoch: Callable[[EpochRecord, nn.Module], None] | None = None,
+    train_offsets: np.ndarray | None = None,
+    val_offsets: np.ndarray | None = None,
+    episodes_per_batch: int = 16,
 ) -> FitResult:
-    """Trains a `SignalMLP` on in-memory arrays.
+    """Trains the network of `spec` on in-memory arrays.
 
     Args:
-        spec: the network.
-        x_train, x_val: (N, spec.n_inputs) float32 raw (window-stacked) signals.
+        spec: the network (`build_model`).
+        x_train, x_val: (N, spec.n_inputs) float32 raw inputs (window-stacked for an MLP).
         y_train, y_val: (N, spec.n_outputs) float32 0/1 targets (see `targets_for`).
+        train_offsets, val_offsets: (E + 1,) row offsets of the episodes, required by a `temporal`
+            model, which trains on whole episodes (`episodes_per_batch` per mini-batch, padding
+            masked out of the loss); an MLP trains on shuffled steps (`batch_size` per mini-batch).
         stop: checked between epochs; when set, training ends after the current epoch.
         on_epoch: called after every epoch with its record and the model (in eval mode).
 
@@ -146,14 +168,33 @@ def fit(
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = SignalMLP(spec)
-    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
-    yt = torch.from_numpy(np.ascontiguousarray(y_train, dtype=np.float32))
-    xv = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
-    yv = torch.from_numpy(np.ascontiguousarray(y_val, dtype=np.float32))
-    model.set_normalisation(xt.mean(dim=0), xt.std(dim=0))
+    model = build_model(spec)
+    sequences = spec.kind == "temporal"
+    if sequences and (train_offsets is None or val_offsets is None):
+        raise ValueError("a temporal model trains on whole episodes: pass train_offsets and val_offsets")
+    x_rows = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    model.set_normalisation(x_rows.mean(dim=0), x_rows.std(dim=0))
     pos_weight = positive_weights(y_train)
-    criterion = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pos_weight))
+    criterion = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pos_weight), reduction="none")
+    if sequences:
+        xt, yt, mt = _padded(x_train, y_train, train_offsets)
+        xv, yv, mv = _padded(x_val, y_val, val_offsets)
+        step = max(1, int(episodes_per_batch))
+    else:
+        xt, yt = x_rows, torch.from_numpy(np.ascontiguousarray(y_train, dtype=np.float32))
+        xv = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
+        yv = torch.from_numpy(np.ascontiguousarray(y_val, dtype=np.float32))
+        mt = mv = None
+        step = batch_size
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+        per_output = criterion(model(x), y)
+        if mask is None:
+            return per_output.mean(), len(x)
+        valid = mask[..., None].to(per_output.dtype)
+        count = int(mask.sum())
+        return (per_output * valid).sum() / max(1, count * per_output.shape[-1]), count
+
     optimizer = _adamw(model.parameters(), lr, weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs), eta_min=lr * MIN_LR_FRACTION)
     result = FitResult(best_state=None, final_state=model.state_dict(), pos_weight=pos_weight.tolist())
@@ -167,20 +208,20 @@ def fit(
         current_lr = optimizer.param_groups[0]["lr"]
         model.train()
         order = torch.randperm(n, generator=generator)
-        xs, ys = xt[order], yt[order]
-        total = 0.0
-        for start in range(0, n, batch_size):
-            xb, yb = xs[start:start + batch_size], ys[start:start + batch_size]
+        total, seen = 0.0, 0
+        for start in range(0, n, step):
+            index = order[start:start + step]
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(xb), yb)
+            loss, count = loss_of(xt[index], yt[index], None if mt is None else mt[index])
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(xb)
+            total += float(loss.detach()) * count
+            seen += count
         schedule.step()
         model.eval()
         with torch.no_grad():
-            val_loss = float(criterion(model(xv), yv)) if len(xv) else float("nan")
-        train_loss = total / max(1, n)
+            val_loss = float(loss_of(xv, yv, mv)[0]) if len(xv) else float("nan")
+        train_loss = total / max(1, seen)
         is_best = val_loss < result.best_val_loss - 1e-7 or (result.best_state is None)
         if is_best:
             result.best_val_loss = val_loss
@@ -201,18 +242,41 @@ def fit(
 
 
 def _check_config(config: TrainConfig) -> None:
-    if config.model == "single-horizon" and config.window != 1:
-        raise PredictorError(f"--window must be 1 for --model single-horizon, got {config.window}")
+    if config.model != "multi-horizon" and config.window != 1:
+        raise PredictorError(f"--window must be 1 for --model {config.model} (only the multi-horizon MLP stacks "
+                             f"past steps), got {config.window}")
+    parse_input_families(config.features)
     out = Path(config.out)
     check_out_folder(out)
     if out.exists() and any(out.iterdir()):
         raise PredictorError(f"{out} already exists and is not empty; choose another --out or remove it")
 
 
-def prepare_inputs(spec: ModelSpec, data: SignalData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs (n, spec.n_inputs) float32, targets (n, spec.n_outputs) float32) of the given rows."""
-    x = window_features(data.signals, data.step, spec.window)[rows]
-    return x, targets_for(spec, data.labels[rows])
+def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], window: int = 1,
+               hidden: tuple[int, ...] | None = None) -> ModelSpec:
+    """The network for a store: its input columns are the store's columns of `features`.
+
+    Raises:
+        PredictorError: an unknown family, or one the store does not record.
+    """
+    families = data.resolve(parse_input_families(features))
+    return ModelSpec(kind=kind, window=window, hidden=tuple(hidden or DEFAULT_HIDDEN[kind]), horizons=data.horizons,
+                     signal_names=input_names(families, data.columns), features=families)
+
+
+def model_inputs(spec: ModelSpec, data: SignalData) -> np.ndarray:
+    """(N, spec.n_inputs) float32 inputs of every row (window-stacked for an MLP with window > 1)."""
+    return window_features(data.inputs(spec.features), data.step, spec.window)
+
+
+def prepare_inputs(spec: ModelSpec, data: SignalData, episode_ids: np.ndarray, x_all: np.ndarray | None = None,
+                   labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs (n, spec.n_inputs) float32, targets (n, spec.n_outputs) float32, (E + 1,) row offsets)
+    of the given episodes' steps, in episode order. `x_all` / `labels`: precomputed `model_inputs` /
+    other labels (the permutation control) of every row."""
+    rows = data.rows(episode_ids)
+    x = (model_inputs(spec, data) if x_all is None else x_all)[rows]
+    return x, targets_for(spec, (data.labels if labels is None else labels)[rows]), data.offsets_of(episode_ids)
 
 
 def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading.Event | None = None) -> TrainSummary:
@@ -241,21 +305,21 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     train_counts = data.outcome_counts(splits["train"])
     if train_counts["success"] == sum(train_counts.values()):
         raise PredictorError(f"{data.path}: the training split holds no failed episode; collect more episodes")
-    spec = ModelSpec(kind=config.model, window=config.window, hidden=tuple(config.hidden), horizons=data.horizons)
-    train_rows, val_rows = data.rows(splits["train"]), data.rows(splits["val"])
-    x_train, y_train = prepare_inputs(spec, data, train_rows)
-    x_val, y_val = prepare_inputs(spec, data, val_rows)
+    spec = build_spec(data, config.model, config.features, config.window, config.hidden)
+    x_all = model_inputs(spec, data)
+    x_train, y_train, train_offsets = prepare_inputs(spec, data, splits["train"], x_all)
+    x_val, y_val, val_offsets = prepare_inputs(spec, data, splits["val"], x_all)
     out = Path(config.out)
     with folder_writes(out):
         out.mkdir(parents=True, exist_ok=True)
         save_splits(out / "splits.json", splits, config.seed, data.identity)
-        parameters = count_parameters(SignalMLP(spec))
-        samples = {"train": len(train_rows), "val": len(val_rows)}
+        parameters = count_parameters(build_model(spec))
+        samples = {"train": len(x_train), "val": len(x_val)}
         episodes = {name: len(ids) for name, ids in splits.items()}
         base_config: dict[str, Any] = {
             "model": spec.to_json(),
             "parameters": parameters,
-            "train": {**dataclasses.asdict(config), "hidden": list(config.hidden)},
+            "train": {**dataclasses.asdict(config), "hidden": list(spec.hidden)},
             "store": {"path": str(data.path.resolve()), **data.identity, "episodes": len(data.episodes),
                       "control_hz": data.control_hz, "load_seconds": round(load_seconds, 3)},
             "splits": {name: data.outcome_counts(ids) for name, ids in splits.items()},
@@ -277,7 +341,7 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
 
         epochs_since_best = {"n": 0}
 
-        def on_epoch(record: EpochRecord, model: SignalMLP) -> None:
+        def on_epoch(record: EpochRecord, model: nn.Module) -> None:
             history_file.write(json.dumps(dataclasses.asdict(record)) + "\n")
             history_file.flush()
             if record.best:
@@ -292,10 +356,11 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
             with torch_threads(config.threads):
                 result = fit(spec, x_train, y_train, x_val, y_val, epochs=config.epochs, batch_size=config.batch_size,
                              lr=config.lr, weight_decay=config.weight_decay, patience=config.patience,
-                             seed=config.seed, stop=stop, on_epoch=on_epoch)
+                             seed=config.seed, stop=stop, on_epoch=on_epoch, train_offsets=train_offsets,
+                             val_offsets=val_offsets, episodes_per_batch=config.episodes_per_batch)
         finally:
             history_file.close()
-        final_model = SignalMLP(spec)
+        final_model = build_model(spec)
         final_model.load_state_dict(result.final_state)
         if result.history:
             save_weights(final_model, out / WEIGHT_FILES["final"])

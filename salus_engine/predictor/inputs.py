@@ -1,0 +1,111 @@
+"""What a predictor reads at each step: input families and their columns, assembled alike offline
+(a store's arrays) and online (one live step).
+
+Input families (`--features`):
+
+- `six`: the seeds' six signals (`salus_engine.signals`);
+- the recorded signal families of a format-3 store (`salus_engine.signal_families`):
+  `chunk_consistency`, `flow_disagreement`, `chunk_entropy`, `action_jerk` (their `features` columns)
+  and `hidden_state` (the 64 `hidden_features` columns, float16 in the store, float32 here);
+- `time`: the step index within the episode (steps), as its own input; alone it is the time-only
+  control of the evaluation.
+
+Columns of the assembled matrix follow `INPUT_FAMILIES` order, each family's columns in store order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from salus_engine.predictor.errors import PredictorError
+from salus_engine.signal_families import ACTION_JERK, CHUNK_CONSISTENCY, CHUNK_ENTROPY, FLOW_DISAGREEMENT, HIDDEN_STATE
+from salus_engine.signals import SIGNAL_NAMES
+
+SIX = "six"
+TIME = "time"
+INPUT_FAMILIES: tuple[str, ...] = (SIX, CHUNK_CONSISTENCY, FLOW_DISAGREEMENT, CHUNK_ENTROPY, HIDDEN_STATE,
+                                   ACTION_JERK, TIME)
+"""Every input family, in column order."""
+ALL = "all"
+
+
+def available_columns(feature_families: dict[str, list[str]], hidden_dim: int) -> dict[str, list[str]]:
+    """Family -> column names that a store with these families offers (always `six` and `time`)."""
+    columns: dict[str, list[str]] = {SIX: list(SIGNAL_NAMES)}
+    for name in INPUT_FAMILIES:
+        if name in feature_families:
+            columns[name] = list(feature_families[name])
+        elif name == HIDDEN_STATE and hidden_dim:
+            columns[name] = [f"hidden_{i:02d}" for i in range(hidden_dim)]
+    columns[TIME] = ["step"]
+    return {name: columns[name] for name in INPUT_FAMILIES if name in columns}
+
+
+def parse_input_families(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Input family names from `--features` (comma-separated, or `all`), in `INPUT_FAMILIES` order;
+    `("all",)` stands for every family the store offers.
+
+    Raises:
+        PredictorError: an unknown family, or none.
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = {s.strip() for s in items if s.strip()}
+    if ALL in names:
+        return (ALL,)
+    unknown = sorted(names - set(INPUT_FAMILIES))
+    if unknown or not names:
+        raise PredictorError(f"--features {','.join(sorted(names)) or '(none)'}: unknown family "
+                             f"{unknown[0] if unknown else '(none)'}; choose from all, {', '.join(INPUT_FAMILIES)}")
+    return tuple(name for name in INPUT_FAMILIES if name in names)
+
+
+def resolve_families(requested: tuple[str, ...], columns: dict[str, list[str]], where: str) -> tuple[str, ...]:
+    """The requested families (`all`: every available one) checked against a store's columns.
+
+    Raises:
+        PredictorError: a requested family that the store does not record (one line naming the store
+            and what it offers).
+    """
+    if requested == (ALL,):
+        return tuple(columns)
+    missing = [name for name in requested if name not in columns]
+    if missing:
+        raise PredictorError(f"{where} does not record the input family {missing[0]} (it offers "
+                             f"{', '.join(columns)}); collect with this SALUS or choose --features among those")
+    return tuple(requested)
+
+
+def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: np.ndarray,
+             features: np.ndarray | None, hidden: np.ndarray | None, step: np.ndarray,
+             feature_names: list[str]) -> np.ndarray:
+    """The input matrix of the given families.
+
+    Args:
+        families: families to use (resolved, in `INPUT_FAMILIES` order).
+        columns: the store's `available_columns`.
+        signals: (N, 6) the six signals.
+        features: (N, F) the store's `features` (columns `feature_names`), or None.
+        hidden: (N, D) hidden features, or None.
+        step: (N,) step index of each row within its episode.
+        feature_names: the columns of `features`, in order.
+
+    Returns:
+        (N, sum of the families' widths) float32.
+    """
+    parts = []
+    for name in families:
+        if name == SIX:
+            parts.append(np.asarray(signals, dtype=np.float32))
+        elif name == TIME:
+            parts.append(np.asarray(step, dtype=np.float32).reshape(-1, 1))
+        elif name == HIDDEN_STATE:
+            parts.append(np.asarray(hidden, dtype=np.float32))
+        else:
+            index = [feature_names.index(c) for c in columns[name]]
+            parts.append(np.asarray(features, dtype=np.float32)[:, index])
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+def input_names(families: tuple[str, ...], columns: dict[str, list[str]]) -> tuple[str, ...]:
+    """Column names of `assemble`'s matrix."""
+    return tuple(c for name in families for c in columns[name])
