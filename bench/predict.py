@@ -1,8 +1,8 @@
-"""Prints the median latency of one online predictor step (6 signals in, 16 probabilities out) over
-10,000 calls of `OnlinePredictor.step` with a trained checkpoint's weights, fed with the real
-signals of the checkpoint's store in step order.
+"""Prints the latency of the online monitor per control step: the six signals and the signal
+families computed from the ensemble's outputs, then one `OnlinePredictor.step` of a trained
+checkpoint, over the steps of real episodes (the embedded ensemble in the simulator), in step order.
 
-    .venv/bin/python bench/predict.py --checkpoint checkpoints/RUN [--calls 10000]
+    .venv/bin/python bench/predict.py --checkpoint checkpoints/RUN [--episodes 2] [--max-steps 120] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -15,46 +15,53 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's salus_engine, however installed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the capture of real steps in bench/signal_families.py
+
+from signal_families import capture_steps  # noqa: E402
 
 from salus_engine.predictor.checkpoint import read_config  # noqa: E402
 from salus_engine.predictor.online import OnlinePredictor  # noqa: E402
-from salus_engine.store import EpisodeStore  # noqa: E402
+from salus_engine.signal_families import DEFAULT_FAMILIES, FamilyExtractor, FamilyLayout  # noqa: E402
+from salus_engine.signals import SignalExtractor  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a 'salus train' run folder")
-    parser.add_argument("--data", help="store whose signals to feed (default: the checkpoint's store)")
-    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--episodes", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, default=120)
+    parser.add_argument("--repeats", type=int, default=5, help="passes over the captured steps")
     args = parser.parse_args()
 
     config = read_config(args.checkpoint)
-    store = EpisodeStore.open(args.data or config["store"]["path"])
-    signals, first = [], []
-    for episode in store:  # real signals in step order, enough episodes for `calls` steps
-        signals.append(episode.signals)
-        first.append(np.arange(len(episode.signals)) == 0)
-        if sum(len(s) for s in signals) >= args.calls:
-            break
-    rows = np.concatenate(signals).astype(np.float64)
-    first = np.concatenate(first)
+    steps, collect, ensemble = capture_steps(args.episodes, args.max_steps, None)
+    layout = FamilyLayout.build(DEFAULT_FAMILIES, 0, ensemble.sampler_reason, ensemble.embedding_width)
     predictor = OnlinePredictor.load(args.checkpoint)
-    for i in range(min(200, len(rows))):  # warm-up
-        predictor.step(rows[i])
-    times = np.empty(args.calls)
-    predictor.reset()
-    for i in range(args.calls):
-        r = i % len(rows)
-        if first[r]:
-            predictor.reset()
-        t0 = time.perf_counter()
-        predictor.step(rows[r])
-        times[i] = time.perf_counter() - t0
-    us = times * 1e6
-    print(f"online predictor step ({config['model']['kind']}, window {config['model']['window']}, "
-          f"{rows.shape[1]} signals -> {config['model']['kind'] == 'single-horizon' and 4 or 16} probabilities), "
-          f"{args.calls} calls: median {np.median(us):.1f} us, p90 {np.percentile(us, 90):.1f} us, "
-          f"p99 {np.percentile(us, 99):.1f} us")
+    predictor.bind(layout.feature_families, layout.hidden_dim)
+    signals, families = SignalExtractor(), FamilyExtractor(layout, collect.policy.requery_every)
+    features_us, predictor_us = [], []
+    for _ in range(args.repeats):
+        signals.reset()
+        families.reset()
+        predictor.reset()
+        for members, action, query in steps:
+            t0 = time.perf_counter()
+            six = signals.update(members)
+            features, hidden = families.update(action, query)
+            t1 = time.perf_counter()
+            predictor.step(six, features, hidden)
+            t2 = time.perf_counter()
+            features_us.append((t1 - t0) * 1e6)
+            predictor_us.append((t2 - t1) * 1e6)
+    total = np.array(features_us) + np.array(predictor_us)
+    model = config["model"]
+    print(f"online monitor per step ({model['kind']}, inputs {'+'.join(model.get('features', ['six']))}: "
+          f"{len(model['signal_names'])} columns -> 16 probabilities), {len(total)} steps of {args.episodes} real "
+          "episodes:")
+    print(f"  signals + families: median {np.median(features_us):.1f} us, p90 {np.percentile(features_us, 90):.1f} us")
+    print(f"  predictor step:     median {np.median(predictor_us):.1f} us, p90 {np.percentile(predictor_us, 90):.1f} us")
+    print(f"  total:              median {np.median(total):.1f} us, p90 {np.percentile(total, 90):.1f} us, "
+          f"p99 {np.percentile(total, 99):.1f} us (target <= 100 us)")
     return 0
 
 

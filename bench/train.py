@@ -47,7 +47,8 @@ def build_store(source: Path, out: Path, target_steps: int, max_steps: int) -> t
     writer = EpisodeWriter.create(
         out, horizons=src.horizons, cameras=tuple(attrs["cameras"]), image_size=1,
         ensemble_size=int(attrs["ensemble_size"]), base_seed=int(attrs["base_seed"]),
-        policy=f"re-recorded from {source}", sim_config=dict(attrs.get("sim_config") or {}))
+        policy=f"re-recorded from {source}", sim_config=dict(attrs.get("sim_config") or {}),
+        feature_families=src.feature_families, hidden_dim=src.hidden_dim)
     members = int(attrs["ensemble_size"])
     usable = [i for i in range(len(src)) if src.episode(i).member_actions.shape[1] == members]
     if not usable:
@@ -68,6 +69,8 @@ def build_store(source: Path, out: Path, target_steps: int, max_steps: int) -> t
             states=episode.states[:length], actions=episode.actions[:length],
             member_actions=episode.member_actions[:length], signals=episode.signals[:length],
             failure_type=meta.failure_type, failure_step=meta.failure_step, evidence=meta.evidence,
+            features=None if episode.features is None else episode.features[:length],
+            hidden_features=None if episode.hidden_features is None else episode.hidden_features[:length],
         ), durable=False)
         steps += length
         episodes += 1
@@ -84,6 +87,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, help="torch threads for training (default: torch's)")
+    parser.add_argument("--model", help="model kind (default: salus train's)")
+    parser.add_argument("--features", help="input families (default: salus train's, all the store records)")
     parser.add_argument("--work", help="folder for the benchmark store and run (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -103,6 +108,9 @@ def main() -> int:
                    "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--patience", "0"]
         if args.threads:
             command += ["--threads", str(args.threads)]
+        for flag, value in (("--model", args.model), ("--features", args.features)):
+            if value:
+                command += [flag, value]
         t0 = time.perf_counter()
         proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -119,6 +127,8 @@ def main() -> int:
         print(f"  load (signals + labels of {config['store']['episodes']} episodes): "
               f"{config['store']['load_seconds']:.1f} s")
         print(f"  train (epoch loop): {loop:.1f} s")
+        print(f"  model: {config['model']['kind']}, {config['parameters']} parameters, "
+              f"{len(config['model']['signal_names'])} input columns ({'+'.join(config['model'].get('features', ['six']))})")
     return 0
 
 

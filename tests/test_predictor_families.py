@@ -1,0 +1,185 @@
+"""Predictor over the signal families: input families, the temporal model (causal, online equal to
+offline), the episode-level metrics with known answers, RND and the FIPER gate, and `salus
+evaluate --fresh --ablation` end to end.
+
+The stores are written with the project's recorder from deterministic formulas (no random numbers),
+as in `tests/test_predictor.py`; they exercise the code on tiny data and are never results.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from salus_engine.cli import main as salus_main
+from salus_engine.predictor import PredictorError
+from salus_engine.predictor.baselines import RNDNovelty, fiper_gate
+from salus_engine.predictor.checkpoint import load_model
+from salus_engine.predictor.dataset import EpisodeInfo, load_signal_data
+from salus_engine.predictor.evaluation import scores_of
+from salus_engine.predictor.inputs import parse_input_families
+from salus_engine.predictor.metrics import alpha_curve, episode_alarm_maxima, episode_ranking, resplit_false_alarms
+from salus_engine.predictor.models import TemporalConvNet
+from salus_engine.predictor.online import OnlinePredictor
+from salus_engine.predictor.spec import ModelSpec
+from salus_engine.store import EpisodeWriter
+from tests.test_predictor import HORIZONS, episode_record
+
+FAMILIES = {"chunk_consistency": ["stac_l2_mean", "stac_l2_max", "tce_mse_mean", "tce_mse_max", "chunk_magnitude"],
+            "action_jerk": ["jerk", "jerk_mean", "reversals", "gripper_toggles"]}
+HIDDEN = 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def family_store(path, episodes: int, base_seed: int = 0, families=FAMILIES, hidden: int = HIDDEN) -> str:
+    """A format-3 store whose family columns and hidden features follow the six signals by formula."""
+    writer = EpisodeWriter.create(path, horizons=HORIZONS, cameras=("front",), image_size=1, ensemble_size=2,
+                                  base_seed=base_seed, policy="test formulas", sim_config={"control_hz": 30.0},
+                                  feature_families=families, hidden_dim=hidden)
+    width = sum(len(c) for c in families.values())
+    for i in range(episodes):
+        record = episode_record(i)
+        s = record.signals.astype(np.float64)
+        t = np.arange(len(s))[:, None]
+        features = np.concatenate([s[:, :1] * (1 + j) + 0.01 * np.cos(0.2 * t + j) for j in range(width)], axis=1)
+        hidden_features = np.concatenate([np.sin(0.1 * t + j) + s[:, 1:2] for j in range(hidden)], axis=1) if hidden else None
+        writer.write(replace(record, seed=base_seed + i, features=features.astype(np.float32),
+                             hidden_features=None if hidden_features is None else hidden_features.astype(np.float16)),
+                     durable=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> tuple[str, str]:
+    folder = tmp_path_factory.mktemp("families")
+    return family_store(folder / "store", 64), family_store(folder / "fresh", 24, base_seed=1000)
+
+
+@pytest.fixture(scope="module")
+def trained(stores, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert salus_main(["train", "--data", stores[0], "--out", str(out), "--epochs", "6", "--lr", "3e-3",
+                       "--threads", "1"]) == 0
+    return str(out)
+
+
+def test_input_families_are_parsed_and_checked_against_the_store(stores):
+    assert parse_input_families("time, six") == ("six", "time")  # storage order, not the order given
+    assert parse_input_families("all") == ("all",)
+    with pytest.raises(PredictorError, match="unknown family hidden; choose from all, six"):
+        parse_input_families("six,hidden")
+    data = load_signal_data(stores[0])
+    assert data.resolve(("all",)) == ("six", "chunk_consistency", "hidden_state", "action_jerk", "time")
+    with pytest.raises(PredictorError, match="does not record the input family flow_disagreement"):
+        data.resolve(("six", "flow_disagreement"))
+    x = data.inputs(("six", "hidden_state", "time"))
+    assert x.shape == (len(data.signals), 6 + HIDDEN + 1)
+    np.testing.assert_array_equal(x[:, -1], data.step)
+
+
+def test_temporal_model_is_causal_and_sees_31_steps():
+    spec = ModelSpec(kind="temporal", hidden=(8, 8, 8, 8), signal_names=("a", "b"), features=("six",))
+    assert spec.receptive_field == 31
+    torch.manual_seed(0)
+    model = TemporalConvNet(spec).eval()
+    t = torch.arange(60, dtype=torch.float32)
+    x = torch.stack([torch.sin(0.3 * t), torch.cos(0.2 * t)], dim=1)
+    changed = x.clone()
+    changed[40:] += 5.0
+    a, b = model.probabilities(x), model.probabilities(changed)
+    torch.testing.assert_close(a[:40], b[:40])  # the past does not see the future
+    assert not torch.allclose(a[40:], b[40:])
+    early = x.clone()
+    early[:9] -= 3.0  # steps 0..8 are more than 30 steps before step 39: outside its receptive field
+    torch.testing.assert_close(model.probabilities(early)[39:], a[39:])
+
+
+def test_temporal_online_path_equals_offline_scores(trained, stores):
+    model, config = load_model(trained)
+    assert config["model"]["kind"] == "temporal"
+    assert tuple(config["model"]["features"]) == ("six", "chunk_consistency", "hidden_state", "action_jerk", "time")
+    data = load_signal_data(stores[0])
+    offline = scores_of(model, data)
+    online = OnlinePredictor.load(trained)
+    from salus_engine.store import EpisodeStore
+
+    store = EpisodeStore.open(stores[0])
+    online.bind(store.feature_families, store.hidden_dim)
+    for index in (0, 3):
+        episode = store.episode(index)
+        rows = slice(data.offsets[index], data.offsets[index + 1])
+        np.testing.assert_allclose(online.episode(episode.signals, episode.features, episode.hidden_features),
+                                   offline[rows], atol=1e-5)
+    with pytest.raises(PredictorError, match="does not record the input family chunk_consistency"):
+        online.bind({}, 0)
+
+
+def test_episode_metrics_known_answers():
+    episodes = [EpisodeInfo(0, -1, 9, 10), EpisodeInfo(1, 0, 4, 10), EpisodeInfo(2, 2, 9, 10), EpisodeInfo(3, -1, 9, 10)]
+    offsets = np.array([0, 10, 20, 30, 40])
+    scores = np.zeros(40)
+    scores[3] = 0.3   # success 0 peaks at 0.3
+    scores[10 + 2] = 0.9  # collision alarm 2 steps before its failure at step 4
+    scores[10 + 7] = 5.0  # after the failure: must not count
+    scores[20 + 5] = 0.8
+    scores[30 + 1] = 0.2
+    maxima = episode_alarm_maxima(scores, episodes, offsets)
+    np.testing.assert_allclose(maxima, [0.3, 0.9, 0.8, 0.2])
+    assert episode_ranking(maxima, episodes)["auroc"] == 1.0
+    curve = alpha_curve(np.array([0.1, 0.2, 0.3, 0.4, 0.5]), scores, episodes, offsets, (0.2, 0.5))
+    assert [row["tpr"] for row in curve] == [1.0, 1.0] and curve[0]["median_lead_steps"] == 3.0  # (2 + 4) / 2
+    check = resplit_false_alarms(np.linspace(0, 1, 50), np.linspace(0, 1, 50), alpha=0.1, resplits=20)
+    assert check["resplits"] == 20 and len(check["rates"]) == 20
+    assert 0.0 <= check["mean"] <= 0.25 and 0.0 <= check["share_above_0.15"] <= 1.0
+
+
+def test_rnd_finds_novel_inputs_and_the_fiper_gate_needs_both():
+    t = np.arange(3000, dtype=np.float64)
+    familiar = np.stack([np.sin(0.01 * t), np.cos(0.013 * t), np.sin(0.007 * t + 1)], axis=1)
+    rnd = RNDNovelty(seed=0, epochs=10).fit(familiar)
+    novel = familiar[:200] + 4.0
+    assert np.median(rnd.scores(novel)) > 5 * np.median(rnd.scores(familiar[:200]))
+    reference = np.linspace(0, 1, 101)
+    gate = fiper_gate(np.array([0.95, 0.95, 0.2]), np.array([0.95, 0.1, 0.95]), reference, reference)
+    np.testing.assert_allclose(gate, [0.95, 0.11, 0.21], atol=0.011)  # high only where both are high
+
+
+def test_evaluate_fresh_store_and_ablation(trained, stores, tmp_path):
+    out = tmp_path / "evaluation"
+    assert salus_main(["evaluate", "--checkpoint", trained, "--data", stores[0], "--fresh", stores[1], "--ablation",
+                       "--alpha", "0.2", "--no-plots", "--threads", "1"] + ["--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    scorers = metrics["scorers"]
+    assert {"model", "seeds_mlp", "logistic_regression", "safe_probe", "rnd", "permutation_control", "time_only",
+            "signal:epistemic_uncertainty", "signal:stac_l2_mean", "signal:jerk"} <= set(scorers)
+    assert "fiper" not in scorers  # no chunk entropy recorded
+    episode = scorers["model"]["episode"]
+    assert 0.0 <= episode["ranking"]["auroc"] <= 1.0 and episode["resplits"]["resplits"] == 20
+    assert [row["alpha"] for row in episode["alpha_curve"]][:3] == [0.02, 0.05, 0.1]
+    fresh = metrics["fresh"]
+    assert fresh["base_seed"] == 1000 and sum(fresh["episodes"].values()) == 24
+    assert set(fresh["scorers"]) == set(scorers)
+    assert fresh["scorers"]["model"]["episode"]["tpr"]["n"] == sum(v for k, v in fresh["episodes"].items()
+                                                                   if k != "success")
+    variants = [row["variant"] for row in metrics["ablation"]]
+    assert variants[0] == "full" and "without hidden_state" in variants and "time alone" in variants
+    assert len(variants) == 1 + 2 * 5 and all("fresh" in row and "test" in row for row in metrics["ablation"])
+
+
+def test_fresh_store_with_other_families_is_refused_in_one_line(trained, stores, tmp_path, capsys):
+    other = family_store(tmp_path / "other", 8, base_seed=500, families={"action_jerk": FAMILIES["action_jerk"]}, hidden=0)
+    code = salus_main(["evaluate", "--checkpoint", trained, "--data", stores[0], "--fresh", other, "--no-plots",
+                       "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "does not record the input family chunk_consistency" in err[0]
