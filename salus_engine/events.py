@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 
@@ -96,6 +96,14 @@ class EpisodeFinished(Event):
     """The episode's signals, (T, 6) float32, for the console's per-episode view."""
     horizon_labels: np.ndarray | None = None
     """(T, H, 4) uint8 horizon labels of the episode."""
+    features: np.ndarray | None = None
+    """(T, F) float32: the episode's signal-family columns (`salus_engine.signal_families`), or None
+    when the store records no family with columns (format 1/2 stores, `--signals` without them)."""
+    feature_families: dict[str, list[str]] = field(default_factory=dict)
+    """Family -> its columns of `features`, in column order (the store's `feature_families`)."""
+    hidden_change: np.ndarray | None = None
+    """(T,) float32: L2 norm of the change of the hidden features (`hidden_state`) from the previous
+    step (`hidden_change`), or None when the store does not record them."""
 
 
 WORKER_STATES = ("starting", "idle", "running", "restarting", "stopped")
@@ -256,37 +264,96 @@ def discard(event: Event) -> None:
     """An `EventSink` that ignores every event."""
 
 
+def hidden_change(hidden: np.ndarray | None) -> np.ndarray | None:
+    """L2 norm of h_t - h_(t-1) for hidden features (T, D) (`hidden_state`; 0 at t = 0), as (T,)
+    float32; None for None. The hidden vector is 64-D: this one number per step is what a timeline
+    can draw of it (it moves when the policy's embedding moves, at the re-query steps)."""
+    if hidden is None:
+        return None
+    h = np.asarray(hidden, dtype=np.float32)
+    change = np.zeros(len(h), np.float32)
+    if len(h) > 1:
+        change[1:] = np.linalg.norm(np.diff(h, axis=0), axis=1)
+    return change
+
+
+class SnapshotReading(NamedTuple):
+    """What `SignalSnapshot.read` returns: copies of the current episode's latest n steps."""
+
+    version: int
+    """Changes with every push and reset."""
+    episode_id: int
+    step: int
+    """Step of the latest push."""
+    signals: np.ndarray
+    """(n, 6) float32, the six signals."""
+    features: np.ndarray | None
+    """(n, F) float32 signal-family columns, or None when the collection records none."""
+    hidden_change: np.ndarray | None
+    """(n,) float32 change of the hidden features (`hidden_change`), or None without `hidden_state`."""
+    feature_families: dict[str, list[str]]
+    """Family -> its columns of `features`, in column order (empty without families)."""
+
+
 class SignalSnapshot:
     """Lock-protected latest per-step data of a running collection, pulled by the UI on a timer.
 
-    `push` is called from the engine thread every step; `read` returns copies.
+    `push` is called from the engine thread every step; `read` returns copies. Per step it keeps the
+    six signals (6,), the family columns (F,) and one number for the hidden features (their change
+    from the previous step), never the hidden vector itself.
     """
 
     def __init__(self, history: int = 200) -> None:
         self._lock = threading.Lock()
         self._signals: deque[np.ndarray] = deque(maxlen=history)
+        self._features: deque[np.ndarray] = deque(maxlen=history)
+        self._hidden_change: deque[float] = deque(maxlen=history)
+        self._previous_hidden: np.ndarray | None = None
+        self._feature_families: dict[str, list[str]] = {}
         self._step = 0
         self._episode_id = -1
         self._version = 0
 
-    def reset(self, episode_id: int) -> None:
+    def reset(self, episode_id: int, feature_families: dict[str, list[str]] | None = None) -> None:
+        """Starts episode `episode_id`; `feature_families` names the columns of the pushed features."""
         with self._lock:
             self._signals.clear()
+            self._features.clear()
+            self._hidden_change.clear()
+            self._previous_hidden = None
+            self._feature_families = {str(k): [str(c) for c in v] for k, v in (feature_families or {}).items()}
             self._step = 0
             self._episode_id = episode_id
             self._version += 1
 
-    def push(self, step: int, signals: np.ndarray) -> None:
+    def push(self, step: int, signals: np.ndarray, features: np.ndarray | None = None,
+             hidden: np.ndarray | None = None) -> None:
+        """One step: signals (6,), features (F,) float32 in `feature_families` column order or None,
+        hidden (D,) hidden features or None (pass them at every step of an episode or at none)."""
+        row = np.asarray(signals, dtype=np.float32).copy()
+        columns = None if features is None or np.size(features) == 0 else np.asarray(features, np.float32).copy()
+        h = None if hidden is None else np.asarray(hidden, dtype=np.float32)
         with self._lock:
-            self._signals.append(np.asarray(signals, dtype=np.float32).copy())
+            self._signals.append(row)
+            if columns is not None:
+                self._features.append(columns)
+            if h is not None:
+                previous = self._previous_hidden
+                self._hidden_change.append(0.0 if previous is None else float(np.linalg.norm(h - previous)))
+                self._previous_hidden = h
             self._step = step
             self._version += 1
 
-    def read(self) -> tuple[int, int, int, np.ndarray]:
-        """Returns (version, episode_id, step, signals (n, 6) float32) of the current episode."""
+    def read(self) -> SnapshotReading:
+        """(version, episode_id, step, signals (n, 6), features (n, F) or None, hidden change (n,) or
+        None, feature families) of the current episode."""
         with self._lock:
-            arr = np.stack(self._signals) if self._signals else np.zeros((0, 6), np.float32)
-            return self._version, self._episode_id, self._step, arr
+            n = len(self._signals)
+            arr = np.stack(self._signals) if n else np.zeros((0, 6), np.float32)
+            features = np.stack(self._features) if n and len(self._features) == n else None
+            change = np.array(self._hidden_change, np.float32) if n and len(self._hidden_change) == n else None
+            families = {k: list(v) for k, v in self._feature_families.items()} if features is not None else {}
+            return SnapshotReading(self._version, self._episode_id, self._step, arr, features, change, families)
 
 
 SinkFn = Callable[[Event], None]

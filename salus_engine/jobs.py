@@ -23,6 +23,7 @@ from salus_engine.events import (
     LogLine,
     SignalSnapshot,
     discard,
+    hidden_change,
 )
 from salus_engine.resources import sample_memory
 from salus_engine.signal_families import FamilyExtractor, FamilyLayout
@@ -109,7 +110,8 @@ def run_collection(
         sink: receives `CollectionStarted`, `EpisodeFinished`, `ResourceSample`, `LogLine`,
             `CollectionFinished` (and `WorkerStateChanged` with Ray workers).
         stop: when set, the job ends after the current episode (every worker's, with Ray workers).
-        snapshot: receives each step's signals for live display (in-process collection only).
+        snapshot: receives each step's signals and family columns for live display (in-process
+            collection only).
 
     Raises:
         SalusError (StoreError, ConfigError, PolicyLoadError, ...): a user-fixable problem (one-line
@@ -185,18 +187,40 @@ def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extrac
         written += 1
         name = OUTCOME_NAMES[record.failure_type]
         outcomes[name] += 1
-        sink(EpisodeFinished(
-            episode_id=episode_id, seed=seed, failure_type=record.failure_type,
-            failure_step=record.failure_step, length=record.length, seconds=time.perf_counter() - t0,
-            done=writer.next_episode_id, total=total,
-            max_uncertainty=float(record.signals[:, 0].max()),
-            signals=record.signals,
-            horizon_labels=make_horizon_labels(record.failure_type, record.failure_step, record.length,
-                                               config.store.horizons),
-        ))
+        sink(episode_finished(record, writer, seconds=time.perf_counter() - t0, total=total))
     return CollectionSummary(out=str(writer.path), episodes_written=written, total_in_store=writer.next_episode_id,
                              outcomes=dict(outcomes), stopped=stop.is_set() and writer.next_episode_id < total,
                              seconds=time.perf_counter() - started)
+
+
+def episode_finished(record: EpisodeRecord, writer: EpisodeWriter, seconds: float, total: int) -> EpisodeFinished:
+    """The `EpisodeFinished` event of `record`, just written by `writer` (in-process and Ray collections).
+
+    It carries the episode's signals (T, 6), its horizon labels (T, H, 4) for the store's horizons,
+    its family columns (T, F) with the store's `feature_families` (None and {} when the store records
+    none) and the change of its hidden features (T,) (`events.hidden_change`; None without them),
+    never the images or the hidden vectors themselves.
+
+    Args:
+        record: the episode as written.
+        writer: the store's writer, after `writer.write(record)` (its `next_episode_id` counts it).
+        seconds: wall-clock time of the episode, s.
+        total: episodes the store should hold at the end.
+    """
+    attrs = writer.attrs
+    families = {str(k): [str(c) for c in v] for k, v in (attrs.get("feature_families") or {}).items()}
+    has_features = bool(families) and record.features is not None and record.features.size > 0
+    horizons = tuple(int(h) for h in attrs["horizons"])
+    return EpisodeFinished(
+        episode_id=record.episode_id, seed=record.seed, failure_type=record.failure_type,
+        failure_step=record.failure_step, length=record.length, seconds=seconds,
+        done=writer.next_episode_id, total=total, max_uncertainty=float(record.signals[:, 0].max()),
+        signals=record.signals,
+        horizon_labels=make_horizon_labels(record.failure_type, record.failure_step, record.length, horizons),
+        features=np.asarray(record.features, dtype=np.float32) if has_features else None,
+        feature_families=families if has_features else {},
+        hidden_change=hidden_change(record.hidden_features),
+    )
 
 
 @dataclasses.dataclass
@@ -229,7 +253,7 @@ def run_episode(env, ensemble, extractor: StepExtractors, episode_id: int, seed:
     ensemble.reset(seed=seed)
     extractor.reset()
     if snapshot is not None:
-        snapshot.reset(episode_id)
+        snapshot.reset(episode_id, extractor.families.layout.feature_families)
     cameras = config.sim.cameras
     images, states, actions, members, signals, features, hidden = [], [], [], [], [], [], []
     step = 0
@@ -245,7 +269,7 @@ def run_episode(env, ensemble, extractor: StepExtractors, episode_id: int, seed:
         members.append(member_actions)
         signals.append(step_signals)
         if snapshot is not None:
-            snapshot.push(step, step_signals)
+            snapshot.push(step, step_signals, step_features, step_hidden)
         if step % RESOURCE_SAMPLE_EVERY == 0:
             sink(sample_memory(config.policy.device, config.gpu_budget_gb))
         obs, _reward, terminated, truncated, info = env.step(action)

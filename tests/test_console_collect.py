@@ -1,7 +1,8 @@
 """The console's collection screen with the real engine (simulator + lerobot ensemble), tiny settings:
-a collection at 80x24, the outcome bars, the finished episode's signals with horizon labels, the
-memory warning, the recorded episodes in the player; quitting while collecting asks first, and
-SIGTERM stops after the current episode without losing what was recorded."""
+a collection at 80x24, the outcome bars, the finished episode's signals with horizon labels and its
+signal families (g shows the next group), the memory warning, the recorded episodes in the player;
+quitting while collecting asks first, and SIGTERM stops after the current episode without losing
+what was recorded."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from textual.widgets import Static
 
 from salus_engine.events import EpisodeFinished, ResourceSample
+from salus_engine.signal_families import COLLECTED_FAMILIES, HIDDEN_STATE
 from salus_engine.store import EpisodeStore
 from salus_tui.app import SalusApp
 from salus_tui.screens.collect import CollectScreen
@@ -23,7 +25,7 @@ from salus_tui.screens.episodes import EpisodesScreen
 from salus_tui.screens.player import EpisodePlayer
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.outcome_bars import OutcomeBars
-from salus_tui.widgets.signal_timeline import SignalTimeline
+from salus_tui.widgets.signal_timeline import SIGNAL_LABELS, SignalTimeline, column_label
 from tests.test_console_support import region_text, screen_text, settle, wait_for, wait_for_exit, wait_for_jobs
 
 
@@ -69,6 +71,20 @@ def test_collect_screen_runs_a_collection_then_plays_an_episode(tiny_collect_con
             assert timeline.signals.shape == (len(timeline.horizon_labels), 6)
             assert np.ptp(timeline.signals[:, 0]) > 0
             assert "fail<=20" in text
+            # ... and the signal families the store records, one group at a time (g / G)
+            store = EpisodeStore.open(tiny_collect_config.out)
+            recorded = [name for name in COLLECTED_FAMILIES
+                        if name in store.feature_families or (name == HIDDEN_STATE and store.hidden_dim)]
+            assert [g.key for g in screen.groups] == ["signals", *recorded], screen.groups
+            assert recorded[0] == "chunk_consistency" and "action_jerk" in recorded  # need no sampling loop
+            columns = store.feature_families["chunk_consistency"]
+            last = store.episode(len(store) - 1)
+            await pilot.press("g")
+            assert timeline.labels == tuple(column_label(c) for c in columns)
+            assert np.array_equal(timeline.signals, last.features[:, :len(columns)])
+            assert "chunk consistency" in screen.query_one("#signals-box").border_title
+            await pilot.press("G")
+            assert timeline.labels == SIGNAL_LABELS
             # memory gauge: warning style above 90 % of the budget, normal below
             memory_box = screen.query_one("#memory-box")
             screen.show_memory(ResourceSample(used_gb=9.5, budget_gb=10.0, kind="ram"))
@@ -97,6 +113,9 @@ def test_collect_screen_runs_a_collection_then_plays_an_episode(tiny_collect_con
             assert not np.array_equal(camera.frame, first)  # the robot moved
             await pilot.press("f")
             assert player.step == (player.meta.failure_step if player.failed else player.length - 1)
+            assert [g.key for g in player.groups] == ["signals", *recorded]
+            await pilot.press("g")
+            assert player.query_one("#timeline", SignalTimeline).labels == tuple(column_label(c) for c in columns)
             assert "P(fail within)" not in screen_text(app)  # no checkpoint: no probabilities
             await pilot.press("escape", "q")
         assert len(EpisodeStore.open(tiny_collect_config.out)) == 2

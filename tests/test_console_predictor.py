@@ -11,7 +11,9 @@ import pytest
 
 from textual.actions import parse
 from textual.command import CommandList, CommandPalette
+from textual.widgets import DataTable
 
+from salus_engine.predictor.report import scorer_order
 from salus_tui.app import SalusApp
 from salus_tui.commands import palette_commands
 from salus_tui.screens.episodes import EpisodesScreen
@@ -22,7 +24,8 @@ from salus_tui.screens.player import EpisodePlayer
 from salus_tui.screens.train import TrainScreen
 from salus_tui.widgets.line_chart import LineChart
 from salus_tui.widgets.signal_timeline import SignalTimeline
-from tests.test_console_support import region_text, screen_text, wait_for, wait_for_jobs, write_formula_store
+from tests.test_console_support import region_text, screen_text, settle, wait_for, wait_for_jobs, write_formula_store
+from tests.test_predictor import FORMAT_1_METRICS, format_2_metrics, write_metrics
 
 EPISODES = 48
 
@@ -75,11 +78,13 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             scorers = evaluate.query_one("#scorers")
             assert scorers.row_count == len(metrics["scorers"]) >= 9
             assert evaluate.query_one("#per-class").row_count == 4 * len(metrics["scorers"])
+            assert evaluate.query_one("#episode-types").row_count == 7
             summary = screen_text(app)
             assert "detection rate" in summary and "false-alarm rate" in summary and "lead time" in summary
+            assert "episode AUROC" in summary and "re-splits (20)" in summary
             assert "episodes: true (rows) vs monitor" in summary
             roc = evaluate.query_one("#roc", LineChart)
-            assert len(roc.series) >= 4 and roc.series[-1].label.startswith("MLP")
+            assert len(roc.series) >= 4 and roc.series[-1].label.startswith(metrics["scorers"]["model"]["short"])
             await pilot.press("t", "t")
             await pilot.pause()
             assert evaluate.query_one("#tabs").active == "roc-pane"
@@ -125,6 +130,75 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             assert app.screen is episodes
             await pilot.press("q")
         assert "evaluate:" in (tmp_path / "session.log").read_text()
+
+    asyncio.run(scenario())
+
+
+def test_evaluate_screen_shows_every_table_of_a_format_2_evaluation(tmp_path):
+    """A format-2 metrics.json with a fresh store and an ablation (made-up numbers, see test_predictor)
+    fills the summary, alpha and checks tabs; a format-1 one shows dashes and says what it lacks."""
+    metrics = format_2_metrics()
+    run = tmp_path / "run"
+    write_metrics(run / "evaluation", metrics)
+    old = write_metrics(tmp_path / "old", json.loads(FORMAT_1_METRICS.read_text()))
+
+    async def scenario():
+        app = make_app(tmp_path, checkpoint=str(run), start_screen="evaluate")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            evaluate = app.screen
+            assert isinstance(evaluate, EvaluateScreen) and evaluate.metrics is not None
+            # summary: the episode-level headline, every scorer in group order, the model per type with CIs
+            text = screen_text(app)
+            assert "episode AUROC    0.950  PR-AUC 0.900 (8 of 15 failed)" in text, text
+            assert "re-splits (20): mean false alarms 0.09" in text
+            scorers = evaluate.query_one("#scorers", DataTable)
+            keys = [row.key.value for row in scorers.ordered_rows]
+            assert keys == scorer_order(metrics) and keys[0] == "model"
+            assert keys.index("logistic_regression") < keys.index("signal:tce_mse_mean") < keys.index(
+                "signal:epistemic_uncertainty") and keys[-2:] == ["permutation_control", "time_only"]
+            assert [str(c.label) for c in scorers.ordered_columns][1:3] == ["ep AUROC", "ep PR-AUC"]
+            assert scorers.get_row_at(0)[1:5] == ["0.950", "0.900", "0.50 (4/8)", "0.00 (0/7)"]
+            types = evaluate.query_one("#episode-types", DataTable)
+            assert types.row_count == 7
+            assert types.get_row_at(0)[:4] == ["collision", "2", "0.50 (1/2; 0.01-0.99)", "14.0 (9.0-19.0)"]
+            # alpha: detection against median lead time, one point per alpha with a lead, model on top
+            await pilot.press("t", "t", "t")
+            await settle(pilot)
+            assert evaluate.query_one("#tabs").active == "alpha-pane"
+            chart = evaluate.query_one("#alpha-chart", LineChart)
+            model = chart.series[-1]
+            assert model.label == "MLP" and model.style == 0 and len(chart.series) == 4
+            assert list(model.x) == pytest.approx([13, 16, 19, 22, 28, 40])
+            assert list(model.y) == [p["tpr"] for p in metrics["scorers"]["model"]["episode"]["alpha_curve"][1:]]
+            assert evaluate.query_one("#alpha-curve", DataTable).row_count == 7
+            assert "median lead time (steps)" in screen_text(app)
+            # checks: re-splits of the trained scorers, the fresh store, the ablation on both stores
+            await pilot.press("t")
+            await settle(pilot)
+            assert evaluate.query_one("#tabs").active == "checks"
+            resplits = evaluate.query_one("#resplits", DataTable)
+            assert [r.key.value for r in resplits.ordered_rows] == [
+                "model", "logistic_regression", "permutation_control", "time_only"]
+            assert resplits.get_row_at(0)[1:5] == ["0.00 (0/7)", "20", "7 / 7", "0.090"]
+            fresh = evaluate.query_one("#fresh", DataTable)
+            assert fresh.display and fresh.row_count == len(metrics["fresh"]["scorers"])
+            assert fresh.get_row_at(0)[1] == "0.850"
+            ablation = evaluate.query_one("#ablation", DataTable)
+            assert ablation.display and ablation.row_count == 6
+            assert [ablation.get_row_at(i)[1] for i in range(6)] == ["test"] * 3 + ["fresh"] * 3
+            assert "fresh store data/fresh (base seed 100000" in screen_text(app)
+            # format 1: dashes, notes instead of the fresh and ablation tables, no alpha curve
+            evaluate.load_metrics(old / "metrics.json")
+            await settle(pilot)
+            assert scorers.get_row_at(0)[1:3] == ["–", "–"]
+            assert resplits.get_row_at(0)[2:5] == ["–", "–", "–"]
+            assert not fresh.display and not ablation.display
+            text = screen_text(app)
+            assert "not run: evaluate with --fresh" in text and "not run: evaluate with --ablation" in text
+            assert evaluate.query_one("#alpha-curve", DataTable).row_count == 0 and not chart.series
+            assert "format 1" in chart.empty_text
+            await pilot.press("q")
 
     asyncio.run(scenario())
 

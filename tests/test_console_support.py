@@ -3,7 +3,8 @@
 `write_formula_store` writes a store with the project's recorder from deterministic formulas (no
 random numbers), like tests/test_predictor.py: failed episodes carry a rise of signal 0 and of one
 type-specific signal over their last 25 steps, and every frame is a small picture whose red square
-moves with the step. It exercises the train / evaluate / episodes screens on tiny data only and is
+moves with the step; with `families` it also records signal-family columns and hidden features
+(formulas too), and `as_format_2` turns a store into one of format version 2 (no families). It exercises the train / evaluate / episodes screens on tiny data only and is
 never presented as a result; the collection tests use the real simulator and ensemble.
 """
 
@@ -18,12 +19,17 @@ import numpy as np
 from rich.cells import cell_len
 from textual.widgets import DataTable
 
+from salus_engine.signal_families import FAMILY_COLUMNS
 from salus_engine.store import EpisodeRecord, EpisodeWriter
 
 HORIZONS = (6, 10, 15, 20)
 OUTCOME_CYCLE = (-1, 0, -1, 1, -1, 2, -1, 3)
 MAX_STEPS = 60
 IMAGE_SIZE = 16
+FORMULA_FAMILIES = {name: list(FAMILY_COLUMNS[name]) for name in ("chunk_consistency", "flow_disagreement",
+                                                                   "action_jerk")}
+"""Families of a formula store written with `families`: 12 feature columns, and 64 hidden dims."""
+HIDDEN_DIM = 64
 
 
 def formula_frames(length: int, episode: int) -> np.ndarray:
@@ -39,8 +45,10 @@ def formula_frames(length: int, episode: int) -> np.ndarray:
     return frames[:, None]
 
 
-def formula_episode(i: int) -> EpisodeRecord:
-    """Episode i: outcome from OUTCOME_CYCLE, failure at the last step, deterministic signals."""
+def formula_episode(i: int, families: bool = False) -> EpisodeRecord:
+    """Episode i: outcome from OUTCOME_CYCLE, failure at the last step, deterministic signals; with
+    `families`, feature columns (T, 12) (column j a sine of its own frequency, with a step in the
+    second half of the episode) and hidden features (T, 64) that change every 5 steps."""
     code = OUTCOME_CYCLE[i % len(OUTCOME_CYCLE)]
     length = MAX_STEPS if code == 3 else (40 + (i * 5) % 20 if code == -1 else 30 + (i * 7) % 25)
     t = np.arange(length, dtype=np.float64)
@@ -52,18 +60,41 @@ def formula_episode(i: int) -> EpisodeRecord:
         signals[:, 1 + code] += 0.06 * ramp
     actions = np.tile(np.sin(t / 7.0)[:, None] * 0.5, (1, 7)).astype(np.float32)
     states = np.tile(np.cos(t / 9.0)[:, None] * 0.3, (1, 8)).astype(np.float32)
+    features = hidden = None
+    if families:
+        width = sum(len(c) for c in FORMULA_FAMILIES.values())
+        features = np.stack([1.0 + j + 0.5 * np.sin(t * (0.2 + 0.05 * j) + phase) + (t >= length // 2) * 0.3 * j
+                             for j in range(width)], axis=1).astype(np.float32)
+        hidden = np.cos((t // 5)[:, None] * 0.3 + np.arange(HIDDEN_DIM)[None, :] * 0.1).astype(np.float16)
     return EpisodeRecord(
         episode_id=i, seed=1000 + i, images=formula_frames(length, i), states=states, actions=actions,
         member_actions=np.repeat(actions[:, None, :], 2, axis=1), signals=signals.astype(np.float32),
-        failure_type=code, failure_step=length - 1, evidence={"source": "test formula"})
+        failure_type=code, failure_step=length - 1, evidence={"source": "test formula"},
+        features=features, hidden_features=hidden)
 
 
-def write_formula_store(path: Path, episodes: int) -> str:
-    """Writes `episodes` formula episodes into a new store at `path`; returns the path."""
+def write_formula_store(path: Path, episodes: int, families: bool = False) -> str:
+    """Writes `episodes` formula episodes into a new store at `path` (with `families`: the
+    `FORMULA_FAMILIES` columns and `HIDDEN_DIM` hidden features); returns the path."""
     writer = EpisodeWriter.create(path, horizons=HORIZONS, cameras=("front",), image_size=IMAGE_SIZE, ensemble_size=2,
-                                  base_seed=1000, policy="test formulas", sim_config={"control_hz": 30.0})
+                                  base_seed=1000, policy="test formulas", sim_config={"control_hz": 30.0},
+                                  feature_families=FORMULA_FAMILIES if families else None,
+                                  hidden_dim=HIDDEN_DIM if families else 0)
     for i in range(episodes):
-        writer.write(formula_episode(i), durable=False)
+        writer.write(formula_episode(i, families), durable=False)
+    writer.close()
+    return str(path)
+
+
+def as_format_2(path: str | Path) -> str:
+    """Makes a store written without families one of format version 2, as collected before the
+    signal families (its root attributes lose `feature_families` and `hidden_dim`)."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r+", zarr_format=3)
+    attrs = {k: v for k, v in root.attrs.asdict().items() if k not in ("feature_families", "hidden_dim")}
+    attrs["format_version"] = 2
+    root.attrs.put(attrs)
     return str(path)
 
 

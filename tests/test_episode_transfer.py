@@ -37,11 +37,15 @@ def test_reorder_buffer_refuses_duplicates_and_overflow():
 
 def test_packing_round_trip_is_bit_identical_and_smaller():
     episode = record(3, length=20, failure_type=0, failure_step=15)
+    episode.features = np.linspace(-1, 1, 20 * 9, dtype=np.float32).reshape(20, 9)  # signal families (format 3)
+    episode.hidden_features = np.linspace(-3, 3, 20 * 64).astype(np.float16).reshape(20, 64)
     packed = pack_episode(episode)
     assert len(packed.images) < episode.images.nbytes
+    assert packed.nbytes > episode.features.nbytes + episode.hidden_features.nbytes
     back = unpack_episode(packed)
     assert back.images.dtype == np.uint8 and np.array_equal(back.images, episode.images)
-    for name in ("states", "actions", "member_actions", "signals"):
+    for name in ("states", "actions", "member_actions", "signals", "features", "hidden_features"):
+        assert getattr(back, name).dtype == getattr(episode, name).dtype, name
         assert np.array_equal(getattr(back, name), getattr(episode, name)), name
     assert (back.episode_id, back.seed, back.failure_type, back.failure_step, back.evidence) == (
         3, episode.seed, 0, 15, episode.evidence)

@@ -233,6 +233,9 @@ def test_members_that_cannot_be_stacked_run_one_after_another_and_say_so_once(tr
             caplog.clear()
             ensemble = PolicyEnsemble(PolicyConfig(path=str(folder), ensemble_size=2), ("front",))
             assert ensemble.query_mode == "sequential" and ensemble._stacked is None
+            # their flows have other step counts: no velocities side by side, the families say why
+            assert "different numbers of denoising steps" in ensemble.sampler_reason
+            assert ensemble.embedding_width == 0
             actions, members = _rollout(ensemble, steps=8)
             _rollout(ensemble, steps=8)
         fallbacks = [r for r in caplog.records if "one after another, not batched" in r.getMessage()]
@@ -243,7 +246,7 @@ def test_members_that_cannot_be_stacked_run_one_after_another_and_say_so_once(tr
         ensemble.close()
     # the same settings everywhere: the denoising-steps override makes the members stackable again
     same = PolicyEnsemble(PolicyConfig(path=str(steps), ensemble_size=2, denoising_steps=4), ("front",))
-    assert same.query_mode == "stacked"
+    assert same.query_mode == "stacked" and same.sampler_reason is None
     same.close()
 
 

@@ -8,8 +8,10 @@ numbers): failed episodes carry a rise of signal 0 and of one type-specific sign
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,7 +131,7 @@ def test_split_is_by_episode_stratified_and_seeded():
     for code in (-1, 0, 1, 2, 3):
         n = (outcomes == code).sum()
         test_share = (outcomes[splits["test"]] == code).sum() / n
-        assert abs(test_share - 0.15) < 0.03, (code, test_share)
+        assert abs(test_share - 0.2) < 0.03, (code, test_share)
     again = split_episodes(ids, outcomes, seed=3)
     assert all(np.array_equal(splits[k], again[k]) for k in splits)
     other = split_episodes(ids, outcomes, seed=4)
@@ -231,10 +233,14 @@ def test_permutation_control_is_near_chance(store):
 def test_train_writes_a_complete_run(trained, store):
     from pathlib import Path
 
+    from salus_engine.predictor.evaluation import scores_of
+
     run = Path(trained)
     config = json.loads((run / "config.json").read_text())
-    assert config["format"] == "salus-predictor" and config["model"]["kind"] == "multi-horizon"
-    assert config["parameters"] == 5648 and config["result"]["epochs_run"] >= 1
+    assert config["format"] == "salus-predictor" and config["model"]["kind"] == "temporal"
+    # a store without signal families: the six signals and the step index, 7 inputs, 4 x 32 channels
+    assert config["model"]["features"] == ["six", "time"] and len(config["model"]["signal_names"]) == 7
+    assert config["parameters"] == 10544 and config["result"]["epochs_run"] >= 1
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert len(history) == config["result"]["epochs_run"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -246,9 +252,10 @@ def test_train_writes_a_complete_run(trained, store):
     model, _ = load_model(run)
     data = load_signal_data(store)
     train_rows = data.rows(splits["train"])
-    np.testing.assert_allclose(model.input_mean.numpy(), data.signals[train_rows].mean(axis=0), rtol=1e-4, atol=1e-6)
+    inputs = data.inputs(("six", "time"))
+    np.testing.assert_allclose(model.input_mean.numpy(), inputs[train_rows].mean(axis=0), rtol=1e-4, atol=1e-6)
     online = OnlinePredictor.load(run)
-    reference = model_scores(model, data.signals[:150])
+    reference = scores_of(model, data)
     for r in range(150):
         if data.step[r] == 0:
             online.reset()
@@ -275,14 +282,18 @@ def test_evaluate_and_report(trained, store, tmp_path, capsys):
     assert metrics["conformal"]["calibration_episodes"] == metrics["episodes"]["calibration"]["success"]
     for name in metrics["plots"]:
         assert (out / name).stat().st_size > 1000
-    assert {"roc_curves.png", "reliability.png", "lead_time.png", "confusion_matrix.png"} <= set(metrics["plots"])
+    assert {"roc_curves.png", "reliability.png", "lead_time.png", "confusion_matrix.png",
+            "alpha_curve.png"} <= set(metrics["plots"])
     capsys.readouterr()
     assert salus_main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "logistic regression" in printed and "permutation control" in printed and "detected" in printed
+    assert "conformal check" in printed and "detection vs lead time over alpha" in printed
     assert salus_main(["report", str(out), "--markdown"]) == 0
     markdown = capsys.readouterr().out
-    assert markdown.count("| permutation control") == 1 and "| **MLP" in markdown
+    comparison = markdown_section(markdown, "Comparison")
+    assert comparison.count("| permutation control") == 1
+    assert f"| **model** | **{model['label']}** | **{model['episode']['ranking']['auroc']:.3f}** |" in comparison
 
 
 def test_stop_between_epochs(store, tmp_path):
@@ -302,6 +313,161 @@ def test_stop_between_epochs(store, tmp_path):
 
 def test_single_horizon_model_has_the_seeds_size():
     assert count_parameters(SignalMLP(ModelSpec(kind="single-horizon"))) == 4868
+
+
+# ---------------------------------------------------------------- report of a format-2 metrics.json
+
+FORMAT_1_METRICS = Path(__file__).resolve().parent / "data" / "console_run" / "evaluation" / "metrics.json"
+"""A real format-1 metrics.json (the console snapshots' run; see test_console_snapshots)."""
+
+
+def _add_episode_entries(episode: dict, auroc: float, detect: bool = False) -> None:
+    """Format 2's episode entries, made up, in the structure `run_evaluation` writes."""
+    episode["ranking"] = {"auroc": auroc, "auprc": auroc - 0.05, "failed": 8, "episodes": 15}
+    episode["alpha_curve"] = [{"alpha": a, "threshold": 0.9 - a, "tpr": min(1.0, round(auroc * (0.3 + 2 * a), 3)),
+                               "far": round(0.8 * a, 3), "median_lead_steps": None if a == 0.02 else 10 + 60 * a}
+                              for a in (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)]
+    episode["resplits"] = {"resplits": 20, "calibration_episodes": 7, "test_episodes": 7, "rates": [0.09] * 20,
+                           "mean": 0.09, "share_above_alpha_plus_0.05": 0.15, "share_above_0.15": 0.05}
+    for entry in episode["per_type"].values():
+        entry["median_lead_ci95"] = None
+        if detect:
+            entry.update(k=1, rate=0.5, ci95=[0.0126, 0.9874], median_lead_steps=14.0, median_lead_ci95=[9.0, 19.0])
+    if detect:
+        episode["tpr"] = {"k": 4, "n": 8, "rate": 0.5, "ci95": [0.157, 0.843]}
+        episode["median_lead_steps"], episode["median_lead_s"] = 14.0, 14.0 / episode["control_hz"]
+
+
+def format_2_metrics(fresh: bool = True, ablation: bool = True) -> dict:
+    """FORMAT_1_METRICS with format 2's entries added by hand (made-up numbers): the episode-level
+    ranking, alpha curve and re-splits of every scorer (the model's detecting one episode of each
+    type), a family column and the time-only control, and optionally a fresh store and an ablation."""
+    metrics = json.loads(FORMAT_1_METRICS.read_text())
+    metrics["format_version"] = 2
+    metrics["conformal"]["resplits"] = 20
+    scorers = metrics["scorers"]
+    scorers["signal:tce_mse_mean"] = {**copy.deepcopy(scorers["signal:action_variance"]),
+                                      "label": "tce_mse_mean thresholded", "short": "tce_mse_mean"}
+    scorers["time_only"] = {**copy.deepcopy(scorers["permutation_control"]),
+                            "label": "time-only control (an MLP on the step index)", "short": "time only"}
+    for i, (name, entry) in enumerate(scorers.items()):
+        _add_episode_entries(entry["episode"], round(0.95 - 0.04 * i, 2), detect=name == "model")
+    scorers["signal:tce_mse_mean"]["episode"]["ranking"]["auroc"] = 0.9  # the best signal column
+    if fresh:
+        fresh_scorers = copy.deepcopy(scorers)
+        for entry in fresh_scorers.values():
+            entry.pop("reliability", None)
+            entry["episode"]["ranking"]["auroc"] = round(entry["episode"]["ranking"]["auroc"] - 0.1, 2)
+        metrics["fresh"] = {"store": "data/fresh", "base_seed": 100000,
+                            "episodes": {"success": 10, "collision": 3, "drop": 3, "miss": 2, "timeout": 2},
+                            "scorers": fresh_scorers, "note": "every episode of a store the predictor never "
+                                                              "trained on"}
+    else:
+        metrics["fresh"] = None
+    if ablation:
+        def scores(auroc: float) -> dict:
+            return {"ranking": {"auroc": auroc, "auprc": auroc - 0.1, "failed": 8, "episodes": 15},
+                    "tpr": {"k": 6, "n": 8, "rate": 0.75, "ci95": [0.35, 0.97]},
+                    "far": {"k": 1, "n": 7, "rate": 1 / 7, "ci95": [0.004, 0.58]}, "median_lead_steps": 12.0}
+
+        metrics["ablation"] = [
+            {"variant": variant, "features": features, "test": scores(auroc),
+             **({"fresh": scores(auroc - 0.1)} if fresh else {})}
+            for variant, features, auroc in (("full", ["six", "chunk_consistency"], 0.91),
+                                             ("without chunk_consistency", ["six"], 0.82),
+                                             ("chunk_consistency alone", ["chunk_consistency"], 0.77))]
+    else:
+        metrics["ablation"] = None
+    return metrics
+
+
+def write_metrics(folder: Path, metrics: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def markdown_section(markdown: str, title: str) -> str:
+    """The text from the bold `title` to the next bold section title."""
+    start = markdown.index(f"**{title}")
+    end = markdown.find("\n**", start + 1)
+    return markdown[start:] if end < 0 else markdown[start:end]
+
+
+def test_report_of_format_2_shows_every_section(tmp_path, capsys):
+    from salus_engine.predictor.plots import _alpha_curve
+
+    metrics = format_2_metrics()
+    out = write_metrics(tmp_path / "evaluation", metrics)
+    assert salus_main(["report", str(out), "--markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "format 1" not in markdown
+    # comparison: episode-level columns first, grouped model / baselines / controls, signals by episode AUROC
+    comparison = markdown_section(markdown, "Comparison")
+    header = next(line for line in comparison.splitlines() if line.startswith("|  | scorer"))
+    assert header.split(" | ")[2:5] == ["episode AUROC", "episode PR-AUC", "detected (TPR)"]
+    assert header.rstrip(" |").endswith("step AUROC (mean)")
+    rows = [line for line in comparison.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(metrics["scorers"])
+    assert rows[0].startswith("| **model** | **MLP multi-horizon** | **0.950** | **0.900** | **0.50 (4/8)** |")
+    assert rows[1].startswith("| baselines | logistic regression")
+    assert "| controls | permutation control" in rows[-2] and rows[-1].startswith("|  | time-only control")
+    signals = [r for r in rows if "thresholded" in r]
+    aurocs = [float(r.split(" | ")[2]) for r in signals]
+    assert aurocs == sorted(aurocs, reverse=True) and "tce_mse_mean" in signals[0]
+    assert "chance: the share of failed episodes, 8/15 = 0.53" in comparison
+    # the model per failure type with its intervals
+    per_type = markdown_section(markdown, "Model per failure type")
+    assert "| collision | 2 | 0.50 (1/2; 0.01-0.99) | 14.0 (9.0-19.0) | 0.47 |" in per_type
+    assert "| success: false alarms | 7 | 0.00 (0/7; 0.00-0.41) |" in per_type
+    # conformal re-splits, alpha curve, fresh store, ablation on both stores
+    resplits = markdown_section(markdown, "Conformal check")
+    assert "| **MLP** | **0.00 (0/7)** | **20** | **7 / 7** | **0.090** | **0.15** | **0.05** |" in resplits
+    assert "share > alpha+0.05 (0.15)" in resplits
+    alpha = markdown_section(markdown, "Detection vs lead time over alpha")
+    assert "| 0.02 | 0.880 | 0.32 | 0.02 | – | – |" in alpha and "| 0.5 | 0.400 | 1.00 | 0.40 | 40.0 | 1.33 |" in alpha
+    fresh = markdown_section(markdown, "Fresh store")
+    assert "data/fresh (base seed 100000; 20 episodes" in fresh and "| **model** | **MLP multi-horizon** | **0.850** |" in fresh
+    test_ablation = markdown_section(markdown, "Ablation, test split")
+    assert "| **full** | **six+chunk_consistency** | **0.910** |" in test_ablation
+    assert "| without chunk_consistency | six | 0.820 | 0.720 | 0.75 (6/8) | 0.14 (1/7) | 12.0 |" in test_ablation
+    assert "| chunk_consistency alone | chunk_consistency | 0.670 |" in markdown_section(markdown, "Ablation, fresh store")
+    # the rich tables hold the same sections
+    assert salus_main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for title in ("per episode: alarm at the conformal threshold", "per failure type", "conformal check",
+                  "detection vs lead time over alpha", "fresh store data/fresh", "ablation, test split",
+                  "ablation, fresh store", "per step"):
+        assert title in printed, title
+    assert "0.950" in printed and "14.0 (9.0-19.0)" in printed
+    # the alpha-curve plot
+    assert _alpha_curve(tmp_path / "alpha.png", metrics) and (tmp_path / "alpha.png").stat().st_size > 1000
+
+
+def test_report_of_format_1_shows_dashes(tmp_path, capsys):
+    from salus_engine.predictor.plots import _alpha_curve
+
+    out = write_metrics(tmp_path / "old", json.loads(FORMAT_1_METRICS.read_text()))
+    assert salus_main(["report", str(out), "--markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "format 1" in markdown and "Fresh store" not in markdown and "Ablation" not in markdown
+    assert "| **model** | **MLP multi-horizon** | **–** | **–** | **0.00 (0/8)** |" in markdown
+    assert "| – | – | – | – | – | – |" in markdown_section(markdown, "Detection vs lead time over alpha")
+    assert "| **MLP** | **0.00 (0/7)** | **–** | **–** | **–** | **–** | **–** |" in markdown
+    assert salus_main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "format 1" in printed and "conformal check" in printed and "ablation, test split" not in printed
+    assert not _alpha_curve(tmp_path / "alpha.png", json.loads(FORMAT_1_METRICS.read_text()))
+    # format 2 without --fresh / --ablation: those sections are left out
+    out = write_metrics(tmp_path / "plain", format_2_metrics(fresh=False, ablation=False))
+    assert salus_main(["report", str(out), "--markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "Fresh store" not in markdown and "Ablation" not in markdown and "format 1" not in markdown
+    # a damaged optional entry is a one-line error
+    damaged = format_2_metrics()
+    damaged["fresh"] = ["not", "an", "object"]
+    write_metrics(tmp_path / "damaged", damaged)
+    assert "entry 'fresh'" in one_line_error(capsys, ["report", str(tmp_path / "damaged")])
 
 
 # ---------------------------------------------------------------- one-line user errors

@@ -27,19 +27,11 @@ from salus_engine.predictor.models import TemporalConvNet
 from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.predictor.spec import ModelSpec
 from salus_engine.store import EpisodeWriter
-from tests.test_predictor import HORIZONS, episode_record
+from tests.test_predictor import HORIZONS, episode_record, one_thread  # noqa: F401 (autouse fixture: 1 torch thread)
 
 FAMILIES = {"chunk_consistency": ["stac_l2_mean", "stac_l2_max", "tce_mse_mean", "tce_mse_max", "chunk_magnitude"],
             "action_jerk": ["jerk", "jerk_mean", "reversals", "gripper_toggles"]}
 HIDDEN = 4
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def family_store(path, episodes: int, base_seed: int = 0, families=FAMILIES, hidden: int = HIDDEN) -> str:

@@ -1,4 +1,10 @@
-"""`salus report`: a run's training summary and evaluation as rich tables in the terminal."""
+"""`salus report`: a run's training summary and evaluation as rich tables in the terminal.
+
+The rows come from `salus_engine.predictor.report` (shared with `--markdown` and the console):
+comparison of every scorer (episode-level first), the model per failure type, the conformal re-split
+check, the model's alpha curve, the fresh store and the ablation (when present), then the step-level
+tables and the episode confusion matrix.
+"""
 
 from __future__ import annotations
 
@@ -7,52 +13,134 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.cells import cell_len
 from rich.table import Table
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.predictor.checkpoint import read_config
 from salus_engine.predictor.errors import PredictorError
-from salus_engine.predictor.report import find_metrics, format_rate, format_value, load_metrics, markdown_report, scorer_order
+from salus_engine.predictor.report import (
+    ABLATION_COLUMNS,
+    ABLATION_NOTE,
+    ALPHA_COLUMNS,
+    COMPARISON_SHORT,
+    PER_TYPE_COLUMNS,
+    ablation_rows,
+    alpha_rows,
+    comparison_cells,
+    comparison_note,
+    find_metrics,
+    format_note,
+    format_value,
+    fresh_heading,
+    load_metrics,
+    markdown_report,
+    per_type_rows,
+    resplit_columns,
+    resplit_note,
+    resplit_rows,
+    scorer_groups,
+    scorer_kind,
+    scorer_order,
+)
+
+
+def _table(title: str, columns: tuple[str, ...] | list[str], rows: list[list[str]], caption: str | None = None,
+           styles: list[str | None] | None = None, sections: set[int] = frozenset()) -> Table:
+    """A table whose value columns are as wide as their widest cell or header word (headers wrap),
+    the first column taking the rest (folded), so that numbers are never cut at 80 columns."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, caption_justify="left", pad_edge=False)
+    for i, name in enumerate(columns):
+        if i == 0:
+            table.add_column(name, overflow="fold")
+        else:
+            width = max([cell_len(r[i]) for r in rows] + [cell_len(word) for word in name.split()])
+            table.add_column(name, justify="right", width=width)
+    for j, row in enumerate(rows):
+        if j in sections:
+            table.add_section()
+        table.add_row(*row, style=styles[j] if styles else None)
+    return table
+
+
+def _row_style(name: str, kind: str) -> str | None:
+    return "bold" if name == "model" else "dim" if kind == "control" else None
+
+
+def comparison_table(metrics: dict[str, Any], scorers: dict[str, dict[str, Any]] | None = None,
+                     title: str | None = None) -> Table:
+    """Every scorer, grouped model / baselines / controls: episode-level AUROC and PR-AUC, detection,
+    false alarms and median lead at the conformal threshold, step-level mean AUROC."""
+    scorers = metrics["scorers"] if scorers is None else scorers
+    horizon = metrics["alarm_horizon"]
+    rows, styles, sections = [], [], set()
+    for _, names in scorer_groups(scorers):
+        sections.add(len(rows))
+        for name in names:
+            s = scorers[name]
+            rows.append([s.get("short", name), *comparison_cells(s)])
+            styles.append(_row_style(name, scorer_kind(name, s)))
+    sections.discard(0)
+    return _table(title or (f"{metrics['split']} split, per episode: alarm at the conformal threshold (alpha "
+                            f"{metrics['conformal']['alpha']}, failure within {horizon} steps = "
+                            f"{horizon / metrics['control_hz']:.2f} s)"),
+                  ("scorer", *COMPARISON_SHORT), rows, "ep: per episode; " + comparison_note(scorers), styles,
+                  sections)
+
+
+def per_type_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
+    """Episode-level detection and median lead per failure type of one scorer, with 95% CIs."""
+    s = metrics["scorers"][scorer]
+    return _table(f"{s.get('short', scorer)} per failure type, {metrics['split']} split: detection (Clopper-Pearson "
+                  "95% CI) and median lead (bootstrap 95% CI)", PER_TYPE_COLUMNS, per_type_rows(metrics, scorer))
+
+
+def conformal_table(metrics: dict[str, Any]) -> Table:
+    """The conformal re-split check of the model, the trained baselines and the controls."""
+    named = resplit_rows(metrics)
+    return _table(f"conformal check: false-alarm rate over re-splits (alpha {metrics['conformal']['alpha']})",
+                  resplit_columns(metrics), [cells for _, cells in named], resplit_note(metrics),
+                  [_row_style(name, scorer_kind(name, metrics["scorers"][name])) for name, _ in named])
+
+
+def alpha_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
+    """The detection vs lead-time curve of one scorer over the conformal level alpha."""
+    return _table(f"{metrics['scorers'][scorer].get('short', scorer)}: detection vs lead time over alpha "
+                  f"({metrics['split']} split)", ALPHA_COLUMNS,
+                  alpha_rows(metrics, scorer) or [["–"] * len(ALPHA_COLUMNS)])
+
+
+def fresh_table(metrics: dict[str, Any]) -> Table | None:
+    """The comparison on the fresh store; None when `salus evaluate` ran without --fresh."""
+    heading = fresh_heading(metrics)
+    if heading is None:
+        return None
+    return comparison_table(metrics, metrics["fresh"]["scorers"], title=f"fresh store {heading}")
+
+
+def ablation_tables(metrics: dict[str, Any]) -> list[Table]:
+    """The model retrained per input family, on the test split and on the fresh store (when scored
+    there); [] when `salus evaluate` ran without --ablation."""
+    tables = []
+    for store, where in (("test", "test split"), ("fresh", "fresh store")):
+        rows = ablation_rows(metrics, store)
+        if rows:
+            tables.append(_table(f"ablation, {where}", ABLATION_COLUMNS, rows, ABLATION_NOTE,
+                                 ["bold"] + [None] * (len(rows) - 1)))
+    return tables
 
 
 def step_table(metrics: dict[str, Any]) -> Table:
     """Per-step ranking quality of every scorer: mean AUROC/AUPRC over the 16 outputs and the AUROC
     of each failure type at the alarm horizon."""
     horizon = metrics["alarm_horizon"]
-    table = Table(title=f"per step, {metrics['split']} split: mean over types x horizons, and AUROC per type "
-                        f"within {horizon} steps", box=box.SIMPLE_HEAD)
-    table.add_column("scorer", no_wrap=True)
-    for name in ("AUROC", "AUPRC", *FAILURE_TYPES):
-        table.add_column(name, justify="right")
-    for name in scorer_order(metrics):
-        s = metrics["scorers"][name]
-        table.add_row(s["short"], format_value(s["mean"]["auroc"]), format_value(s["mean"]["auprc"]),
-                      *(format_value(s["per_type"][t]["auroc"]) for t in FAILURE_TYPES), style=_row_style(name))
-    return table
-
-
-def monitor_table(metrics: dict[str, Any]) -> Table:
-    """Episode-level monitor quality of every scorer at its conformal alarm threshold."""
-    horizon = metrics["alarm_horizon"]
-    hz = metrics["control_hz"]
-    table = Table(title=f"per episode, {metrics['split']} split: first alarm at the conformal threshold "
-                        f"(alpha {metrics['conformal']['alpha']}, horizon {horizon} steps = {horizon / hz:.2f} s)",
-                  box=box.SIMPLE_HEAD)
-    table.add_column("scorer", no_wrap=True)
-    for name in ("AUROC any", "F1", "detected", "false alarms", "lead s"):
-        table.add_column(name, justify="right")
-    for name in scorer_order(metrics):
-        s = metrics["scorers"][name]
-        ep = s["episode"]
-        table.add_row(s["short"], format_value(s["any_failure"]["auroc"]), format_value(s["mean"]["f1"]), format_rate(ep["tpr"]),
-                      format_rate(ep["far"]), format_value(ep["median_lead_s"], 2), style=_row_style(name))
-    table.caption = ("AUROC any: any failure within the horizon, max-over-types score; F1: mean over outputs; "
-                     "lead s: median seconds from first alarm to failure, detected episodes")
-    return table
-
-
-def _row_style(name: str) -> str | None:
-    return "bold" if name == "model" else "dim" if name == "permutation_control" else None
+    names = scorer_order(metrics)
+    scorers = metrics["scorers"]
+    rows = [[scorers[n].get("short", n), *(format_value(scorers[n]["mean"][k]) for k in ("auroc", "auprc", "f1")),
+             *(format_value(scorers[n]["per_type"][t]["auroc"]) for t in FAILURE_TYPES)] for n in names]
+    return _table(f"per step, {metrics['split']} split: mean over types x horizons, and AUROC per type within "
+                  f"{horizon} steps", ("scorer", "AUROC", "AUPRC", "F1", *FAILURE_TYPES), rows,
+                  styles=[_row_style(n, scorer_kind(n, scorers[n])) for n in names])
 
 
 def detail_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
@@ -66,32 +154,6 @@ def detail_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
                       format_value(r["auroc"]), format_value(r["auprc"]), str(r["support"]))
     table.caption = (f"exact match (all {len(s['per_type_horizon'])} decisions right): {format_value(s['exact_match'])}; "
                      f"ECE {format_value((s.get('reliability') or {}).get('ece'))}")
-    return table
-
-
-def episode_table(metrics: dict[str, Any]) -> Table:
-    """Episode-level detection per failure type for the model and logistic regression."""
-    table = Table(title="episodes detected before failure, per type (first alarm at the conformal threshold)",
-                  box=box.SIMPLE_HEAD)
-    table.add_column("outcome")
-    for name in ("model", "logistic_regression"):
-        table.add_column(f"{metrics['scorers'][name]['short']} detected", justify="right")
-        table.add_column("lead steps", justify="right")
-    for t in FAILURE_TYPES:
-        cells = []
-        for name in ("model", "logistic_regression"):
-            entry = metrics["scorers"][name]["episode"]["per_type"][t]
-            cells += [format_rate(entry), format_value(entry["median_lead_steps"], 1)]
-        table.add_row(t, *cells)
-    cells = []
-    for name in ("model", "logistic_regression"):
-        ep = metrics["scorers"][name]["episode"]
-        cells += [format_rate(ep["far"]), ""]
-    table.add_row("success: false alarms", *cells)
-    model_ep = metrics["scorers"]["model"]["episode"]
-    table.caption = (f"model: {format_rate(model_ep['tpr_actionable'])} of failures flagged at least "
-                     f"{model_ep['min_lead_steps']} steps ahead; lead quartiles (s) "
-                     f"{', '.join(format_value(q, 2) for q in model_ep['lead_quartiles_s'] or [])}")
     return table
 
 
@@ -114,8 +176,8 @@ def training_lines(run_dir: Path) -> list[str]:
         return []
     result = config.get("result") if isinstance(config.get("result"), dict) else {}
     model = config["model"]
-    lines = [f"checkpoint {run_dir}: {model['kind']} model, window {model['window']}, {config.get('parameters')} "
-             f"parameters, trained on {config['store']['path']}"]
+    lines = [f"checkpoint {run_dir}: {model['kind']} model, window {model.get('window', 1)}, "
+             f"{config.get('parameters')} parameters, trained on {config['store']['path']}"]
     if result:
         lines.append(f"  {result['epochs_run']} epochs in {result['seconds']:.1f} s, best epoch {result['best_epoch']} "
                      f"(val loss {result['best_val_loss']:.4f})" + (", stopped early" if result.get("stopped") else ""))
@@ -163,10 +225,18 @@ def print_report(target: str | Path, console: Console | None = None, markdown: b
                   f"({', '.join(f'{k} {v}' for k, v in episodes.items() if v)}); alarm threshold by split conformal "
                   f"on {conformal['calibration_episodes']} successful calibration episodes: {conformal['guarantee']}"
                   + ("" if conformal["finite"] else " (too few calibration episodes: the threshold is infinite)"))
+    note = format_note(metrics)
+    if note:
+        console.print(note, style="yellow")
+    console.print(comparison_table(metrics))
+    console.print(per_type_table(metrics))
+    console.print(conformal_table(metrics))
+    console.print(alpha_table(metrics))
+    fresh = fresh_table(metrics)
+    for table in ([fresh] if fresh is not None else []) + ablation_tables(metrics):
+        console.print(table)
     console.print(step_table(metrics))
-    console.print(monitor_table(metrics))
     console.print(detail_table(metrics))
-    console.print(episode_table(metrics))
     console.print(confusion_table(metrics))
     console.print("plots: " + ", ".join(str(metrics_path.parent / p) for p in metrics.get("plots", [])))
     return 0

@@ -36,14 +36,13 @@ from salus_engine.events import (
     CollectionFinished,
     CollectionStarted,
     CollectionSummary,
-    EpisodeFinished,
     EventSink,
     LogLine,
     ResourceSample,
     WorkerStateChanged,
     discard,
 )
-from salus_engine.store import EpisodeStore, EpisodeWriter, make_horizon_labels
+from salus_engine.store import EpisodeStore, EpisodeWriter
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
-    from salus_engine.jobs import open_writer
+    from salus_engine.jobs import episode_finished, open_writer
 
     cores, gpus_total = cluster_capacity()
     need_cores, need_gpus = config.workers * config.threads, config.workers * gpus
@@ -223,13 +222,7 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
             written += 1
             name = OUTCOME_NAMES[record.failure_type]
             outcomes[name] += 1
-            sink(EpisodeFinished(
-                episode_id=record.episode_id, seed=record.seed, failure_type=record.failure_type,
-                failure_step=record.failure_step, length=record.length, seconds=result.seconds,
-                done=writer.next_episode_id, total=total, max_uncertainty=float(record.signals[:, 0].max()),
-                signals=record.signals,
-                horizon_labels=make_horizon_labels(record.failure_type, record.failure_step, record.length,
-                                                   config.store.horizons)))
+            sink(episode_finished(record, writer, seconds=result.seconds, total=total))
 
     def finished() -> bool:
         """True when no episode runs, none is left to hand out and every first worker has started. A

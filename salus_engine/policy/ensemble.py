@@ -257,8 +257,8 @@ class _MemberChunk(torch.nn.Module):
     action size) without the observation queue, which with `n_obs_steps == 1` holds only the current
     observation, and without real-time chunking (members that use it are not run here). The loop is
     written out so that it also returns what the signal families read inside it: the velocity of
-    every denoising step and the pooled prefix embedding (`tests/test_policy.py` checks that its
-    actions equal lerobot's `predict_action_chunk`).
+    every denoising step and the pooled prefix embedding (`tests/test_signal_families.py` checks
+    that its actions equal lerobot's `predict_action_chunk`).
     """
 
     def __init__(self, policy: Any) -> None:
@@ -313,6 +313,27 @@ def _sampler_reason(members: list[LoadedMember]) -> str | None:
     real_time_chunking = getattr(getattr(first, "rtc_config", None), "enabled", False)
     if first.adapt_to_pi_aloha or real_time_chunking or first.compile_model or first.use_peft:
         return "a member uses ALOHA adaptation, real-time chunking, torch.compile or PEFT"
+    return None
+
+
+def _hidden_size(policy: Any) -> int:
+    """Width of a SmolVLA policy's prefix embedding (its VLM's hidden size)."""
+    vlm_config = policy.model.vlm_with_expert.config
+    return int(getattr(getattr(vlm_config, "text_config", vlm_config), "hidden_size", 0))
+
+
+def _incomparable_reason(members: list[LoadedMember]) -> str | None:
+    """Why the sampling loop's outputs of these SmolVLA members cannot be set side by side (members
+    integrating the flow in different numbers of steps, or embeddings of different widths), or None.
+    Such members still run one after another (`_unstackable_reason` names what differs)."""
+    policies = [m.policy for m in members]
+    steps = sorted({int(p.config.num_steps) for p in policies})
+    if len(steps) > 1:
+        return (f"the members integrate the flow in different numbers of denoising steps {steps}; "
+                "set --denoising-steps to record them")
+    widths = sorted({_hidden_size(p) for p in policies})
+    if len(widths) > 1:
+        return f"the members' prefix embeddings differ in width {widths}"
     return None
 
 
@@ -488,7 +509,7 @@ class PolicyEnsemble:
             self.query_mode = "stacked"
         elif len(self._members) > 1:
             self._fall_back(reason)
-        self.sampler_reason = _sampler_reason(self._members)
+        self.sampler_reason = _sampler_reason(self._members) or _incomparable_reason(self._members)
         """Why the signal families read inside SmolVLA's sampling loop are unavailable, or None."""
         self._samplers = None if self.sampler_reason else [_MemberChunk(m.policy) for m in self._members]
         self.mapping = IOMapping.build(first, self.cameras, self.action_dim, config)
@@ -515,8 +536,7 @@ class PolicyEnsemble:
         """Width D of the pooled prefix embedding (the VLM's hidden size); 0 without the sampling loop."""
         if self.sampler_reason is not None:
             return 0
-        vlm_config = self._members[0].policy.model.vlm_with_expert.config
-        return int(getattr(getattr(vlm_config, "text_config", vlm_config), "hidden_size", 0))
+        return _hidden_size(self._members[0].policy)
 
     def reset(self, seed: int | None = None, instruction: str | None = None) -> None:
         """Starts a new episode: clears chunks and re-seeds the shared noise.

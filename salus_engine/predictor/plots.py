@@ -2,7 +2,8 @@
 
 Files: roc_curves.png, pr_curves.png (per failure type at the alarm horizon, model vs baselines vs
 control), auroc_by_horizon.png, reliability.png (with ECE), confusion_matrix.png (episode outcomes),
-lead_time.png (first alarm to failure, s), loss_curves.png (training history).
+lead_time.png (first alarm to failure, s), alpha_curve.png (detection rate, false-alarm rate and
+median lead time against the conformal level alpha, per episode), loss_curves.png (training history).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _compared(metrics: dict[str, Any]) -> list[str]:
     scorers = metrics["scorers"]
     signals = [n for n in scorers if n.startswith("signal:")]
     best = max(signals, key=lambda n: scorers[n]["any_failure"]["auroc"] or 0.0) if signals else None
-    return [n for n in ("model", "logistic_regression", best, "permutation_control") if n]
+    return [n for n in ("model", "logistic_regression", best, "permutation_control") if n and n in scorers]
 
 
 def _style(name: str) -> tuple[str, str]:
@@ -144,6 +145,43 @@ def _lead_time(path: Path, metrics) -> None:
     plt.close(fig)
 
 
+def _alpha_curve(path: Path, metrics) -> bool:
+    """Detection and false-alarm rate (left) and median lead time (right) against alpha, for the model,
+    logistic regression, the best single signal and the permutation control; False without a curve."""
+    names = [n for n in _compared(metrics) if (metrics["scorers"][n].get("episode") or {}).get("alpha_curve")]
+    if "model" not in names:
+        return False
+    hz = metrics["control_hz"]
+    fig, (rates, leads) = plt.subplots(1, 2, figsize=(10, 4))
+    top = 0.0
+    for name in names:
+        curve = metrics["scorers"][name]["episode"]["alpha_curve"]
+        colour, line = _style(name)
+        alphas = [p["alpha"] for p in curve]
+        label = metrics["scorers"][name].get("short", name)
+        rates.plot(alphas, [p["tpr"] for p in curve], color=colour, linestyle=line, marker="o",
+                   label=f"{label}: detected")
+        rates.plot(alphas, [p["far"] for p in curve], color=colour, linestyle=line, marker="x", alpha=0.5,
+                   label=f"{label}: false alarms")
+        lead = [np.nan if p["median_lead_steps"] is None else p["median_lead_steps"] / hz for p in curve]
+        leads.plot(alphas, lead, color=colour, linestyle=line, marker="o", label=label)
+        top = max([top, *alphas])
+    rates.plot([0, top], [0, top], color="0.8", linewidth=0.8, label="false alarms = alpha")
+    rates.set_xlabel("conformal level alpha")
+    rates.set_ylabel("share of episodes")
+    rates.set_ylim(0, 1.02)
+    rates.set_title(f"detected failures and false alarms, {metrics['split']} split", fontsize=9)
+    rates.legend(fontsize=6)
+    leads.set_xlabel("conformal level alpha")
+    leads.set_ylabel("median lead time (s), detected episodes")
+    leads.set_title("first alarm to failure", fontsize=9)
+    leads.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _loss_curves(path: Path, history_path: Path) -> bool:
     try:
         rows = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
@@ -189,6 +227,8 @@ def write_plots(out: Path, metrics: dict[str, Any], curves: dict[str, np.ndarray
                        ("lead_time.png", lambda p: _lead_time(p, metrics))):
         draw(out / name)
         written.append(name)
+    if _alpha_curve(out / "alpha_curve.png", metrics):
+        written.append("alpha_curve.png")
     if _loss_curves(out / "loss_curves.png", history_path):
         written.append("loss_curves.png")
     return written

@@ -1,10 +1,12 @@
-"""Collection screen: live progress, outcomes by type, memory, the current episode's six signals
-(with its horizon labels once it ends) and the log of finished episodes."""
+"""Collection screen: live progress, outcomes by type, memory, the current episode's six signals or
+one of the signal families the collection records (g / G switch the group; with its horizon labels
+once it ends) and the log of finished episodes."""
 
 from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,7 +31,14 @@ from salus_tui.screens.base import JobScreen, format_duration
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.outcome_bars import OutcomeBars
-from salus_tui.widgets.signal_timeline import SignalTimeline
+from salus_tui.widgets.signal_timeline import (
+    SIX_SIGNALS,
+    SignalGroup,
+    SignalTimeline,
+    pick_group,
+    signal_groups,
+    step_group,
+)
 
 WORKER_COLUMNS = (("worker", "worker"), ("host", "host"), ("pid", "pid"), ("state", "state"),
                   ("episode", "episode"), ("done", "done"), ("rate", "episodes/h"), ("memory", "memory"))
@@ -54,6 +63,8 @@ class CollectScreen(JobScreen):
     BINDINGS = [
         Binding("s", "start", "start", id="collect-start"),
         Binding("x", "stop", "stop after episode", id="collect-stop"),
+        Binding("g", "cycle_group(1)", "next signal group", id="collect-next-group", show=False),
+        Binding("G", "cycle_group(-1)", "previous signal group", id="collect-previous-group", show=False),
     ]
     DEFAULT_CSS = """
     CollectScreen .form { grid-size: 2; grid-rows: 1; grid-gutter: 0 2; height: auto; padding: 0 1; }
@@ -84,6 +95,13 @@ class CollectScreen(JobScreen):
         self._done_at_start = 0
         self._finished_at = float("-inf")
         self.horizons = tuple(self.config.store.horizons)
+        self.group = SIX_SIGNALS
+        """Key of the signal group the timeline shows (`signal_timeline.SIX_SIGNALS` or a family)."""
+        self.groups: list[SignalGroup] = signal_groups(np.zeros((0, 6), np.float32))
+        """The groups of the episode in view (the six signals, then the families it records)."""
+        self._timeline_context = "current episode"
+        self._timeline_labels: np.ndarray | None = None
+        self._timeline_failure: int | None = None
 
     # layout -------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -106,7 +124,7 @@ class CollectScreen(JobScreen):
                 yield ProgressBar(total=1.0, show_eta=False, show_percentage=True, id="memory-bar")
                 yield Label("-", id="memory-text")
         with Vertical(id="signals-box") as box:
-            box.border_title = "signals: current episode"
+            box.border_title = f"{self.groups[0].title}: current episode"
             yield SignalTimeline(id="signals", empty_text="no episode yet")
         workers = DataTable(id="workers", cursor_type="none", zebra_stripes=True)
         workers.display = self.config.uses_ray
@@ -163,6 +181,37 @@ class CollectScreen(JobScreen):
 
         self.start_job(job)
 
+    def action_cycle_group(self, delta: int) -> None:
+        """Shows the next (delta 1) or previous (-1) signal group of the episode in view."""
+        if len(self.groups) < 2:
+            return
+        self.group = step_group(self.groups, self.group, delta)
+        self._show_group()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cycle_group":
+            return len(self.groups) > 1 or None
+        return super().check_action(action, parameters)
+
+    def _show_episode(self, groups: list[SignalGroup], context: str, horizon_labels: np.ndarray | None = None,
+                      failure_step: int | None = None) -> None:
+        """Shows an episode's groups (the chosen group, or the six signals when it lacks that one)."""
+        offered = len(self.groups)
+        self.groups = groups
+        self._timeline_context = context
+        self._timeline_labels, self._timeline_failure = horizon_labels, failure_step
+        self._show_group()
+        if len(groups) != offered:
+            self.refresh_bindings()
+
+    def _show_group(self) -> None:
+        group = pick_group(self.groups, self.group)
+        where = f" ({[g.key for g in self.groups].index(group.key) + 1}/{len(self.groups)}, g)" if len(
+            self.groups) > 1 else ""
+        self.query_one("#signals-box").border_title = f"{group.title}{where}: {self._timeline_context}"
+        self.query_one("#signals", SignalTimeline).set_rows(group.rows, self._timeline_labels, self.horizons,
+                                                             failure_step=self._timeline_failure)
+
     def action_stop(self) -> bool:
         if not super().action_stop():
             return False
@@ -191,10 +240,9 @@ class CollectScreen(JobScreen):
                 # keep the finished episode (with its labels) in view for FINISHED_HOLD_S, then go live
                 self._snapshot_version = self.snapshot.read()[0]
                 self._finished_at = self.app.clock()
-                self.query_one("#signals-box").border_title = (
-                    f"signals: episode {event.episode_id} ({name} at step {event.failure_step})")
-                self.query_one("#signals", SignalTimeline).set_episode(
-                    event.signals, event.horizon_labels, self.horizons,
+                self._show_episode(
+                    signal_groups(event.signals, event.features, event.feature_families, event.hidden_change),
+                    f"episode {event.episode_id} ({name} at step {event.failure_step})", event.horizon_labels,
                     failure_step=event.failure_step if event.failure_type >= 0 else None)
         elif isinstance(event, WorkerStateChanged):
             self.show_worker(event)
@@ -264,13 +312,15 @@ class CollectScreen(JobScreen):
         self.app.log_to_file(text)
 
     def _pull_snapshot(self) -> None:
-        """Timer (refresh_hz, only while collecting and shown): the running episode's signals."""
+        """Timer (refresh_hz, only while collecting and shown): the running episode's signals and
+        family columns."""
         if self.app.clock() - self._finished_at < FINISHED_HOLD_S:
             return
-        version, episode_id, step, signals = self.snapshot.read()
-        if version == self._snapshot_version or len(signals) == 0:
+        reading = self.snapshot.read()
+        if reading.version == self._snapshot_version or len(reading.signals) == 0:
             return
-        self._snapshot_version = version
+        self._snapshot_version = reading.version
         with self.app.batch_update():
-            self.query_one("#signals-box").border_title = f"signals: episode {episode_id}, step {step}"
-            self.query_one("#signals", SignalTimeline).set_episode(signals, None, self.horizons)
+            self._show_episode(signal_groups(reading.signals, reading.features, reading.feature_families,
+                                             reading.hidden_change),
+                               f"episode {reading.episode_id}, step {reading.step}")

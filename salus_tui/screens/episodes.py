@@ -63,16 +63,48 @@ class Monitor:
     threshold: float | None = None
     alarm_horizon: int | None = None
 
-    def probabilities(self, signals: np.ndarray) -> np.ndarray:
-        """(T, H, 4) float64 probabilities for an episode's (T, 6) signals."""
-        self.predictor.reset()
-        return np.stack([self.predictor.step(s) for s in signals]) if len(signals) else np.zeros((0, 0, 4))
+    def bind(self, store) -> None:
+        """Declares the store's signal-family columns to the predictor.
+
+        Raises:
+            PredictorError: the predictor reads a family that the store does not record.
+        """
+        self.predictor.bind(store.feature_families, store.hidden_dim)
+
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        """The episode arrays the predictor reads: `signals`, and `features` / `hidden_features`
+        when its input families include them."""
+        families = set(self.predictor.spec.features)
+        return ("signals",) + (("features",) if families - {"six", "time", "hidden_state"} else ()) + (
+            ("hidden_features",) if "hidden_state" in families else ())
+
+    def probabilities(self, signals: np.ndarray, features: np.ndarray | None = None,
+                      hidden: np.ndarray | None = None) -> np.ndarray:
+        """(T, H, 4) float64 probabilities for an episode's (T, 6) signals (and (T, F) family
+        columns, (T, D) hidden features, for a predictor that reads them)."""
+        if not len(signals):
+            return np.zeros((0, 0, 4))
+        return self.predictor.episode(signals, features, hidden)
+
+    def alarm_scores(self, probabilities: np.ndarray) -> np.ndarray | None:
+        """(T,) float64 running alarm score of an episode's (T, H, 4) probabilities: at step t the
+        maximum over steps <= t and failure types of the probability at the alarm horizon (the
+        episode's alarm score so far, as the conformal threshold is calibrated on); None without a
+        threshold."""
+        if self.threshold is None:
+            return None
+        if len(probabilities) == 0:
+            return np.zeros(0)
+        h = list(self.predictor.spec.horizons).index(self.alarm_horizon)
+        return np.maximum.accumulate(np.asarray(probabilities[:, h, :], dtype=np.float64).max(axis=1))
 
     def first_alarm(self, probabilities: np.ndarray) -> int | None:
-        if self.threshold is None or len(probabilities) == 0:
+        """First step whose alarm score reaches the threshold, or None."""
+        scores = self.alarm_scores(probabilities)
+        if scores is None:
             return None
-        h = list(self.predictor.spec.horizons).index(self.alarm_horizon)
-        above = np.flatnonzero(probabilities[:, h, :].max(axis=1) >= self.threshold)
+        above = np.flatnonzero(scores >= self.threshold)
         return int(above[0]) if len(above) else None
 
 
@@ -122,14 +154,17 @@ class SignalsRead(Message):
         self.bug = bug
 
 
-def signal_columns(rows: list[EpisodeRow], signals: list[np.ndarray], monitor: Monitor | None) -> list[EpisodeRow]:
+def signal_columns(rows: list[EpisodeRow], arrays: list[dict[str, np.ndarray]], monitor: Monitor | None) -> list[EpisodeRow]:
     """`rows` with `max_uncertainty` (and, with a monitor that has a threshold, `first_alarm`) from
-    each episode's (T, 6) float32 signals."""
+    each episode's arrays (`EpisodeStore.read_arrays`: (T, 6) float32 `signals`, and the family
+    arrays a monitor reads)."""
     filled = []
-    for row, episode_signals in zip(rows, signals):
+    for row, read in zip(rows, arrays):
+        episode_signals = read["signals"]
         first_alarm = None
         if monitor is not None and monitor.threshold is not None:
-            first_alarm = monitor.first_alarm(monitor.probabilities(episode_signals))
+            first_alarm = monitor.first_alarm(monitor.probabilities(
+                episode_signals, read.get("features"), read.get("hidden_features")))
         top = float(episode_signals[:, 0].max()) if len(episode_signals) else 0.0
         filled.append(replace(row, max_uncertainty=top, first_alarm=first_alarm))
     return filled
@@ -224,13 +259,16 @@ class EpisodesScreen(SalusScreen):
         try:
             store = EpisodeStore.open(data)
             monitor = load_monitor(checkpoint) if checkpoint else None
+            if monitor is not None:
+                monitor.bind(store)
             rows = [EpisodeRow(index, meta.episode_id, meta.seed, meta.failure_type, meta.failure_step,
                                meta.episode_length) for index, meta in enumerate(store.listing())]
             self.post_message(StoreLoaded(store, rows, monitor, None))
             listed = store
             self._table_shown.wait()
-            read = store.read_arrays(("signals",), [row.episode_id for row in rows])
-            rows = signal_columns(rows, [arrays["signals"] for arrays in read], monitor)
+            read = store.read_arrays(monitor.arrays if monitor is not None else ("signals",),
+                                     [row.episode_id for row in rows])
+            rows = signal_columns(rows, read, monitor)
         except SalusError as err:
             error = str(err).splitlines()[0]
             self.post_message(StoreLoaded(None, [], None, error) if listed is None else SignalsRead(listed, [], error))

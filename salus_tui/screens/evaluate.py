@@ -1,6 +1,14 @@
 """Evaluation screen: choose a checkpoint and a split, run `salus evaluate` from the keyboard, then
-read the episode-level monitor figures (detection rate, false-alarm rate, lead time), the confusion
-matrix, the per-class metrics of the model and the baselines, and the ROC curves.
+read what `salus report` prints, in tabs:
+- summary: the model's episode-level figures (ranking AUROC / PR-AUC, detection rate, false-alarm
+  rate, lead time, the conformal re-split check), the confusion matrix, every scorer grouped model /
+  baselines / controls, and the model per failure type with 95% CIs;
+- per class: step-level metrics per failure type of every scorer;
+- ROC: any-failure ROC curves at the alarm horizon;
+- alpha: detection rate against median lead time as the conformal level alpha varies (model and the
+  main baselines), and the model's alpha table;
+- checks: the conformal re-split check of every trained scorer, the fresh store and the ablation
+  (when `salus evaluate` ran with --fresh / --ablation).
 
 Everything shown comes from the evaluation's metrics.json (`salus_engine.predictor.evaluation`);
 this screen computes nothing.
@@ -29,12 +37,31 @@ from textual.widgets import (
     Static,
     TabbedContent,
     TabPane,
+    Tabs,
 )
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.events import EvaluationFinished, EvaluationStarted, JobFailed, JobFinished, LogLine, ProgressUpdate
 from salus_engine.predictor import SPLIT_NAMES
-from salus_engine.predictor.report import format_rate, format_value, scorer_order
+from salus_engine.predictor.report import (
+    ALPHA_COLUMNS,
+    COMPARISON_SHORT,
+    PER_TYPE_COLUMNS as EPISODE_TYPE_COLUMNS,
+    ablation_rows,
+    alpha_rows,
+    comparison_cells,
+    episode_ranking,
+    format_note,
+    format_rate,
+    format_value,
+    fresh_heading,
+    per_type_rows,
+    resplit_columns,
+    resplit_note,
+    resplit_rows,
+    scorer_kind,
+    scorer_order,
+)
 from salus_tui.messages import EngineEvent
 from salus_tui.screens.base import JobScreen, training_threads
 from salus_tui.widgets.form_field import FormField
@@ -42,9 +69,12 @@ from salus_tui.widgets.line_chart import LineChart, Series
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.sized_table import fill_sized_table
 
-TABS = ("summary", "classes", "roc")
-SCORER_COLUMNS = ("scorer", "mean AUROC", "AUROC any", "mean F1", "detected", "false alarms", "lead s")
+TABS = ("summary", "classes", "roc-pane", "alpha-pane", "checks")
+"""Tab pane ids in the order `t` cycles through them."""
+SCORER_COLUMNS = ("scorer", *COMPARISON_SHORT)
 PER_TYPE_COLUMNS = ("scorer", "type", "precision", "recall", "F1", "AUROC", "AUPRC", "support")
+ABLATION_TABLE_COLUMNS = ("variant", "store", "inputs", "ep AUROC", "ep PR-AUC", "detected", "false alarms",
+                          "lead steps")
 
 
 def default_evaluation_dir(checkpoint: str, split: str) -> str:
@@ -78,6 +108,10 @@ class EvaluateScreen(JobScreen):
     EvaluateScreen #confusion { width: auto; height: auto; padding: 0 1; }
     EvaluateScreen DataTable { height: auto; max-height: 100%; }
     EvaluateScreen #roc { height: 1fr; }
+    EvaluateScreen #alpha-chart { height: 1fr; min-height: 8; }
+    EvaluateScreen #alpha-curve { max-height: 50%; }
+    EvaluateScreen .section { padding: 0 1; margin-top: 1; text-style: bold; }
+    EvaluateScreen .note { padding: 0 1; color: $text-muted; }
     EvaluateScreen #log { height: 4; border: round $primary; display: none; }
     EvaluateScreen.-running #log { display: block; }
     """
@@ -107,21 +141,40 @@ class EvaluateScreen(JobScreen):
         yield RichLog(id="log", max_lines=300, markup=False, wrap=True)
         with TabbedContent(id="tabs", initial="summary"):
             with TabPane("summary", id="summary"):
-                with VerticalScroll():
+                with VerticalScroll(id="summary-scroll"):
                     with Horizontal(id="summary-top"):
                         yield Static("no evaluation loaded", id="episode-summary")
                         yield Static("", id="confusion")
                     yield DataTable(id="scorers", cursor_type="row", zebra_stripes=True)
+                    yield Label("model per failure type (episodes; 95% CIs)", classes="section")
+                    yield DataTable(id="episode-types", cursor_type="row", zebra_stripes=True)
             with TabPane("per class", id="classes"):
                 yield DataTable(id="per-class", cursor_type="row", zebra_stripes=True)
             with TabPane("ROC", id="roc-pane"):
                 yield LineChart(id="roc", x_label="false-positive rate", x_range=(0.0, 1.0), y_range=(0.0, 1.0),
                                 empty_text="ROC curves appear after an evaluation")
+            with TabPane("alpha", id="alpha-pane"):
+                with Vertical():
+                    yield LineChart(id="alpha-chart", x_label="median lead time (steps); y: detection rate",
+                                    y_range=(0.0, 1.0), empty_text="detection vs lead time over alpha appears "
+                                                                   "after an evaluation")
+                    yield DataTable(id="alpha-curve", cursor_type="row", zebra_stripes=True)
+            with TabPane("checks", id="checks"):
+                with VerticalScroll():
+                    yield Label("conformal check: false alarms over re-splits", classes="section")
+                    yield Static("", id="resplit-note", classes="note")
+                    yield DataTable(id="resplits", cursor_type="row", zebra_stripes=True)
+                    yield Label("fresh store", classes="section")
+                    yield Static("", id="fresh-note", classes="note")
+                    yield DataTable(id="fresh", cursor_type="row", zebra_stripes=True)
+                    yield Label("ablation", classes="section")
+                    yield Static("", id="ablation-note", classes="note")
+                    yield DataTable(id="ablation", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        fill_sized_table(self.query_one("#scorers", DataTable), SCORER_COLUMNS, [])
-        fill_sized_table(self.query_one("#per-class", DataTable), PER_TYPE_COLUMNS, [])
+        for table, columns in self._table_columns(None).items():
+            fill_sized_table(self.query_one(table, DataTable), columns, [])
         out = self.query_one("#out", Input).value.strip()
         if out and (Path(out) / "metrics.json").is_file():
             self.load_metrics(Path(out) / "metrics.json", quiet=True)
@@ -213,9 +266,13 @@ class EvaluateScreen(JobScreen):
         self.load_metrics(path)
 
     def action_next_tab(self) -> None:
+        """Shows the next tab and focuses its first table (else the tab bar): a focused widget left in
+        a hidden pane would be refocused on the next one of its pane, which switches back to it."""
         tabs = self.query_one("#tabs", TabbedContent)
-        panes = ["summary", "classes", "roc-pane"]
-        tabs.active = panes[(panes.index(tabs.active) + 1) % len(panes)] if tabs.active in panes else panes[0]
+        tabs.active = TABS[(TABS.index(tabs.active) + 1) % len(TABS)] if tabs.active in TABS else TABS[0]
+        pane = tabs.get_pane(tabs.active)
+        target = next((w for w in pane.query("*") if w.focusable), None)
+        (target or tabs.query_one(Tabs)).focus()
 
     # engine events ------------------------------------------------------------------------------
     @on(EngineEvent)
@@ -269,35 +326,55 @@ class EvaluateScreen(JobScreen):
         self.query_one("#status-text", Label).update(
             f"{path.parent}: {metrics['split']} split, {sum(episodes.values())} episodes; t switches tabs")
 
+    @staticmethod
+    def _table_columns(metrics: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
+        """Columns of every table of the screen (the re-split table names alpha)."""
+        alpha = metrics["conformal"]["alpha"] if metrics else 0.1
+        split = metrics["split"] if metrics else "test"
+        resplits = resplit_columns({"conformal": {"alpha": alpha}, "split": split})
+        return {"#scorers": SCORER_COLUMNS, "#episode-types": EPISODE_TYPE_COLUMNS, "#per-class": PER_TYPE_COLUMNS,
+                "#alpha-curve": ALPHA_COLUMNS, "#resplits": resplits, "#fresh": SCORER_COLUMNS,
+                "#ablation": ABLATION_TABLE_COLUMNS}
+
     def show_metrics(self, metrics: dict[str, Any]) -> None:
         model = metrics["scorers"]["model"]
         episode = model["episode"]
         conformal = metrics["conformal"]
         hz = metrics["control_hz"]
         horizon = metrics["alarm_horizon"]
+        ranking = episode_ranking(model)
+        resplits = episode.get("resplits") or {}
         summary = Text()
         summary.append(f"{model['label']}, {metrics['split']} split\n", style="bold")
+        note = format_note(metrics)
+        if note:
+            summary.append(f"{note}\n", style="italic")
+        failed = (f" ({ranking['failed']} of {ranking['episodes']} failed)" if ranking.get("episodes") else "")
+        summary.append(f"episode AUROC    {format_value(ranking.get('auroc'))}  PR-AUC "
+                       f"{format_value(ranking.get('auprc'))}{failed}\n")
         summary.append(f"detection rate   {format_rate(episode['tpr'])}\n")
         summary.append(f"false-alarm rate {format_rate(episode['far'])}\n")
         lead_steps = episode["median_lead_steps"]
         summary.append("median lead time " + ("–" if lead_steps is None else
                                                 f"{lead_steps:.0f} steps = {episode['median_lead_s']:.2f} s") + "\n")
         summary.append(f"actionable (>= {episode['min_lead_steps']} steps) {format_rate(episode['tpr_actionable'])}\n")
+        summary.append(f"re-splits ({resplits.get('resplits', '–')}): mean false alarms "
+                       f"{format_value(resplits.get('mean'), 2)}, share > {conformal['alpha'] + 0.05:.2f} "
+                       f"{format_value(resplits.get('share_above_alpha_plus_0.05'), 2)}, > 0.15 "
+                       f"{format_value(resplits.get('share_above_0.15'), 2)}\n")
         summary.append(f"alarm: max over types of P(fail within {horizon} steps = {horizon / hz:.2f} s) "
                        f">= {format_value(episode['threshold'])}\n", style="dim")
         summary.append(f"threshold by split conformal on {conformal['calibration_episodes']} successful episodes: "
-                       f"{conformal['guarantee']}", style="dim")
+                       f"{conformal['guarantee']}; ep: per episode (running max)", style="dim")
         self.query_one("#episode-summary", Static).update(summary)
         self.query_one("#confusion", Static).update(self._confusion_table(episode.get("confusion")))
 
+        columns = self._table_columns(metrics)
         scorer_rows, scorer_keys, type_rows, type_keys = [], [], [], []
         for name in scorer_order(metrics):
             s = metrics["scorers"][name]
-            ep = s["episode"]
-            label = Text(s["short"], style="bold" if name == "model" else "dim" if s["kind"] == "control" else "")
-            scorer_rows.append((label, format_value(s["mean"]["auroc"]), format_value(s["any_failure"]["auroc"]),
-                                format_value(s["mean"]["f1"]), format_rate(ep["tpr"]), format_rate(ep["far"]),
-                                format_value(ep["median_lead_s"], 2)))
+            label = self._scorer_label(name, s)
+            scorer_rows.append((label, *comparison_cells(s)))
             scorer_keys.append(name)
             for t in FAILURE_TYPES:
                 r = s["per_type"][t]
@@ -305,8 +382,74 @@ class EvaluateScreen(JobScreen):
                                   format_value(r["auroc"]), format_value(r["auprc"]), str(r["support"])))
                 type_keys.append(f"{name}/{t}")
         fill_sized_table(self.query_one("#scorers", DataTable), SCORER_COLUMNS, scorer_rows, scorer_keys)
+        fill_sized_table(self.query_one("#episode-types", DataTable), EPISODE_TYPE_COLUMNS, per_type_rows(metrics))
         fill_sized_table(self.query_one("#per-class", DataTable), PER_TYPE_COLUMNS, type_rows, type_keys)
         self.query_one("#roc", LineChart).set_series(self._roc_series(metrics))
+        alpha_chart = self.query_one("#alpha-chart", LineChart)
+        alpha_chart.empty_text = ("no detection at any alpha" if episode.get("alpha_curve") else
+                                  "no alpha curve in this metrics.json (format 1): run the evaluation again")
+        alpha_chart.set_series(self._alpha_series(metrics))
+        fill_sized_table(self.query_one("#alpha-curve", DataTable), ALPHA_COLUMNS, alpha_rows(metrics))
+        self._show_checks(metrics, columns)
+        # the headline figures first: focusing the scorer table may have scrolled them away
+        self.call_after_refresh(self.query_one("#summary-scroll", VerticalScroll).scroll_home, animate=False)
+
+    def _show_checks(self, metrics: dict[str, Any], columns: dict[str, tuple[str, ...]]) -> None:
+        """The re-split check, the fresh store and the ablation (notes say when one was not run)."""
+        named = resplit_rows(metrics)
+        self.query_one("#resplit-note", Static).update(resplit_note(metrics))
+        fill_sized_table(self.query_one("#resplits", DataTable), columns["#resplits"],
+                         [(self._scorer_label(n, metrics["scorers"][n]), *cells[1:]) for n, cells in named],
+                         [n for n, _ in named])
+        heading = fresh_heading(metrics)
+        fresh_rows, fresh_keys = [], []
+        if heading is not None:
+            scorers = metrics["fresh"]["scorers"]
+            for name in scorer_order(metrics, scorers):
+                fresh_rows.append((self._scorer_label(name, scorers[name]), *comparison_cells(scorers[name])))
+                fresh_keys.append(name)
+        self.query_one("#fresh-note", Static).update(
+            f"fresh store {heading}" if heading
+            else "not run: evaluate with --fresh STORE (a store from unseen seeds) to fill this table")
+        fill_sized_table(self.query_one("#fresh", DataTable), SCORER_COLUMNS, fresh_rows, fresh_keys)
+        self.query_one("#fresh", DataTable).display = bool(fresh_rows)
+        ablation = []
+        for store in ("test", "fresh"):
+            for variant, inputs, *scores in ablation_rows(metrics, store):
+                ablation.append((Text(variant, style="bold" if variant == "full" else ""), store, inputs, *scores))
+        self.query_one("#ablation-note", Static).update(
+            "the model's network retrained without / with only each input family (same settings and splits)"
+            if ablation else "not run: evaluate with --ablation to retrain the model per input family")
+        fill_sized_table(self.query_one("#ablation", DataTable), ABLATION_TABLE_COLUMNS, ablation)
+        self.query_one("#ablation", DataTable).display = bool(ablation)
+
+    @staticmethod
+    def _scorer_label(name: str, entry: dict[str, Any]) -> Text:
+        kind = scorer_kind(name, entry)
+        return Text(entry.get("short", name), style="bold" if name == "model" else "dim" if kind == "control" else "")
+
+    @staticmethod
+    def _alpha_series(metrics: dict[str, Any]) -> list[Series]:
+        """Detection rate (y) against median lead time in steps (x), one point per alpha with a
+        detection, for the model, logistic regression, the best other baseline and the best
+        thresholded signal column (by episode AUROC), and the time-only control; the model on top."""
+        scorers = metrics["scorers"]
+
+        def best(names: list[str]) -> str | None:
+            return max(names, key=lambda n: episode_ranking(scorers[n]).get("auroc") or 0.0) if names else None
+
+        baselines = [n for n in scorers if scorer_kind(n, scorers[n]) == "baseline" and n != "logistic_regression"]
+        chosen = ["model", "logistic_regression", best([n for n in baselines if not n.startswith("signal:")]),
+                  best([n for n in baselines if n.startswith("signal:")]), "time_only"]
+        names = list(dict.fromkeys(n for n in chosen if n in scorers))
+        series = []
+        for style, name in reversed(list(enumerate(names))):
+            curve = [p for p in (scorers[name].get("episode") or {}).get("alpha_curve") or []
+                     if p.get("median_lead_steps") is not None]
+            if curve:
+                series.append(Series(scorers[name].get("short", name), [p["median_lead_steps"] for p in curve],
+                                     [p["tpr"] for p in curve], style))
+        return series
 
     @staticmethod
     def _confusion_table(confusion: dict[str, Any] | None) -> Table | str:

@@ -1,9 +1,11 @@
 """Episode player: step through a recorded episode frame by frame.
 
 Shows the camera image (half-block cells, or Kitty graphics / sixel pixels where the terminal draws
-them: `widgets.terminal_graphics`), the six signals as a timeline with a cursor at the
-current step and the failure marker, the state and action values, the horizon labels of the step
-and, with a predictor checkpoint, its 16 probabilities at the step (and the monitor's alarm).
+them: `widgets.terminal_graphics`), a timeline with a cursor at the current step and the failure
+marker (the six signals, or one of the signal families the store records: g / G switch the group),
+the state and action values, the horizon labels of the step and, with a predictor checkpoint, its
+16 probabilities at the step and the monitor's alarm; with an evaluated checkpoint the timeline
+gets one more row, the running alarm score against the conformal threshold.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ from textual.timer import Timer
 from textual.widgets import Footer, Label, Static
 
 from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
+from salus_engine.events import hidden_change
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.terminal_graphics import pixel_image_widget
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.probability_grid import ProbabilityGrid
-from salus_tui.widgets.signal_timeline import SignalTimeline
+from salus_tui.widgets.signal_timeline import (
+    SIX_SIGNALS,
+    SignalTimeline,
+    TimelineRow,
+    pick_group,
+    signal_groups,
+    step_group,
+)
 
 DEFAULT_CONTROL_HZ = 30.0
 """Control rate for step times when the store does not record one (the simulator's default)."""
@@ -47,6 +57,8 @@ class EpisodePlayer(Screen):
         Binding("space", "play", "play/pause", id="player-play"),
         Binding("a", "alarm", "alarm step", id="player-alarm", show=False),
         Binding("c", "camera", "camera", id="player-camera", show=False),
+        Binding("g", "cycle_group(1)", "next signal group", id="player-next-group", show=False),
+        Binding("G", "cycle_group(-1)", "previous signal group", id="player-previous-group", show=False),
         Binding("escape", "back", "back", id="player-back"),
     ]
     DEFAULT_CSS = """
@@ -85,8 +97,16 @@ class EpisodePlayer(Screen):
         self.length = len(self.signals)
         sim_config = store.attrs.get("sim_config") or {}
         self.control_hz = float(sim_config.get("control_hz", DEFAULT_CONTROL_HZ))
-        self.probabilities = monitor.probabilities(self.signals) if monitor is not None else None
+        self.probabilities = monitor.probabilities(self.signals, episode.features, episode.hidden_features) \
+            if monitor is not None else None
         self.alarm_step = monitor.first_alarm(self.probabilities) if monitor is not None else None
+        self.alarm_scores = monitor.alarm_scores(self.probabilities) if monitor is not None else None
+        """(T,) running alarm score (`Monitor.alarm_scores`), or None without an evaluated checkpoint."""
+        features = episode.features if store.feature_names else None
+        self.groups = signal_groups(self.signals, features, store.feature_families,
+                                    hidden_change(episode.hidden_features) if store.hidden_dim else None)
+        """The timeline's groups: the six signals, then each family the store records."""
+        self.group = SIX_SIGNALS
 
     @property
     def failed(self) -> bool:
@@ -115,15 +135,42 @@ class EpisodePlayer(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#timeline", SignalTimeline).set_episode(
-            self.signals, self.labels, self.horizons, failure_step=self.meta.failure_step if self.failed else None,
-            alarm_step=self.alarm_step, cursor=0)
+        self.show_group()
         self.show_step()
+
+    def alarm_row(self) -> TimelineRow | None:
+        """The running alarm score against the conformal threshold, or None without one."""
+        if self.alarm_scores is None or self.monitor.threshold is None:
+            return None
+        threshold = float(self.monitor.threshold)
+        return TimelineRow(f"alarm≥{threshold:.3g}", self.alarm_scores, threshold=threshold)
+
+    def show_group(self) -> None:
+        """Shows the chosen signal group (and the alarm row) in the timeline, named in its title."""
+        group = pick_group(self.groups, self.group)
+        rows = list(group.rows)
+        title = group.title
+        if len(self.groups) > 1:
+            title += f" ({[g.key for g in self.groups].index(group.key) + 1}/{len(self.groups)}, g)"
+        alarm = self.alarm_row()
+        if alarm is not None:
+            rows.append(alarm)
+            title += f" · alarm: max P(fail ≤{self.monitor.alarm_horizon}) so far"
+        timeline = self.query_one("#timeline", SignalTimeline)
+        timeline.border_title = title
+        timeline.layout_rows = self.timeline_rows()
+        timeline.set_rows(rows, self.labels, self.horizons, failure_step=self.meta.failure_step if self.failed else None,
+                          alarm_step=self.alarm_step, cursor=self.step)
+
+    def timeline_rows(self) -> int:
+        """Bar rows of the largest group (with the alarm row): the timeline keeps its height when the
+        group changes."""
+        return max(len(g.rows) for g in self.groups) + (self.alarm_row() is not None)
 
     def on_resize(self, event: Resize) -> None:
         """Taller terminals get taller signal bars (2 rows each from 50 rows); the camera takes a
         square of the remaining height (2 pixels per row), at most half the width."""
-        timeline_height = 1 + 6 * (2 if event.size.height >= 50 else 1) + 2
+        timeline_height = 1 + self.timeline_rows() * (2 if event.size.height >= 50 else 1) + 2
         self.query_one("#timeline").styles.height = timeline_height
         main_height = max(4, event.size.height - 1 - 1 - timeline_height - 1)
         self.query_one("#camera").styles.width = max(16, min(event.size.width // 2, 2 * main_height))
@@ -161,6 +208,17 @@ class EpisodePlayer(Screen):
             self.go_to(self.alarm_step)
         else:
             self.notify("no monitor alarm in this episode (or no evaluated predictor)")
+
+    def action_cycle_group(self, delta: int) -> None:
+        """Shows the next (delta 1) or previous (-1) signal group."""
+        if len(self.groups) > 1:
+            self.group = step_group(self.groups, self.group, delta)
+            self.show_group()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cycle_group":
+            return len(self.groups) > 1 or None
+        return True
 
     def action_camera(self) -> None:
         self.camera = (self.camera + 1) % len(self.cameras)

@@ -1,21 +1,28 @@
-"""The six signals of one episode over time, with its horizon labels, failure step and a step cursor.
+"""An episode's per-step values over time as labelled bar rows, with its horizon labels, failure
+step and a step cursor; and the groups of rows the console offers (the six signals, each recorded
+signal family, the monitor's alarm score).
 
-Rows: the six signals (bars of block characters scaled between the episode's minimum and maximum of
-that signal, one terminal row each at the minimum height of 8, several when the widget is taller; with more steps than columns a column shows the maximum of its steps), then the horizon
-labels (the failure type's letter where `horizon_labels[t, -1, k]` = 1, i.e. failure type k happens
-within the longest horizon of step t), then a marker row (▲ cursor, ✕ failure step, ! first alarm).
-The last column holds each signal's value at the cursor (or at the last step).
+Rows: N labelled bars (block characters scaled between the episode's minimum and maximum of that
+row; one terminal row each when the widget is N + 2 high, several when it is taller, as tall for
+every group; with more steps than columns a column shows the maximum of its steps; a row with a
+threshold is drawn from 0 and its columns at or above the threshold take the alarm style), then the
+horizon labels (the failure type's letter where `horizon_labels[t, -1, k]` = 1, i.e. failure type k
+happens within the longest horizon of step t), then a marker row (▲ cursor, ✕ failure step, ! first
+alarm). The last column holds each row's value at the cursor (or at the last step).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 from rich.segment import Segment
-from textual.geometry import Size
 from textual.strip import Strip
-from textual.widget import Widget
 
 from salus_engine import FAILURE_TYPES
+from salus_engine.signal_families import COLLECTED_FAMILIES, HIDDEN_STATE
+from salus_tui.widgets.drawn_widget import DrawnWidget
 
 SIGNAL_LABELS = ("uncertainty", "magnitude", "variance", "smoothness", "max var", "trend")
 """Short names of the six signals, in `salus_engine.signals.SIGNAL_NAMES` order."""
@@ -23,7 +30,97 @@ TYPE_LETTERS = "CDMT"
 """Letters of the failure types collision, drop, miss, timeout."""
 LEVELS = "▁▂▃▄▅▆▇█"
 NAME_WIDTH = 12
+"""Cells of a row's label column (labels are cut to one cell less)."""
 VALUE_WIDTH = 10
+
+SIX_SIGNALS = "signals"
+"""Key of the six signals' group (the other groups' keys are family names)."""
+GROUP_TITLES = {SIX_SIGNALS: "six signals", "chunk_consistency": "chunk consistency",
+                "flow_disagreement": "flow disagreement", "chunk_entropy": "chunk entropy",
+                HIDDEN_STATE: "hidden state (change)", "action_jerk": "action jerk"}
+"""Box titles of the groups; an unknown family is titled with its name."""
+COLUMN_LABELS = {
+    "stac_l2_mean": "stac mean", "stac_l2_max": "stac max", "tce_mse_mean": "tce mean", "tce_mse_max": "tce max",
+    "chunk_magnitude": "chunk mag", "vfd_mean": "vfd mean", "vfd_first": "vfd first", "vfd_last": "vfd last",
+    "ace_mean": "ace mean", "ace_max": "ace max", "jerk": "jerk", "jerk_mean": "jerk mean",
+    "reversals": "reversals", "gripper_toggles": "grip toggle",
+}
+"""Row labels of the families' columns (`salus_engine.signal_families`); others show their name."""
+HIDDEN_LABEL = "Δhidden L2"
+"""Label of the hidden state's one row: the L2 norm of h_t - h_(t-1) (`salus_engine.events.hidden_change`)."""
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One bar row of a `SignalTimeline`."""
+
+    label: str
+    values: np.ndarray
+    """(T,) per-step values."""
+    threshold: float | None = None
+    """With a threshold the bar is drawn from 0 (to the larger of the maximum and a finite
+    threshold) and the columns whose value reaches it take the alarm style."""
+
+
+@dataclass(frozen=True)
+class SignalGroup:
+    """Rows shown together: the six signals, or the columns of one signal family."""
+
+    key: str
+    """`SIX_SIGNALS` or the family's name."""
+    title: str
+    rows: tuple[TimelineRow, ...]
+
+
+def column_label(name: str) -> str:
+    return COLUMN_LABELS.get(name, name.replace("_", " "))[:NAME_WIDTH - 1]
+
+
+def signal_groups(signals: np.ndarray, features: np.ndarray | None = None,
+                  feature_families: dict[str, Sequence[str]] | None = None,
+                  hidden_change: np.ndarray | None = None) -> list[SignalGroup]:
+    """The groups an episode offers: the six signals first, then each recorded family in storage
+    order (`salus_engine.signal_families.COLLECTED_FAMILIES`, unknown ones after).
+
+    Args:
+        signals: (T, 6) the six signals.
+        features: (T, F) family columns in `feature_families` order, or None (format 1/2 stores, or
+            no family with columns recorded): then no family group but the hidden state's.
+        feature_families: family -> its columns of `features`.
+        hidden_change: (T,) change of the hidden features per step (`events.hidden_change`), or None:
+            the hidden state is offered as this one row (its 64 dims are no readable bar chart).
+    """
+    signals = np.asarray(signals, dtype=np.float32).reshape(-1, len(SIGNAL_LABELS))
+    groups = [SignalGroup(SIX_SIGNALS, GROUP_TITLES[SIX_SIGNALS],
+                          tuple(TimelineRow(label, signals[:, k]) for k, label in enumerate(SIGNAL_LABELS)))]
+    families: dict[str, SignalGroup] = {}
+    if features is not None and feature_families:
+        features = np.asarray(features, dtype=np.float32)
+        start = 0
+        for name, columns in feature_families.items():
+            stop = start + len(columns)
+            if columns and stop <= features.shape[1] and len(features) == len(signals):
+                rows = tuple(TimelineRow(column_label(c), features[:, start + j]) for j, c in enumerate(columns))
+                families[name] = SignalGroup(name, GROUP_TITLES.get(name, name.replace("_", " ")), rows)
+            start = stop
+    if hidden_change is not None and len(hidden_change) == len(signals):
+        families[HIDDEN_STATE] = SignalGroup(HIDDEN_STATE, GROUP_TITLES[HIDDEN_STATE],
+                                             (TimelineRow(HIDDEN_LABEL, np.asarray(hidden_change, np.float32)),))
+    order = [name for name in COLLECTED_FAMILIES if name in families] + [
+        name for name in families if name not in COLLECTED_FAMILIES]
+    return groups + [families[name] for name in order]
+
+
+def pick_group(groups: Sequence[SignalGroup], key: str) -> SignalGroup:
+    """The group with `key`, or the first (the six signals) when this episode does not offer it."""
+    return next((g for g in groups if g.key == key), groups[0])
+
+
+def step_group(groups: Sequence[SignalGroup], key: str, delta: int) -> str:
+    """Key of the group `delta` places after the one with `key` (cyclic)."""
+    keys = [g.key for g in groups]
+    index = keys.index(key) if key in keys else 0
+    return keys[(index + delta) % len(keys)]
 
 
 def column_steps(steps: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +149,8 @@ def _runs(cells: list[str], styles: list) -> list[Segment]:
     return segments
 
 
-class SignalTimeline(Widget):
-    """8 rows: six signals, horizon labels, markers."""
+class SignalTimeline(DrawnWidget):
+    """N labelled bar rows (the six signals by default), horizon labels, markers."""
 
     COMPONENT_CLASSES = {
         "signal-timeline--name", "signal-timeline--bar", "signal-timeline--cursor", "signal-timeline--failure",
@@ -79,96 +176,118 @@ class SignalTimeline(Widget):
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.empty_text = empty_text
-        self.signals = np.zeros((0, len(SIGNAL_LABELS)), np.float32)
+        self.rows: tuple[TimelineRow, ...] = tuple(TimelineRow(label, np.zeros(0, np.float32))
+                                                   for label in SIGNAL_LABELS)
         self.horizon_labels: np.ndarray | None = None
         self.horizons: tuple[int, ...] = ()
         self.failure_step: int | None = None
         self.alarm_step: int | None = None
         self.cursor: int | None = None
-        self._lines: list[Strip] | None = None
-        self._drawn_size: Size | None = None
+        self.layout_rows = len(SIGNAL_LABELS)
+        """Bars are as tall as when this many rows are shown: a group with fewer rows keeps the bar
+        height of the largest group instead of stretching (the screens set it)."""
 
-    def set_episode(self, signals: np.ndarray, horizon_labels: np.ndarray | None = None,
-                    horizons: tuple[int, ...] = (), failure_step: int | None = None,
-                    alarm_step: int | None = None, cursor: int | None = None) -> None:
-        """Shows an episode: signals (T, 6) float32, horizon_labels (T, H, 4) uint8 or None (episode
-        still running), failure_step (0-based) or None, alarm_step (first monitor alarm) or None."""
-        self.signals = np.asarray(signals, dtype=np.float32).reshape(-1, len(SIGNAL_LABELS))
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels of the rows shown."""
+        return tuple(row.label for row in self.rows)
+
+    @property
+    def signals(self) -> np.ndarray:
+        """(T, N) float32: the values of the N rows shown (the six signals by default)."""
+        if not self.rows:
+            return np.zeros((0, 0), np.float32)
+        return np.stack([np.asarray(row.values, np.float32) for row in self.rows], axis=1)
+
+    @property
+    def steps(self) -> int:
+        return len(self.rows[0].values) if self.rows else 0
+
+    def set_rows(self, rows: Sequence[TimelineRow], horizon_labels: np.ndarray | None = None,
+                 horizons: tuple[int, ...] = (), failure_step: int | None = None,
+                 alarm_step: int | None = None, cursor: int | None = None) -> None:
+        """Shows an episode as `rows` (each (T,) values), horizon_labels (T, H, 4) uint8 or None
+        (episode still running), failure_step (0-based) or None, alarm_step (first monitor alarm) or
+        None."""
+        self.rows = tuple(rows)
         self.horizon_labels = horizon_labels
         self.horizons = tuple(horizons)
         self.failure_step = failure_step
         self.alarm_step = alarm_step
         self.cursor = cursor
-        self._lines = None
-        self.refresh()
+        self.redraw()
+
+    def set_episode(self, signals: np.ndarray, horizon_labels: np.ndarray | None = None,
+                    horizons: tuple[int, ...] = (), failure_step: int | None = None,
+                    alarm_step: int | None = None, cursor: int | None = None) -> None:
+        """Shows an episode's six signals (T, 6) float32 (see `set_rows` for the rest)."""
+        self.set_rows(signal_groups(signals)[0].rows, horizon_labels, horizons, failure_step, alarm_step, cursor)
 
     def set_cursor(self, step: int | None) -> None:
         if step != self.cursor:
             self.cursor = step
-            self._lines = None
-            self.refresh()
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._lines = None
+            self.redraw()
 
     def value_at_cursor(self, k: int) -> float | None:
-        if len(self.signals) == 0:
+        steps = self.steps
+        if steps == 0:
             return None
-        step = len(self.signals) - 1 if self.cursor is None else min(max(self.cursor, 0), len(self.signals) - 1)
-        return float(self.signals[step, k])
+        step = steps - 1 if self.cursor is None else min(max(self.cursor, 0), steps - 1)
+        return float(self.rows[k].values[step])
 
     # drawing ------------------------------------------------------------------------------------
-    def render_line(self, y: int) -> Strip:
-        if self._lines is None or self._drawn_size != self.size:
-            self._lines = self._draw(self.size.width, self.size.height)
-            self._drawn_size = self.size
-        line = self._lines[y] if y < len(self._lines) else Strip.blank(self.size.width)
-        return line.crop_extend(0, self.size.width, self.rich_style).apply_style(self.rich_style)
-
     def _style(self, name: str):
         return self.get_component_rich_style(f"signal-timeline--{name}", partial=True)
 
     def _draw(self, width: int, height: int) -> list[Strip]:
-        steps = len(self.signals)
+        steps = self.steps
         rows = self.rows_per_signal(height)
         name_style, value_style = self._style("name"), self._style("value")
         columns = max(1, width - NAME_WIDTH - VALUE_WIDTH)
         if steps == 0:
             empty = self._style("empty")
-            return [Strip([Segment(SIGNAL_LABELS[k].ljust(NAME_WIDTH), name_style),
-                           Segment(self.empty_text if k == 0 else "", empty)]) for k in range(len(SIGNAL_LABELS))]
+            return [Strip([Segment(row.label[:NAME_WIDTH - 1].ljust(NAME_WIDTH), name_style),
+                           Segment(self.empty_text if k == 0 else "", empty)]) for k, row in enumerate(self.rows)]
         lo, hi = column_steps(steps, columns)
         cursor = self._covers(self.cursor, lo, hi)
         failure = self._covers(self.failure_step, lo, hi)
         bar, cursor_style, failure_style = self._style("bar"), self._style("cursor"), self._style("failure")
+        alarm_style = self._style("alarm")
         lines = []
-        for k, label in enumerate(SIGNAL_LABELS):
-            values = self.signals[:, k].astype(np.float64)
+        for k, row in enumerate(self.rows):
+            values = np.asarray(row.values, dtype=np.float64)
             column_max = np.maximum.reduceat(values, lo) if steps > columns else values[lo]
             low, high = float(values.min()), float(values.max())
+            above = np.zeros(columns, bool)
+            if row.threshold is not None:
+                low = min(0.0, low)
+                if np.isfinite(row.threshold):
+                    high = max(high, float(row.threshold))
+                above = column_max >= row.threshold
             top = 8 * rows - 1
-            level = (np.zeros(columns, int) if high <= low
+            level = (np.zeros(columns, int) if not high > low
                      else np.rint((column_max - low) / (high - low) * top).astype(int))
-            styles = [cursor_style if cursor[c] else failure_style if failure[c] else bar for c in range(columns)]
+            styles = [cursor_style if cursor[c] else failure_style if failure[c] else alarm_style if above[c] else bar
+                      for c in range(columns)]
             value = self.value_at_cursor(k)
-            for row in range(rows):
-                # a bar of `rows` cells: this row shows the eighths above 8 * (rows - 1 - row)
-                fill = np.clip(level + 1 - 8 * (rows - 1 - row), 0, 8)
+            label = row.label[:NAME_WIDTH - 1]
+            for line in range(rows):
+                # a bar of `rows` cells: this line shows the eighths above 8 * (rows - 1 - line)
+                fill = np.clip(level + 1 - 8 * (rows - 1 - line), 0, 8)
                 cells = [LEVELS[f - 1] if f else " " for f in fill]
-                segments = [Segment((label if row == 0 else "").ljust(NAME_WIDTH), name_style)]
+                segments = [Segment((label if line == 0 else "").ljust(NAME_WIDTH), name_style)]
                 segments += _runs(cells, styles)
-                text = f"{value:>{VALUE_WIDTH}.4f}"[-VALUE_WIDTH:] if row == 0 else ""
+                text = f"{value:>{VALUE_WIDTH}.4f}"[-VALUE_WIDTH:] if line == 0 else ""
                 segments.append(Segment(text, value_style))
                 lines.append(Strip(segments))
         lines.append(self._label_row(lo, hi, cursor))
         lines.append(self._marker_row(lo, hi, steps))
         return lines
 
-    @staticmethod
-    def rows_per_signal(height: int) -> int:
-        """Terminal rows per signal: 1 at the minimum height of 8, more when the widget is taller."""
-        return max(1, (height - 2) // len(SIGNAL_LABELS))
+    def rows_per_signal(self, height: int) -> int:
+        """Terminal rows per bar: 1 when the widget is N + 2 high (N the rows shown, at least
+        `layout_rows`), more when it is taller."""
+        return max(1, (height - 2) // max(1, len(self.rows), self.layout_rows))
 
     @staticmethod
     def _covers(step: int | None, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
