@@ -429,7 +429,7 @@ def test_report_of_format_2_shows_every_section(tmp_path, capsys):
     fresh = markdown_section(markdown, "Fresh store")
     assert "data/fresh (base seed 100000; 20 episodes" in fresh and "| **model** | **MLP multi-horizon** | **0.850** |" in fresh
     test_ablation = markdown_section(markdown, "Ablation, test split")
-    assert "| **full** | **six+chunk_consistency** | **0.910** |" in test_ablation
+    assert "| **full** | **six + chunk_consistency** | **0.910** |" in test_ablation
     assert "| without chunk_consistency | six | 0.820 | 0.720 | 0.75 (6/8) | 0.14 (1/7) | 12.0 |" in test_ablation
     assert "| chunk_consistency alone | chunk_consistency | 0.670 |" in markdown_section(markdown, "Ablation, fresh store")
     # the rich tables hold the same sections

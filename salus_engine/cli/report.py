@@ -46,21 +46,33 @@ from salus_engine.predictor.report import (
 
 
 def _table(title: str, columns: tuple[str, ...] | list[str], rows: list[list[str]], caption: str | None = None,
-           styles: list[str | None] | None = None, sections: set[int] = frozenset()) -> Table:
-    """A table whose value columns are as wide as their widest cell or header word (headers wrap),
-    the first column taking the rest (folded), so that numbers are never cut at 80 columns."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, caption_justify="left", pad_edge=False)
+           styles: list[str | None] | None = None, sections: set[int] = frozenset(), text_columns: int = 1) -> Table:
+    """A table whose value columns never wrap (their headers are broken into lines as wide as their
+    cells), the first `text_columns` columns wrapping instead, so that numbers stay whole at 80 columns."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, caption_justify="left", pad_edge=False,
+                  show_edge=False, padding=(0, 0, 0, 1))  # the box's blank column rule plus one space
     for i, name in enumerate(columns):
-        if i == 0:
+        if i < text_columns:
             table.add_column(name, overflow="fold")
         else:
-            width = max([cell_len(r[i]) for r in rows] + [cell_len(word) for word in name.split()])
-            table.add_column(name, justify="right", width=width)
+            width = max([cell_len(r[i]) for r in rows] + [1])
+            table.add_column(_header_lines(name, width), justify="right", no_wrap=True)
     for j, row in enumerate(rows):
         if j in sections:
             table.add_section()
         table.add_row(*row, style=styles[j] if styles else None)
     return table
+
+
+def _header_lines(name: str, width: int) -> str:
+    """`name` broken into lines no wider than `width` where its words allow."""
+    lines: list[str] = []
+    for word in name.split():
+        if lines and cell_len(lines[-1]) + 1 + cell_len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
 
 
 def _row_style(name: str, kind: str) -> str | None:
@@ -126,7 +138,7 @@ def ablation_tables(metrics: dict[str, Any]) -> list[Table]:
         rows = ablation_rows(metrics, store)
         if rows:
             tables.append(_table(f"ablation, {where}", ABLATION_COLUMNS, rows, ABLATION_NOTE,
-                                 ["bold"] + [None] * (len(rows) - 1)))
+                                 ["bold"] + [None] * (len(rows) - 1), text_columns=2))
     return tables
 
 
@@ -228,15 +240,12 @@ def print_report(target: str | Path, console: Console | None = None, markdown: b
     note = format_note(metrics)
     if note:
         console.print(note, style="yellow")
-    console.print(comparison_table(metrics))
-    console.print(per_type_table(metrics))
-    console.print(conformal_table(metrics))
-    console.print(alpha_table(metrics))
     fresh = fresh_table(metrics)
-    for table in ([fresh] if fresh is not None else []) + ablation_tables(metrics):
+    tables = [comparison_table(metrics), per_type_table(metrics), conformal_table(metrics), alpha_table(metrics),
+              *([fresh] if fresh is not None else []), *ablation_tables(metrics), step_table(metrics),
+              detail_table(metrics), confusion_table(metrics)]
+    for table in tables:
+        console.print()
         console.print(table)
-    console.print(step_table(metrics))
-    console.print(detail_table(metrics))
-    console.print(confusion_table(metrics))
     console.print("plots: " + ", ".join(str(metrics_path.parent / p) for p in metrics.get("plots", [])))
     return 0

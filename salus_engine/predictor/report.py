@@ -300,7 +300,7 @@ def ablation_rows(metrics: dict[str, Any], store: str = "test") -> list[list[str
         if not entry:
             continue
         ranking = entry.get("ranking") or {}
-        out.append([str(row.get("variant", "–")), "+".join(row.get("features") or []) or "–",
+        out.append([str(row.get("variant", "–")), " + ".join(row.get("features") or []) or "–",
                     format_value(ranking.get("auroc")), format_value(ranking.get("auprc")),
                     format_rate(entry.get("tpr")), format_rate(entry.get("far")),
                     format_lead(entry.get("median_lead_steps"))])

@@ -359,7 +359,7 @@ class EvaluateScreen(JobScreen):
                                                 f"{lead_steps:.0f} steps = {episode['median_lead_s']:.2f} s") + "\n")
         summary.append(f"actionable (>= {episode['min_lead_steps']} steps) {format_rate(episode['tpr_actionable'])}\n")
         summary.append(f"re-splits ({resplits.get('resplits', '–')}): mean false alarms "
-                       f"{format_value(resplits.get('mean'), 2)}, share > {conformal['alpha'] + 0.05:.2f} "
+                       f"{format_value(resplits.get('mean'), 2)}, share > alpha+0.05 "
                        f"{format_value(resplits.get('share_above_alpha_plus_0.05'), 2)}, > 0.15 "
                        f"{format_value(resplits.get('share_above_0.15'), 2)}\n")
         summary.append(f"alarm: max over types of P(fail within {horizon} steps = {horizon / hz:.2f} s) "
