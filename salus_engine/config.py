@@ -306,6 +306,39 @@ class EvaluateConfig:
     """Also retrain the model with each input family removed and each family alone (slow: 2F trainings)."""
 
 
+@dataclass(config=SECTION)
+class MonitorConfig:
+    """The runtime monitor in the loop (`salus collect --monitor RUN`, `salus trial`; `[monitor]` table;
+    see `salus_engine.monitor`)."""
+
+    run: Text = ""
+    """Run folder of `salus train` whose predictor watches the rollout; empty: no monitor."""
+    evaluation: Text = ""
+    """Folder of the `salus evaluate` metrics.json that holds the conformal threshold and alarm
+    horizon; empty: RUN/evaluation."""
+    weights: Literal["best", "final"] = "best"
+    """Which weights of the run."""
+    threshold: Annotated[Real, Field(gt=0, lt=1)] | None = None
+    """Alarm threshold on the score (a probability); None: the model's conformal threshold from the
+    evaluation."""
+    horizon: Annotated[Count, Field(ge=1)] | None = None
+    """Alarm horizon, steps (one of the predictor's); None: the evaluation's."""
+    hysteresis: Real = Field(0.2, ge=0, lt=1)
+    """After an alarm the monitor re-arms once the score falls below threshold x (1 - hysteresis)."""
+    cooldown_steps: Count = Field(15, ge=0)
+    """No new alarm within this many steps of the previous one (0.5 s at 30 Hz)."""
+    interventions: Text = ""
+    """TOML file of intervention rules (`salus_engine.monitor.interventions`); empty: the default rules."""
+    trigger: Literal["monitor", "random", "blind", "none"] = "monitor"
+    """What starts interventions: the monitor's alarms; `random` / `blind`: a per-episode schedule
+    given by `salus trial` (the placebo arms); `none`: nothing (the monitor only records)."""
+
+    @property
+    def enabled(self) -> bool:
+        """True when a predictor run is set."""
+        return bool(self.run)
+
+
 _TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("salus_config_toml", default=None)
 """The TOML file `load_collect_config` reads, for the settings sources of the call in progress."""
 
@@ -361,6 +394,7 @@ class CollectConfig(BaseSettings):
     sim: SimConfig = Field(default_factory=SimConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -477,11 +511,15 @@ def describe_validation_error(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+CONFIG_SECTIONS = ("collect", "sim", "policy", "store", "monitor")
+"""The tables of a collection's TOML file."""
+
+
 def load_collect_config(toml_path: str | Path | None = None, **flags: Any) -> CollectConfig:
     """Builds a `CollectConfig` from defaults < a TOML file < `SALUS_*` variables < `flags`.
 
     Args:
-        toml_path: TOML file with `[collect]`, `[sim]`, `[policy]`, `[store]` tables, or None.
+        toml_path: TOML file with `[collect]`, `[sim]`, `[policy]`, `[store]`, `[monitor]` tables, or None.
         flags: values given on the command line or in a form, e.g. `episodes=20, sim={"image_size": 64}`;
             None values are left out.
 
@@ -497,12 +535,11 @@ def load_collect_config(toml_path: str | Path | None = None, **flags: Any) -> Co
             sections = tomllib.loads(path.read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"config file {path} is not valid TOML ({err}); fix it") from None
-        unknown = [name for name, value in sections.items()
-                   if name not in ("collect", "sim", "policy", "store") or not isinstance(value, dict)]
+        unknown = [name for name, value in sections.items() if name not in CONFIG_SECTIONS or not isinstance(value, dict)]
         if unknown:
-            raise ConfigError(f"unknown config section [{unknown[0]}] in {path}; use tables [collect], [sim], "
-                              "[policy], [store]")
-        misplaced = [name for name in sections.get("collect", {}) if name in ("collect", "sim", "policy", "store")]
+            raise ConfigError(f"unknown config section [{unknown[0]}] in {path}; use tables "
+                              f"{', '.join(f'[{name}]' for name in CONFIG_SECTIONS)}")
+        misplaced = [name for name in sections.get("collect", {}) if name in CONFIG_SECTIONS]
         if misplaced:  # would be dropped silently whenever a [sim] table, a flag or a variable sets that section
             raise ConfigError(f"[collect] in {path} holds '{misplaced[0]}', a section of its own; move its settings "
                               f"into a [{misplaced[0]}] table")

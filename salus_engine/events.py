@@ -80,7 +80,7 @@ class EpisodeFinished(Event):
     episode_id: int
     seed: int
     failure_type: int
-    """-1 success, 0 collision, 1 drop, 2 miss, 3 timeout."""
+    """-1 success, 0 collision, 1 drop, 2 miss, 3 timeout, 4 stopped by the monitor."""
     failure_step: int
     """Step of the failure (or of success), 0-based."""
     length: int
@@ -104,6 +104,12 @@ class EpisodeFinished(Event):
     hidden_change: np.ndarray | None = None
     """(T,) float32: L2 norm of the change of the hidden features (`hidden_state`) from the previous
     step (`hidden_change`), or None when the store does not record them."""
+    alarms: int = 0
+    """Alarms the runtime monitor raised in the episode (0 without a monitor)."""
+    interventions: list[dict] | None = None
+    """The monitor's interventions in the episode (`EpisodeRecord.interventions`), None without a monitor."""
+    intervention: np.ndarray | None = None
+    """(T,) uint8 intervention code per step (`INTERVENTION_KINDS`), None without a monitor."""
 
 
 WORKER_STATES = ("starting", "idle", "running", "restarting", "stopped")
@@ -293,6 +299,11 @@ class SnapshotReading(NamedTuple):
     """(n,) float32 change of the hidden features (`hidden_change`), or None without `hidden_state`."""
     feature_families: dict[str, list[str]]
     """Family -> its columns of `features`, in column order (empty without families)."""
+    monitor: np.ndarray | None = None
+    """(n, 3) float32 per step: the runtime monitor's alarm score, alarm (1/0) and intervention code
+    (`INTERVENTION_KINDS`), or None without a monitor."""
+    monitor_threshold: float | None = None
+    """The monitor's alarm threshold (None without a monitor)."""
 
 
 class SignalSnapshot:
@@ -308,18 +319,24 @@ class SignalSnapshot:
         self._signals: deque[np.ndarray] = deque(maxlen=history)
         self._features: deque[np.ndarray] = deque(maxlen=history)
         self._hidden_change: deque[float] = deque(maxlen=history)
+        self._monitor: deque[tuple[float, float, float]] = deque(maxlen=history)
+        self._monitor_threshold: float | None = None
         self._previous_hidden: np.ndarray | None = None
         self._feature_families: dict[str, list[str]] = {}
         self._step = 0
         self._episode_id = -1
         self._version = 0
 
-    def reset(self, episode_id: int, feature_families: dict[str, list[str]] | None = None) -> None:
-        """Starts episode `episode_id`; `feature_families` names the columns of the pushed features."""
+    def reset(self, episode_id: int, feature_families: dict[str, list[str]] | None = None,
+              monitor_threshold: float | None = None) -> None:
+        """Starts episode `episode_id`; `feature_families` names the columns of the pushed features;
+        `monitor_threshold` is the runtime monitor's alarm threshold (None without a monitor)."""
         with self._lock:
             self._signals.clear()
             self._features.clear()
             self._hidden_change.clear()
+            self._monitor.clear()
+            self._monitor_threshold = monitor_threshold
             self._previous_hidden = None
             self._feature_families = {str(k): [str(c) for c in v] for k, v in (feature_families or {}).items()}
             self._step = 0
@@ -327,9 +344,10 @@ class SignalSnapshot:
             self._version += 1
 
     def push(self, step: int, signals: np.ndarray, features: np.ndarray | None = None,
-             hidden: np.ndarray | None = None) -> None:
+             hidden: np.ndarray | None = None, monitor: tuple[float, bool, int] | None = None) -> None:
         """One step: signals (6,), features (F,) float32 in `feature_families` column order or None,
-        hidden (D,) hidden features or None (pass them at every step of an episode or at none)."""
+        hidden (D,) hidden features or None, monitor (alarm score, alarm, intervention code) or None
+        (pass each at every step of an episode or at none)."""
         row = np.asarray(signals, dtype=np.float32).copy()
         columns = None if features is None or np.size(features) == 0 else np.asarray(features, np.float32).copy()
         h = None if hidden is None else np.asarray(hidden, dtype=np.float32)
@@ -341,19 +359,23 @@ class SignalSnapshot:
                 previous = self._previous_hidden
                 self._hidden_change.append(0.0 if previous is None else float(np.linalg.norm(h - previous)))
                 self._previous_hidden = h
+            if monitor is not None:
+                self._monitor.append((float(monitor[0]), float(bool(monitor[1])), float(monitor[2])))
             self._step = step
             self._version += 1
 
     def read(self) -> SnapshotReading:
         """(version, episode_id, step, signals (n, 6), features (n, F) or None, hidden change (n,) or
-        None, feature families) of the current episode."""
+        None, feature families, monitor (n, 3) or None, monitor threshold) of the current episode."""
         with self._lock:
             n = len(self._signals)
             arr = np.stack(self._signals) if n else np.zeros((0, 6), np.float32)
             features = np.stack(self._features) if n and len(self._features) == n else None
             change = np.array(self._hidden_change, np.float32) if n and len(self._hidden_change) == n else None
             families = {k: list(v) for k, v in self._feature_families.items()} if features is not None else {}
-            return SnapshotReading(self._version, self._episode_id, self._step, arr, features, change, families)
+            monitor = np.array(self._monitor, np.float32) if n and len(self._monitor) == n else None
+            return SnapshotReading(self._version, self._episode_id, self._step, arr, features, change, families,
+                                   monitor, self._monitor_threshold if monitor is not None else None)
 
 
 SinkFn = Callable[[Event], None]

@@ -41,17 +41,21 @@ def family_layout(config: CollectConfig, ensemble) -> FamilyLayout:
                               ensemble.embedding_width)
 
 
-def open_writer(config: CollectConfig, ensemble_size: int, layout: FamilyLayout | None = None) -> EpisodeWriter:
+def open_writer(config: CollectConfig, ensemble_size: int, layout: FamilyLayout | None = None,
+                monitor: dict | None = None) -> EpisodeWriter:
     """Creates the collection store, or opens it for `--resume` (which creates it when absent).
 
     `layout` (the recorded signal families) is compared with a resumed store's and written into a
     new one; None only checks an existing store early, before the ensemble is loaded (a new store
-    is then refused as not empty, or resumed without the families' comparison).
+    is then refused as not empty, or resumed without the families' comparison). `monitor` is the
+    runtime monitor's store attribute (`MonitorSetup.store_attrs`), None without one; a resumed
+    store must have been collected with the same monitor settings.
 
     Raises:
         StoreError: the out folder is not empty without resume, is not a SALUS store or is damaged
             with resume, cannot be created (a file, under a file, not writable), or resume with
-            cameras, image size or ensemble size different from the store's.
+            cameras, image size, ensemble size, signal families or monitor settings different from
+            the store's.
     """
     if config.resume and EpisodeStore.exists(config.out):
         writer = EpisodeWriter.open_for_resume(config.out, config.store.compression_level)
@@ -67,6 +71,8 @@ def open_writer(config: CollectConfig, ensemble_size: int, layout: FamilyLayout 
                 layout.feature_families, layout.hidden_dim):
             mismatch.append(f"signal families {sorted(attrs['feature_families'])} (hidden {attrs['hidden_dim']}) vs "
                             f"{sorted(layout.feature_families)} (hidden {layout.hidden_dim})")
+        if layout is not None and (attrs.get("monitor") or None) != _json_value(monitor):
+            mismatch.append("the runtime monitor's settings (monitor.*, --monitor)")
         if mismatch:
             writer.close()
             raise StoreError(f"cannot resume {config.out}: the store was collected with other settings "
@@ -86,7 +92,15 @@ def open_writer(config: CollectConfig, ensemble_size: int, layout: FamilyLayout 
         feature_families=layout.feature_families,
         hidden_dim=layout.hidden_dim,
         hidden_projection=layout.projection,
+        monitor=monitor,
     )
+
+
+def _json_value(value):
+    """`value` as it reads back from a store's JSON attributes (tuples become lists, None stays)."""
+    import json
+
+    return json.loads(json.dumps(value, default=float)) if value else None
 
 
 def run_collection(
@@ -94,6 +108,7 @@ def run_collection(
     sink: EventSink = discard,
     stop: threading.Event | None = None,
     snapshot: SignalSnapshot | None = None,
+    schedules: dict[int, list] | None = None,
 ) -> CollectionSummary:
     """Collects `config.episodes` episodes (in total, counting those already in a resumed store).
 
@@ -112,6 +127,11 @@ def run_collection(
         stop: when set, the job ends after the current episode (every worker's, with Ray workers).
         snapshot: receives each step's signals and family columns for live display (in-process
             collection only).
+        schedules: seed -> that episode's placebo interventions (`ScheduledIntervention`s), for a
+            monitor with the `random` or `blind` trigger (`salus trial`).
+
+    With `config.monitor.run` set, the runtime monitor acts in every episode
+    (`salus_engine.monitor.ClosedLoop`) and the store records it (format 4).
 
     Raises:
         SalusError (StoreError, ConfigError, PolicyLoadError, ...): a user-fixable problem (one-line
@@ -122,19 +142,35 @@ def run_collection(
     if config.uses_ray:
         from salus_engine.distributed.parallel_collection import run_parallel_collection
 
-        return run_parallel_collection(config, sink=sink, stop=stop)
+        return run_parallel_collection(config, sink=sink, stop=stop, schedules=schedules)
     import torch  # heavy imports (torch, lerobot) only when collecting
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _collect_in_process(config, sink, stop, snapshot)
+        return _collect_in_process(config, sink, stop, snapshot, schedules or {})
     finally:
         torch.set_num_threads(previous_threads)
 
 
+def load_monitor(config: CollectConfig, layout: FamilyLayout):
+    """The collection's runtime monitor (`MonitorSetup`) bound to its signal families, or None when
+    `config.monitor.run` is empty.
+
+    Raises:
+        PredictorError, InterventionError: see `MonitorSetup.load` and `MonitorSetup.bind`.
+    """
+    if not config.monitor.enabled:
+        return None
+    from salus_engine.monitor import MonitorSetup
+
+    setup = MonitorSetup.load(config.monitor)
+    setup.bind(layout.feature_families, layout.hidden_dim)
+    return setup
+
+
 def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.Event,
-                        snapshot: SignalSnapshot | None) -> CollectionSummary:
+                        snapshot: SignalSnapshot | None, schedules: dict[int, list]) -> CollectionSummary:
     """`run_collection` without Ray: one simulator and one ensemble in this process."""
     from salus_engine.policy import PolicyEnsemble
     from salus_engine.sim import PickPlaceEnv
@@ -152,10 +188,16 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
     try:
         env = PickPlaceEnv(config.sim)
         layout = family_layout(config, ensemble)
-        writer = open_writer(config, ensemble.ensemble_size, layout)
+        setup = load_monitor(config, layout)
+        loop = None
+        if setup is not None:
+            from salus_engine.monitor import ClosedLoop
+
+            loop = ClosedLoop(setup, env, ensemble)
+        writer = open_writer(config, ensemble.ensemble_size, layout, None if setup is None else setup.store_attrs())
         extractors = StepExtractors(SignalExtractor(), FamilyExtractor(layout, config.policy.requery_every))
         summary = _collect(config, ensemble, env, writer, extractors, sink=sink, stop=stop,
-                           snapshot=snapshot, started=started)
+                           snapshot=snapshot, started=started, loop=loop, schedules=schedules)
     finally:
         if env is not None:
             env.close()
@@ -168,7 +210,7 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
 
 def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extractor: StepExtractors,
              sink: EventSink, stop: threading.Event, snapshot: SignalSnapshot | None,
-             started: float) -> CollectionSummary:
+             started: float, loop=None, schedules: dict[int, list] | None = None) -> CollectionSummary:
     """The episode loop of `run_collection`, into an open writer."""
     outcomes: Counter[str] = Counter()
     written = 0
@@ -182,7 +224,8 @@ def _collect(config: CollectConfig, ensemble, env, writer: EpisodeWriter, extrac
         episode_id = writer.next_episode_id
         seed = writer.seed_for(episode_id)
         t0 = time.perf_counter()
-        record = run_episode(env, ensemble, extractor, episode_id, seed, config, sink, snapshot)
+        record = run_episode(env, ensemble, extractor, episode_id, seed, config, sink, snapshot, loop=loop,
+                             schedule=(schedules or {}).get(seed))
         writer.write(record)
         written += 1
         name = OUTCOME_NAMES[record.failure_type]
@@ -220,6 +263,9 @@ def episode_finished(record: EpisodeRecord, writer: EpisodeWriter, seconds: floa
         features=np.asarray(record.features, dtype=np.float32) if has_features else None,
         feature_families=families if has_features else {},
         hidden_change=hidden_change(record.hidden_features),
+        alarms=0 if record.alarm is None else int(record.alarm.sum()),
+        interventions=None if record.intervention is None else list(record.interventions),
+        intervention=record.intervention,
     )
 
 
@@ -236,7 +282,8 @@ class StepExtractors:
 
 
 def run_episode(env, ensemble, extractor: StepExtractors, episode_id: int, seed: int, config: CollectConfig,
-                sink: EventSink = discard, snapshot: SignalSnapshot | None = None) -> EpisodeRecord:
+                sink: EventSink = discard, snapshot: SignalSnapshot | None = None, loop=None,
+                schedule: list | None = None) -> EpisodeRecord:
     """Runs one episode of the ensemble in the env and returns it, not yet written.
 
     The episode depends on its seed alone: the env is reset with `seed` (scene randomisation), the
@@ -244,23 +291,39 @@ def run_episode(env, ensemble, extractor: StepExtractors, episode_id: int, seed:
     signal extractor is cleared; the result does not depend on what ran before in the same process.
     (Float sums also depend on torch's thread count: see `CollectConfig.threads`.)
 
+    With a `loop` (`salus_engine.monitor.ClosedLoop`), the monitor scores every step and its
+    interventions choose the executed action (or stop the episode); `schedule` is the episode's
+    placebo schedule (`ScheduledIntervention`s) for the `random` and `blind` triggers. Without one,
+    the executed action is the ensemble's.
+
     Returns:
-        An `EpisodeRecord` with T steps: images (T, C, 3, S, S) uint8, states (T, 8), actions (T, 7),
-        member actions (T, M, 7), signals (T, 6), features (T, F) float32, hidden features (T, D)
-        float16 (None when not recorded), and the physics outcome.
+        An `EpisodeRecord` with T steps: images (T, C, 3, S, S) uint8, states (T, 8), actions (T, 7)
+        (executed), member actions (T, M, 7) (what the members proposed), signals (T, 6), features
+        (T, F) float32, hidden features (T, D) float16 (None when not recorded), the physics outcome
+        and, with a loop, the monitor's probabilities (T, H_m, 4), alarm, intervention and actor (T,)
+        and its list of interventions.
     """
     obs, _info = env.reset(seed=seed)
     ensemble.reset(seed=seed)
     extractor.reset()
+    if loop is not None:
+        loop.reset(schedule)
     if snapshot is not None:
-        snapshot.reset(episode_id, extractor.families.layout.feature_families)
+        snapshot.reset(episode_id, extractor.families.layout.feature_families,
+                       monitor_threshold=None if loop is None else loop.setup.threshold)
     cameras = config.sim.cameras
     images, states, actions, members, signals, features, hidden = [], [], [], [], [], [], []
+    monitored: list = []
     step = 0
     while True:
         action, member_actions = ensemble.step(obs)
         step_signals = extractor.signals.update(member_actions)
         step_features, step_hidden = extractor.families.update(action, ensemble.last_query)
+        decision = None
+        if loop is not None:
+            decision = loop.step(step, obs, action, step_signals, step_features, step_hidden)
+            action = decision.action
+            monitored.append(decision)
         features.append(step_features)
         hidden.append(step_hidden)
         images.append(np.stack([obs["images"][cam].transpose(2, 0, 1) for cam in cameras]))
@@ -269,15 +332,19 @@ def run_episode(env, ensemble, extractor: StepExtractors, episode_id: int, seed:
         members.append(member_actions)
         signals.append(step_signals)
         if snapshot is not None:
-            snapshot.push(step, step_signals, step_features, step_hidden)
+            snapshot.push(step, step_signals, step_features, step_hidden,
+                          monitor=None if decision is None else (loop.score, decision.alarm, decision.intervention))
         if step % RESOURCE_SAMPLE_EVERY == 0:
             sink(sample_memory(config.policy.device, config.gpu_budget_gb))
+        if decision is not None and decision.stop:
+            outcome = env.stop(stopped_by="monitor", alarms=len(loop.alarms))
+            break
         obs, _reward, terminated, truncated, info = env.step(action)
         step += 1
         if terminated or truncated:
             outcome = info["outcome"]
             break
-    return EpisodeRecord(
+    record = EpisodeRecord(
         episode_id=episode_id,
         seed=seed,
         images=np.stack(images),
@@ -291,3 +358,10 @@ def run_episode(env, ensemble, extractor: StepExtractors, episode_id: int, seed:
         features=np.stack(features),
         hidden_features=None if hidden[0] is None else np.stack(hidden),
     )
+    if loop is not None:
+        record.monitor_probabilities = np.stack([d.probabilities for d in monitored]).astype(np.float32)
+        record.alarm = np.array([d.alarm for d in monitored], dtype=np.uint8)
+        record.intervention = np.array([d.intervention for d in monitored], dtype=np.uint8)
+        record.actor = np.array([d.actor for d in monitored], dtype=np.uint8)
+        record.interventions = [dict(item) for item in loop.interventions]
+    return record

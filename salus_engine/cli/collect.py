@@ -6,8 +6,8 @@ import argparse
 import signal
 import threading
 
-from salus_engine import OUTCOME_NAMES
-from salus_engine.config import CollectConfig, PolicyConfig, SimConfig, default_of, load_collect_config
+from salus_engine import OUTCOME_NAMES, STOPPED
+from salus_engine.config import CollectConfig, MonitorConfig, PolicyConfig, SimConfig, default_of, load_collect_config
 
 
 def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -50,7 +50,20 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         "with a CUDA --device, else 0)")
     parser.add_argument("--threads", type=int, help="torch CPU threads per worker (and cores each Ray worker reserves); "
                         f"the same count keeps episodes identical (default {default_of(CollectConfig, 'threads')})")
-    parser.add_argument("--config", help="TOML file with [collect], [sim], [policy], [store] tables")
+    parser.add_argument("--monitor", metavar="RUN", help="run folder of 'salus train': its predictor watches every step "
+                        "and its alarms start interventions (threshold and alarm horizon from RUN/evaluation, see "
+                        "'salus evaluate'); the store records the monitor (format 4)")
+    parser.add_argument("--interventions", metavar="FILE.toml", help="intervention rules, [[rule]] tables: failure_types, "
+                        "horizon_at_most, probability_at_least, intervention = slow | replan | retreat | handover | "
+                        "stop and its parameters (default: collision -> retreat 5 cm, miss/drop -> handover 45 steps, "
+                        "timeout -> replan)")
+    parser.add_argument("--monitor-threshold", type=float, help="alarm threshold on the monitor's score (default: the "
+                        "conformal threshold of RUN/evaluation)")
+    parser.add_argument("--cooldown-steps", type=int, help="steps after an alarm without a new one (default "
+                        f"{default_of(MonitorConfig, 'cooldown_steps')})")
+    parser.add_argument("--hysteresis", type=float, help="re-arm once the score falls below threshold x (1 - hysteresis) "
+                        f"(default {default_of(MonitorConfig, 'hysteresis')})")
+    parser.add_argument("--config", help="TOML file with [collect], [sim], [policy], [store], [monitor] tables")
 
 
 def collect_config_from_args(args: argparse.Namespace, episodes: int | None) -> CollectConfig:
@@ -67,6 +80,8 @@ def collect_config_from_args(args: argparse.Namespace, episodes: int | None) -> 
         policy={"path": args.policy, "ensemble_size": args.ensemble_size, "device": args.device,
                 "requery_every": args.requery_every, "denoising_steps": args.denoising_steps,
                 "entropy_samples": args.entropy_samples},
+        monitor={"run": args.monitor, "interventions": args.interventions, "threshold": args.monitor_threshold,
+                 "cooldown_steps": args.cooldown_steps, "hysteresis": args.hysteresis},
     )
 
 
@@ -99,8 +114,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
             console.print(f"collecting into {event.out} with {event.ensemble_size} ensemble members")
         elif isinstance(event, EpisodeFinished):
             name = OUTCOME_NAMES[event.failure_type]
+            acted = ""
+            if event.interventions is not None:
+                kinds = ",".join(item["intervention"] for item in event.interventions) or "-"
+                acted = f"  alarms {event.alarms}  interventions {kinds}"
             console.print(f"episode {event.episode_id:4d}  seed {event.seed:6d}  {name:9s}  step {event.failure_step:3d}/"
-                          f"{event.length:3d}  max uncertainty {event.max_uncertainty:.4f}  {event.seconds:5.1f} s")
+                          f"{event.length:3d}  max uncertainty {event.max_uncertainty:.4f}  {event.seconds:5.1f} s{acted}")
             progress.update(task, completed=event.done, rate=f"{event.seconds:.1f} s/episode")
         elif isinstance(event, LogLine):
             console.print(f"[{event.level}] {event.text}", markup=False)
@@ -117,8 +136,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     table.add_column("outcome")
     table.add_column("episodes", justify="right")
     table.add_column("share", justify="right")
-    for code in (-1, 0, 1, 2, 3):
+    for code in sorted(OUTCOME_NAMES):
         n = summary.outcomes.get(OUTCOME_NAMES[code], 0)
+        if code == STOPPED and not n:
+            continue
         table.add_row(OUTCOME_NAMES[code], str(n), f"{n / max(1, summary.episodes_written):.0%}")
     console.print(table)
     console.print(f"{summary.seconds:.1f} s in all" + ("; stopped early, continue with --resume" if summary.stopped else ""))

@@ -38,7 +38,8 @@ class PackedEpisode:
     def nbytes(self) -> int:
         """Bytes of the packed arrays (what crosses the network, give or take pickling)."""
         r = self.record
-        arrays = (r.states, r.actions, r.member_actions, r.signals, r.features, r.hidden_features)
+        arrays = (r.states, r.actions, r.member_actions, r.signals, r.features, r.hidden_features,
+                  r.monitor_probabilities, r.alarm, r.intervention, r.actor)
         return len(self.images) + sum(a.nbytes for a in arrays if a is not None)
 
 

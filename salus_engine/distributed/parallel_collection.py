@@ -76,12 +76,14 @@ class _Worker:
 
 
 def run_parallel_collection(config: CollectConfig, sink: EventSink = discard,
-                            stop: threading.Event | None = None) -> CollectionSummary:
+                            stop: threading.Event | None = None,
+                            schedules: dict[int, list] | None = None) -> CollectionSummary:
     """Collects `config.episodes` episodes (in total) with `config.workers` Ray rollout workers.
 
     Same store, events and summary as `salus_engine.jobs.run_collection` in-process, plus a
     `WorkerStateChanged` event whenever a worker starts, takes an episode, finishes, dies or is
-    released. No per-step signal snapshot: episodes arrive whole.
+    released. No per-step signal snapshot: episodes arrive whole. `schedules` (seed -> placebo
+    interventions) travel with their episodes to the workers.
 
     Raises:
         ConfigError: GPUs per worker with a CPU policy device.
@@ -105,7 +107,7 @@ def run_parallel_collection(config: CollectConfig, sink: EventSink = discard,
                           "hold GPUs they do not use; give --device cuda or --gpus-per-worker 0")
     runtime = start_or_join_ray(config.address)
     try:
-        summary = _drive(config, sink, stop, started, gpus)
+        summary = _drive(config, sink, stop, started, gpus, schedules or {})
     finally:
         leave_ray(runtime)
     sink(CollectionFinished(job="collect", stopped=summary.stopped, summary=summary))
@@ -127,7 +129,7 @@ def _first_line(err: BaseException) -> str:
 
 
 def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, started: float,
-           gpus: float) -> CollectionSummary:
+           gpus: float, schedules: dict[int, list]) -> CollectionSummary:
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
@@ -207,7 +209,8 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
                 next_issue += 1
             else:
                 return
-            ref = worker.actor.run_episode.remote(episode_id, writer.seed_for(episode_id))
+            seed = writer.seed_for(episode_id)
+            ref = worker.actor.run_episode.remote(episode_id, seed, schedules.get(seed))
             pending[ref] = ("episode", worker.index, episode_id)
             worker.state, worker.episode_id = "running", episode_id
             if worker.first_episode_at is None:
@@ -298,7 +301,7 @@ def _drive(config: CollectConfig, sink: EventSink, stop: threading.Event, starte
                     worker.info, worker.state, worker.start_failures = result, "idle", 0
                     if writer is None and failure is None:
                         # the settings passed a worker: create (or reopen) the store now
-                        writer = open_writer(config, result.ensemble_size, result.layout)
+                        writer = open_writer(config, result.ensemble_size, result.layout, result.monitor)
                         buffer = EpisodeReorderBuffer(writer.next_episode_id, limit)
                         next_issue = writer.next_episode_id
                         sink(CollectionStarted(job="collect", total=total, out=str(writer.path),

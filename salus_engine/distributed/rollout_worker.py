@@ -33,6 +33,8 @@ class WorkerInfo:
     """The ensemble's camera / action mapping notes (logged by the driver)."""
     layout: FamilyLayout = field(default_factory=lambda: FamilyLayout(families=()))
     """The signal families it records (the driver creates the store with them)."""
+    monitor: dict | None = None
+    """Its runtime monitor's store attribute (`MonitorSetup.store_attrs`), None without one."""
 
 
 @dataclass
@@ -69,6 +71,7 @@ class RolloutWorker:
         self._env = None
         self._ensemble = None
         self._extractor = None
+        self._loop = None
 
     def start(self) -> WorkerInfo:
         """Loads the ensemble and builds the simulator (once); returns who and where the worker is.
@@ -82,7 +85,8 @@ class RolloutWorker:
         return WorkerInfo(worker_index=self._worker_index, host=socket.gethostname(), pid=os.getpid(),
                           node_id=ray.get_runtime_context().get_node_id(),
                           ensemble_size=self._ensemble.ensemble_size, query_mode=self._ensemble.query_mode,
-                          notes=list(self._ensemble.notes), layout=self._layout)
+                          notes=list(self._ensemble.notes), layout=self._layout,
+                          monitor=None if self._loop is None else self._loop.setup.store_attrs())
 
     def _build(self) -> None:
         if self._ensemble is not None:
@@ -90,7 +94,7 @@ class RolloutWorker:
         import torch
 
         from salus_engine.policy import PolicyEnsemble
-        from salus_engine.jobs import StepExtractors, family_layout
+        from salus_engine.jobs import StepExtractors, family_layout, load_monitor
         from salus_engine.signal_families import FamilyExtractor
         from salus_engine.signals import SignalExtractor
         from salus_engine.sim import PickPlaceEnv
@@ -101,9 +105,15 @@ class RolloutWorker:
         self._layout = family_layout(self._config, self._ensemble)
         self._extractor = StepExtractors(SignalExtractor(),
                                          FamilyExtractor(self._layout, self._config.policy.requery_every))
+        setup = load_monitor(self._config, self._layout)  # the run folder must be readable on this node
+        if setup is not None:
+            from salus_engine.monitor import ClosedLoop
 
-    def run_episode(self, episode_id: int, seed: int) -> WorkerEpisode:
-        """Simulates episode `episode_id` from `seed` and returns it with compressed images.
+            self._loop = ClosedLoop(setup, self._env, self._ensemble)
+
+    def run_episode(self, episode_id: int, seed: int, schedule: list | None = None) -> WorkerEpisode:
+        """Simulates episode `episode_id` from `seed` and returns it with compressed images
+        (`schedule`: its placebo interventions in a trial's random or blind arm).
 
         Raises:
             SalusError: the settings are refused (first episode of a worker that was not started).
@@ -113,7 +123,8 @@ class RolloutWorker:
 
         self._build()
         t0 = time.perf_counter()
-        record = run_episode(self._env, self._ensemble, self._extractor, episode_id, seed, self._config)
+        record = run_episode(self._env, self._ensemble, self._extractor, episode_id, seed, self._config,
+                             loop=self._loop, schedule=schedule)
         seconds = time.perf_counter() - t0
         return WorkerEpisode(episode=pack_episode(record), seconds=seconds, pid=os.getpid(),
                              memory=sample_memory(self._config.policy.device, self._config.gpu_budget_gb))

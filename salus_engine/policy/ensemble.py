@@ -557,6 +557,7 @@ class PolicyEnsemble:
             int(np.random.SeedSequence(entropy + [1]).generate_state(1, np.uint64)[0] >> 1))
         self._chunks: np.ndarray | None = None
         self.last_query = None
+        self._pending_query: ChunkQuery | None = None
         self._chunk_pos = 0
         self._step = 0
 
@@ -672,7 +673,7 @@ class PolicyEnsemble:
             `member_actions`, (M, A_env) float32, each member's action for this step in env units.
             `last_query` holds the step's `ChunkQuery` when the members re-queried at this step.
         """
-        self.last_query = None
+        self.last_query, self._pending_query = self._pending_query, None
         if self._chunks is None or self._chunk_pos >= self.config.requery_every:
             self.last_query = self._query(observation)
             self._chunks = self.last_query.chunks
@@ -681,6 +682,29 @@ class PolicyEnsemble:
         self._chunk_pos += 1
         self._step += 1
         return member_actions.mean(axis=0).astype(np.float32), member_actions
+
+    def requery(self, observation: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Replaces the current action chunks with a fresh query on `observation`, for the step that
+        `step` has just returned (the monitor's `replan` intervention): the members predict with the
+        next noise of the episode's sequence, and the result replaces that step's actions.
+
+        The query is reported as `last_query` at the next `step` (the signal families read it there);
+        the next regular query follows `requery_every` steps after this one.
+
+        Returns:
+            (action (A_env,), member_actions (M, A_env)) float32: the fresh chunks' first step.
+        """
+        query = self._query(observation)
+        self._chunks = query.chunks
+        self._chunk_pos = 1
+        self._pending_query = query
+        member_actions = np.ascontiguousarray(self._chunks[:, 0], dtype=np.float32)
+        return member_actions.mean(axis=0).astype(np.float32), member_actions
+
+    def discard_chunks(self) -> None:
+        """Forgets the current action chunks: the next `step` queries the members afresh (after the
+        monitor's expert handover or retreat, whose motion the old chunks did not plan for)."""
+        self._chunks = None
 
     def close(self) -> None:
         """Releases the members (and their GPU memory)."""

@@ -135,7 +135,8 @@ def load_signal_data(path: str | Path) -> SignalData:
             the episode ids, an episode folder without `zarr.json`, wrong-typed or impossible episode
             attributes, arrays that disagree with the episode length) or a damaged chunk (checksum,
             truncated, missing); one line naming the episode and telling to run `salus verify`.
-        PredictorError: a store recorded with another signal set or with other failure types, no
+        PredictorError: a store recorded with another signal set or with other failure types, or
+            with the runtime monitor acting on the rollouts, no
             episodes, NaN/inf signals, or stored labels that disagree with `failure_step` (one line
             naming the episode and what to do).
     """
@@ -147,6 +148,11 @@ def load_signal_data(path: str | Path) -> SignalData:
     if tuple(store.attrs.get("failure_types", ())) != FAILURE_TYPES:
         raise PredictorError(f"{store.path}: failure types {store.attrs.get('failure_types')} differ from "
                              f"{list(FAILURE_TYPES)}; re-collect the store with this version")
+    monitor = store.attrs.get("monitor") or {}
+    if monitor and monitor.get("trigger") != "none":
+        raise PredictorError(f"{store.path}: recorded with the runtime monitor acting ({monitor.get('trigger')} trigger), "
+                             "so its rollouts and outcomes are not the policy's own; train on a collection without "
+                             "--monitor (or a trial's 'none' arm)")
     store.check()  # the structural checks of 'salus verify': refuses a damaged store in one line
     if len(store) == 0:
         raise PredictorError(f"{store.path}: the store holds no complete episode; collect episodes first")

@@ -318,6 +318,20 @@ class PickPlaceEnv(gym.Env):
         reward = 1.0 if outcome is not None and outcome.success else 0.0
         return self._observation(), reward, terminated, truncated, info
 
+    def stop(self, **evidence: float | int | bool | str) -> EpisodeOutcome:
+        """Ends the running episode as stopped by the runtime monitor, before the action of the current
+        step is applied; returns the `EpisodeOutcome` (code 4, "stopped", at the current step) with the
+        physics of the current state and `evidence` as its evidence.
+
+        Raises:
+            RuntimeError: the episode has ended (or `reset` was never called).
+        """
+        if self._done:
+            raise RuntimeError("the episode has ended; call reset() before stop()")
+        physics = self._measure(0.0, (-1, -1), -1, False)
+        self._done = True
+        return self._detector.stopped(self._step, physics, **evidence)
+
     def close(self) -> None:
         """Releases the renderer (its OpenGL context); a later observation creates a new one."""
         if self._renderer is not None:

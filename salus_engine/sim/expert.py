@@ -57,6 +57,17 @@ class _Waypoint:
     hold_steps: int = 0
 
 
+HELD_OPENING_M = 2 * scene.CUBE_HALF_M + 0.01
+"""The cube counts as held when the fingers are open less than this (cube edge + 1 cm), m ..."""
+HELD_DISTANCE_M = 0.03
+"""... and the cube's centre lies within this distance of the pinch point, m."""
+
+
+def holds_cube(s: TaskState) -> bool:
+    """True when the gripper holds the cube (from the privileged state: opening and distance)."""
+    return s.gripper_opening_m < HELD_OPENING_M and float(np.linalg.norm(s.cube_pos - s.pinch_pos)) < HELD_DISTANCE_M
+
+
 def _wrap_quarter(angle: float) -> float:
     """Wraps an angle to [-pi/4, pi/4) (the cube looks the same every quarter turn)."""
     return (angle + math.pi / 4) % (math.pi / 2) - math.pi / 4
@@ -117,6 +128,17 @@ class ScriptedExpert:
             self._rng = np.random.default_rng(seed)
         self._plan = self._make_plan(self.env.task_state())
         self._index = 0
+        self._held = 0
+        self._waited = 0
+        self._arrived = False
+
+    def take_over(self) -> None:
+        """Plans from the current state in the middle of an episode (the monitor's handover): from the
+        lift onwards when the cube is held between the fingers (`holds_cube`), else from above the
+        cube with the gripper open."""
+        s = self.env.task_state()
+        self._plan = self._make_plan(s)
+        self._index = PHASES.index("lift") if holds_cube(s) else 0
         self._held = 0
         self._waited = 0
         self._arrived = False

@@ -15,6 +15,9 @@ Definitions (from the simulator's contacts and poses, measured in this scene; th
 - success (code -1): cube centre inside the bin's inner walls and below their top, no finger touching
   it, cube speed below `success_speed_mps`.
 - timeout (code 3): none of the above within `max_steps` steps.
+- stopped (code 4): the runtime monitor stopped the episode (`PickPlaceEnv.stop`) before any of the
+  above; the evidence is the physics at that step. Not a physics label: a stopped episode neither
+  succeeded nor failed.
 
 Collision is checked first, then success, drop and miss, once per control step.
 """
@@ -29,7 +32,7 @@ import numpy as np
 from salus_engine import OUTCOME_NAMES
 from salus_engine.config import SimConfig
 
-SUCCESS, COLLISION, DROP, MISS, TIMEOUT = -1, 0, 1, 2, 3
+SUCCESS, COLLISION, DROP, MISS, TIMEOUT, STOPPED = -1, 0, 1, 2, 3, 4
 """Outcome codes (`salus_engine.OUTCOME_NAMES`)."""
 
 
@@ -38,7 +41,7 @@ class EpisodeOutcome:
     """How an episode ended, with the physics evidence behind the label.
 
     Attributes:
-        failure_type: -1 success, 0 collision, 1 drop, 2 miss, 3 timeout.
+        failure_type: -1 success, 0 collision, 1 drop, 2 miss, 3 timeout, 4 stopped by the monitor.
         failure_step: 0-based control step at which the outcome was detected (for timeout, the last
             step; for success, the step at which the cube came to rest in the bin).
         success: failure_type == -1.
@@ -53,7 +56,7 @@ class EpisodeOutcome:
 
     @property
     def name(self) -> str:
-        """"success", "collision", "drop", "miss" or "timeout"."""
+        """"success", "collision", "drop", "miss", "timeout" or "stopped"."""
         return OUTCOME_NAMES[self.failure_type]
 
     def to_dict(self) -> dict[str, object]:
@@ -208,3 +211,7 @@ class OutcomeDetector:
     def timeout(self, step: int, physics: StepPhysics) -> EpisodeOutcome:
         """The outcome of an episode that reached `max_steps` (step = the last step index)."""
         return self._end(TIMEOUT, step, physics, max_steps=self._config.max_steps)
+
+    def stopped(self, step: int, physics: StepPhysics, **extra: float | int | bool | str) -> EpisodeOutcome:
+        """The outcome of an episode that the runtime monitor stopped at `step` (code 4)."""
+        return self._end(STOPPED, step, physics, **extra)

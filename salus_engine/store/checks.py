@@ -23,7 +23,7 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-from salus_engine import FAILURE_TYPES
+from salus_engine import FAILURE_TYPES, STOPPED
 from salus_engine.signals import NUM_SIGNALS
 from salus_engine.store.layout import (
     CHECKSUM_VERSION,
@@ -47,12 +47,19 @@ class EpisodeMeta:
     seed: int
     success: bool
     failure_type: int
-    """-1 success, 0 collision, 1 drop, 2 miss, 3 timeout."""
+    """-1 success, 0 collision, 1 drop, 2 miss, 3 timeout, 4 stopped by the monitor."""
     failure_step: int
     episode_length: int
     timestamp: str
     """ISO 8601, UTC."""
     evidence: dict[str, Any]
+    interventions: list[dict[str, Any]] = field(default_factory=list)
+    """Format 4: the monitor's interventions in the episode, in order (`salus_engine.monitor`), each
+    with `step`, `kind`, `steps` (steps it was active) and the alarm behind it; empty before format 4."""
+
+
+OPTIONAL_EPISODE_ATTRS = ("interventions",)
+"""Episode attributes that older stores lack."""
 
 
 @dataclass
@@ -138,7 +145,7 @@ def root_problems(attrs: dict[str, Any]) -> list[str]:
 def meta_problems(attrs: dict[str, Any], episode_id: int) -> list[str]:
     """Problems of one episode's attributes (docs/data-format.md): types and possible values."""
     problems = []
-    missing = [name for name in EpisodeMeta.__dataclass_fields__ if name not in attrs]
+    missing = [name for name in EpisodeMeta.__dataclass_fields__ if name not in attrs and name not in OPTIONAL_EPISODE_ATTRS]
     if missing:
         return [f"attribute(s) {', '.join(missing)} missing"]
 
@@ -158,8 +165,8 @@ def meta_problems(attrs: dict[str, Any], episode_id: int) -> list[str]:
         return problems
     if attrs["episode_id"] != episode_id:
         bad("episode_id", f"{episode_id} (the folder name)")
-    if not -1 <= attrs["failure_type"] < len(FAILURE_TYPES):
-        bad("failure_type", f"-1 (success) to {len(FAILURE_TYPES) - 1}")
+    if not -1 <= attrs["failure_type"] <= STOPPED:
+        bad("failure_type", f"-1 (success) to {len(FAILURE_TYPES) - 1}, or {STOPPED} (stopped by the monitor)")
     if attrs["episode_length"] < 1:
         bad("episode_length", "at least 1 step")
     elif not 0 <= attrs["failure_step"] < attrs["episode_length"]:
@@ -188,6 +195,10 @@ def expected_shapes(root_attrs: dict[str, Any], length: int) -> dict[str, tuple[
         "horizon_labels": (length, len(root_attrs["horizons"]), len(FAILURE_TYPES)),
         "features": (length, len(feature_names(root_attrs))),
         "hidden_features": (length, int(root_attrs.get("hidden_dim") or 0)),
+        "monitor_probabilities": (length, len((root_attrs.get("monitor") or {}).get("horizons", ())), len(FAILURE_TYPES)),
+        "alarm": (length,),
+        "intervention": (length,),
+        "actor": (length,),
     }
 
 
@@ -209,7 +220,7 @@ def episode_attributes(path: Path, episode_id: int) -> tuple[EpisodeMeta | None,
     problems = meta_problems(attrs, episode_id)
     if problems:
         return None, problems
-    return EpisodeMeta(**{name: attrs[name] for name in EpisodeMeta.__dataclass_fields__}), []
+    return EpisodeMeta(**{name: attrs[name] for name in EpisodeMeta.__dataclass_fields__ if name in attrs}), []
 
 
 def episode_problems(path: Path, episode_id: int, root_attrs: dict[str, Any]) -> tuple[EpisodeMeta | None, list[str]]:

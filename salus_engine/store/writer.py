@@ -36,6 +36,7 @@ from salus_engine.store.layout import (
     FORMAT_NAME,
     FORMAT_VERSION,
     HIDDEN_PROJECTION,
+    MONITOR_ARRAY_DTYPES,
     STAGING_DIR,
     StoreError,
     array_dtypes,
@@ -74,6 +75,16 @@ class EpisodeRecord:
     """(T, F) float32: the signal families' columns (`salus_engine.signal_families`), or None."""
     hidden_features: np.ndarray | None = None
     """(T, D) float16: the policy's pooled prefix embedding (projected to D), or None."""
+    monitor_probabilities: np.ndarray | None = None
+    """(T, H_m, 4) float32: the runtime monitor's failure probabilities per step (format 4), or None."""
+    alarm: np.ndarray | None = None
+    """(T,) uint8: 1 where the monitor raised an alarm, or None."""
+    intervention: np.ndarray | None = None
+    """(T,) uint8: the intervention active at each step (`layout.INTERVENTION_KINDS` code), or None."""
+    actor: np.ndarray | None = None
+    """(T,) uint8: who chose the executed action (`layout.ACTORS` code), or None."""
+    interventions: list[dict[str, Any]] = field(default_factory=list)
+    """The episode's interventions in order (JSON-serialisable: step, kind, steps, alarm...)."""
 
     @property
     def length(self) -> int:
@@ -218,6 +229,7 @@ class EpisodeWriter:
         feature_families: dict[str, list[str]] | None = None,
         hidden_dim: int = 0,
         hidden_projection: np.ndarray | None = None,
+        monitor: dict[str, Any] | None = None,
     ) -> EpisodeWriter:
         """Creates a new, empty store at `path`, atomically: the store is built with its root
         attributes in a sibling folder and renamed to `path`, so a kill leaves either no store or a
@@ -230,6 +242,9 @@ class EpisodeWriter:
             hidden_dim: width D of `hidden_features` (0: not recorded).
             hidden_projection: (D_policy, D) float32, the fixed projection of the policy's embedding,
                 stored as the root array `hidden_projection`; None when the embedding is stored as is.
+            monitor: the runtime monitor's settings (JSON-serialisable, with `horizons`, the
+                predictor's horizons): every episode then records `monitor_probabilities`, `alarm`,
+                `intervention` and `actor`. None: a collection without a monitor.
 
         Raises:
             StoreError: `path` is a file, under a file, not writable, or exists and is not empty (pass
@@ -254,6 +269,7 @@ class EpisodeWriter:
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "feature_families": {str(k): [str(c) for c in v] for k, v in (feature_families or {}).items()},
             "hidden_dim": int(hidden_dim),
+            "monitor": json.loads(json.dumps(monitor, default=float)) if monitor else None,
         }
         target = Path(os.path.abspath(path))
         parent = target.parent
@@ -370,6 +386,9 @@ class EpisodeWriter:
             expected["features"] = (t, f)
         if d:
             expected["hidden_features"] = (t, d)
+        if self.attrs.get("monitor"):
+            expected["monitor_probabilities"] = (t, len(self.attrs["monitor"]["horizons"]), len(FAILURE_TYPES))
+            expected.update(alarm=(t,), intervention=(t,), actor=(t,))
         for name, shape in expected.items():
             value = getattr(record, name)
             if value is None:
@@ -434,6 +453,9 @@ class EpisodeWriter:
             arrays["features"] = np.asarray(record.features, dtype=np.float32)
         if "hidden_features" in array_dtypes(self.attrs):
             arrays["hidden_features"] = np.asarray(record.hidden_features, dtype=np.float16)
+        for key, dtype in MONITOR_ARRAY_DTYPES.items():
+            if key in array_dtypes(self.attrs):
+                arrays[key] = np.asarray(getattr(record, key), dtype=dtype)
         for key, data in arrays.items():
             # images: one chunk per 10 steps so the episode player reads a frame cheaply; others: one chunk.
             # Every chunk is written, also one equal to the fill value: a missing chunk is damage.
@@ -452,6 +474,8 @@ class EpisodeWriter:
             "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "evidence": json.loads(json.dumps(record.evidence, default=float)),
         })
+        if self.attrs.get("monitor"):
+            group.attrs["interventions"] = json.loads(json.dumps(record.interventions, default=float))
         if durable:
             _fsync_tree(staged)
         final = self.path / EPISODES_GROUP / staged.name

@@ -1,0 +1,104 @@
+"""`AlarmMonitor`: the runtime monitor's alarm rule over the predictor's per-step probabilities.
+
+At each control step the monitor reads the predictor's (H, 4) failure probabilities and scores the
+step as the largest probability over failure types at the alarm horizon, exactly the score that
+`salus evaluate` calibrates its conformal threshold on (`salus_engine.predictor.evaluation`: an
+episode alarms when its score exceeds the threshold). Online, two rules keep one episode from
+ringing at every step:
+
+- hysteresis: after an alarm the monitor re-arms only once the score has fallen below
+  `threshold * (1 - hysteresis)`;
+- cooldown: no alarm within `cooldown_steps` steps of the previous one.
+
+Each alarm names the failure type with the highest probability at the alarm horizon, the shortest
+of the predictor's horizons at which that type's probability exceeds the threshold (the predicted
+time to failure, steps), and the probability itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from salus_engine import FAILURE_TYPES
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One alarm of the runtime monitor."""
+
+    step: int
+    """Control step (0-based) at which the score crossed the threshold."""
+    failure_type: str
+    """Predicted failure type (one of `FAILURE_TYPES`)."""
+    horizon: int
+    """Predicted time to failure, steps: the shortest predictor horizon whose probability for
+    `failure_type` exceeds the threshold (the alarm horizon when none but it does)."""
+    probability: float
+    """The probability of `failure_type` at the alarm horizon (the step's score)."""
+
+    def to_dict(self) -> dict[str, int | float | str]:
+        return asdict(self)
+
+
+class AlarmMonitor:
+    """The alarm rule of one episode at a time: call `reset()` per episode, `update()` per step.
+
+    Args:
+        threshold: conformal alarm threshold on the score (probability), in (0, 1).
+        horizons: the predictor's horizons, steps, in the order of its outputs' first axis.
+        alarm_horizon: the horizon the threshold was calibrated at (one of `horizons`).
+        hysteresis: fraction in [0, 1): re-arm once the score falls below threshold * (1 - hysteresis).
+        cooldown_steps: steps after an alarm during which no new alarm is raised (>= 0).
+
+    Raises:
+        ValueError: threshold outside (0, 1), an alarm horizon that is not one of `horizons`, or a
+            hysteresis / cooldown out of range.
+    """
+
+    def __init__(self, threshold: float, horizons: tuple[int, ...], alarm_horizon: int,
+                 hysteresis: float = 0.2, cooldown_steps: int = 15) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"alarm threshold {threshold} is not a probability in (0, 1); run 'salus evaluate' "
+                             "again or give --monitor-threshold")
+        if alarm_horizon not in horizons:
+            raise ValueError(f"alarm horizon {alarm_horizon} is not one of the predictor's horizons "
+                             f"{list(horizons)}; choose one of them")
+        if not 0.0 <= hysteresis < 1.0 or cooldown_steps < 0:
+            raise ValueError(f"hysteresis {hysteresis} must be in [0, 1) and cooldown {cooldown_steps} >= 0")
+        self.threshold = float(threshold)
+        self.horizons = tuple(int(h) for h in horizons)
+        self.alarm_horizon = int(alarm_horizon)
+        self.hysteresis = float(hysteresis)
+        self.cooldown_steps = int(cooldown_steps)
+        self._h = self.horizons.index(self.alarm_horizon)
+        self.reset()
+
+    def reset(self) -> None:
+        """Starts a new episode: armed, no alarm yet."""
+        self._armed = True
+        self._last_alarm: int | None = None
+        self.score = 0.0
+
+    def update(self, step: int, probabilities: np.ndarray) -> Alarm | None:
+        """Scores one step; returns the alarm raised at it, or None.
+
+        Args:
+            step: the control step (0-based).
+            probabilities: (H, 4) float, the predictor's output for this step (`OnlinePredictor.step`).
+        """
+        p = np.asarray(probabilities, dtype=np.float64)
+        at_alarm = p[self._h]
+        kind = int(np.argmax(at_alarm))
+        self.score = float(at_alarm[kind])
+        if not self._armed and self.score < self.threshold * (1.0 - self.hysteresis):
+            self._armed = True
+        cooling = self._last_alarm is not None and step - self._last_alarm <= self.cooldown_steps
+        if not self._armed or cooling or self.score <= self.threshold:
+            return None
+        self._armed = False
+        self._last_alarm = step
+        over = [h for h, row in zip(self.horizons, p) if row[kind] > self.threshold]
+        return Alarm(step=int(step), failure_type=FAILURE_TYPES[kind],
+                     horizon=min(over) if over else self.alarm_horizon, probability=self.score)

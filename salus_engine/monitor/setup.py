@@ -1,0 +1,87 @@
+"""`MonitorSetup`: a monitor's predictor, conformal threshold, alarm rule and intervention rules,
+loaded from its settings (`MonitorConfig`) and checked against the collection it will watch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from salus_engine.config import MonitorConfig
+from salus_engine.monitor.alarm import AlarmMonitor
+from salus_engine.monitor.interventions import InterventionRule, load_rules
+from salus_engine.predictor.errors import PredictorError
+from salus_engine.predictor.online import OnlinePredictor, alarm_settings
+
+
+@dataclass
+class MonitorSetup:
+    """Everything a closed-loop episode needs from the monitor's settings."""
+
+    config: MonitorConfig
+    predictor: OnlinePredictor
+    threshold: float
+    """Alarm threshold on the score, a probability."""
+    horizon: int
+    """Alarm horizon, steps."""
+    rules: tuple[InterventionRule, ...]
+
+    @classmethod
+    def load(cls, config: MonitorConfig) -> MonitorSetup:
+        """Loads the run's predictor, the evaluation's threshold and horizon (unless `config` sets
+        them) and the intervention rules.
+
+        Raises:
+            PredictorError: the run or its evaluation is missing or damaged, or the horizon is not
+                one of the predictor's.
+            InterventionError: a wrong interventions file.
+        """
+        predictor = OnlinePredictor.load(config.run, config.weights)
+        threshold, horizon = config.threshold, config.horizon
+        if threshold is None or horizon is None:
+            evaluation = Path(config.evaluation or Path(config.run) / "evaluation")
+            calibrated, calibrated_horizon = alarm_settings(evaluation)
+            threshold = calibrated if threshold is None else threshold
+            horizon = calibrated_horizon if horizon is None else horizon
+        horizons = tuple(int(h) for h in predictor.spec.horizons)
+        if horizon not in horizons:
+            raise PredictorError(f"monitor horizon {horizon} is not one of the predictor's horizons {list(horizons)}; "
+                                 "choose one of them")
+        if not 0.0 < threshold < 1.0:
+            raise PredictorError(f"monitor threshold {threshold} is not a probability in (0, 1); run 'salus evaluate' "
+                                 "again or set monitor.threshold")
+        return cls(config=config, predictor=predictor, threshold=float(threshold), horizon=int(horizon),
+                   rules=load_rules(config.interventions))
+
+    def bind(self, feature_families: dict[str, list[str]], hidden_dim: int) -> None:
+        """Declares the collection's signal families to the predictor.
+
+        Raises:
+            PredictorError: the predictor reads a family that the collection does not record.
+        """
+        try:
+            self.predictor.bind(feature_families, hidden_dim)
+        except PredictorError as err:
+            raise PredictorError(f"the monitor's predictor cannot run on this collection: {err}; collect with the "
+                                 "signal families it was trained on (--signals)") from None
+
+    def alarm_monitor(self) -> AlarmMonitor:
+        """A fresh alarm rule with these settings."""
+        return AlarmMonitor(self.threshold, tuple(self.predictor.spec.horizons), self.horizon,
+                            self.config.hysteresis, self.config.cooldown_steps)
+
+    def store_attrs(self) -> dict[str, Any]:
+        """The store's root attribute `monitor` (JSON-serialisable)."""
+        return {
+            "run": str(Path(self.config.run).resolve()),
+            "weights": self.config.weights,
+            "model": self.predictor.spec.kind,
+            "features": list(self.predictor.spec.features),
+            "horizons": [int(h) for h in self.predictor.spec.horizons],
+            "threshold": self.threshold,
+            "horizon": self.horizon,
+            "hysteresis": self.config.hysteresis,
+            "cooldown_steps": self.config.cooldown_steps,
+            "trigger": self.config.trigger,
+            "rules": [rule.to_dict() for rule in self.rules],
+        }
