@@ -153,8 +153,9 @@ def run_collection(
         torch.set_num_threads(previous_threads)
 
 
-def load_monitor(config: CollectConfig, layout: FamilyLayout):
-    """The collection's runtime monitor (`MonitorSetup`) bound to its signal families, or None when
+def load_monitor(config: CollectConfig, layout: FamilyLayout | None = None):
+    """The collection's runtime monitor (`MonitorSetup`) bound to its signal families (unless `layout`
+    is None: then only loaded, to refuse wrong settings before the ensemble loads), or None when
     `config.monitor.run` is empty.
 
     Raises:
@@ -165,7 +166,8 @@ def load_monitor(config: CollectConfig, layout: FamilyLayout):
     from salus_engine.monitor import MonitorSetup
 
     setup = MonitorSetup.load(config.monitor)
-    setup.bind(layout.feature_families, layout.hidden_dim)
+    if layout is not None:
+        setup.bind(layout.feature_families, layout.hidden_dim)
     return setup
 
 
@@ -181,6 +183,7 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
         open_writer(config, config.policy.ensemble_size).close()
     else:
         EpisodeWriter.check_new_path(config.out)
+    load_monitor(config)  # a wrong monitor setting is refused before the ensemble loads
     # Everything that can refuse the settings (policy, simulator) is built before the store is
     # created, so a rejected setting never leaves an empty store behind.
     ensemble = PolicyEnsemble(config.policy, cameras=config.sim.cameras)

@@ -203,16 +203,28 @@ def print_report(target: str | Path, console: Console | None = None, markdown: b
     """Prints a run's training summary and evaluation tables.
 
     Args:
-        target: a `salus train` run folder, or a `salus evaluate` --out folder.
+        target: a `salus train` run folder, a `salus evaluate` --out folder, or a `salus trial` --out
+            folder (its paired table).
         markdown: print the evaluation as GitHub Markdown (for a README) instead of rich tables.
 
     Raises:
         PredictorError: neither a run folder nor an evaluation folder.
+        TrialError: a damaged trial.json.
     """
     console = console or Console()
     target = Path(target)
     if not target.exists():
         raise PredictorError(f"{target}: no such folder; give a 'salus train' --out or 'salus evaluate' --out folder")
+    if (target / "trial.json").is_file():
+        from salus_engine.cli.trial import print_trial, trial_markdown
+        from salus_engine.monitor.trial import read_trial
+
+        table = read_trial(target)
+        if markdown:
+            print(trial_markdown(table))
+        else:
+            print_trial(table, console)
+        return 0
     metrics_path = find_metrics(target)
     metrics = load_metrics(metrics_path) if metrics_path else None
     run_dir = Path(metrics["checkpoint"]) if metrics else target

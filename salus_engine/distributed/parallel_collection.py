@@ -95,12 +95,13 @@ def run_parallel_collection(config: CollectConfig, sink: EventSink = discard,
     """
     stop = stop or threading.Event()
     started = time.perf_counter()
-    from salus_engine.jobs import open_writer
+    from salus_engine.jobs import load_monitor, open_writer
 
     if EpisodeStore.exists(config.out):
         open_writer(config, config.policy.ensemble_size).close()
     else:
         EpisodeWriter.check_new_path(config.out)
+    load_monitor(config)  # a wrong monitor setting is refused before Ray starts
     gpus = config.worker_gpus
     if gpus > 0 and not config.policy.device.startswith("cuda"):
         raise ConfigError(f"gpus_per_worker={gpus:g} with policy device {config.policy.device!r}: the workers would "
