@@ -54,8 +54,9 @@ def test_horizon_labels_from_failure_step():
 
 def test_horizon_labels_success_and_errors():
     assert make_horizon_labels(-1, 5, 10, HORIZONS).sum() == 0
+    assert make_horizon_labels(4, 5, 10, HORIZONS).sum() == 0  # stopped by the monitor: no failure observed
     with pytest.raises(ValueError):
-        make_horizon_labels(4, 5, 10, HORIZONS)
+        make_horizon_labels(5, 5, 10, HORIZONS)
     with pytest.raises(ValueError):
         make_horizon_labels(0, 10, 10, HORIZONS)
 

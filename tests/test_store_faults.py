@@ -77,7 +77,7 @@ def refused_everywhere(path: Path, episode_id: int, *expected: str) -> None:
 
 def test_new_stores_have_checksums_and_verify_reads_them(tmp_path):
     path = write_store(tmp_path / "s")
-    assert EpisodeStore.open(path).attrs["format_version"] == FORMAT_VERSION == 3
+    assert EpisodeStore.open(path).attrs["format_version"] == FORMAT_VERSION == 4
     meta = json.loads((episode_dir(path, 1) / "signals" / "zarr.json").read_text())
     assert [c["name"] for c in meta["codecs"]][-1] == "crc32c"
     # every chunk is stored, also an all-zero one (the success episode's horizon labels)

@@ -102,14 +102,15 @@ def format_rate(entry: dict[str, Any] | None) -> str:
     return f"{entry['rate']:.2f} ({entry['k']}/{entry['n']})"
 
 
-def format_rate_ci(entry: dict[str, Any] | None) -> str:
-    """A rate entry with its 95% CI as `0.80 (8/10; 0.44-0.97)`; an en dash when n is 0."""
+def format_rate_ci(entry: dict[str, Any] | None, label: str = "") -> str:
+    """A rate entry with its 95% CI as `0.80 (8/10; 0.44-0.97)` (`label` goes before the interval,
+    e.g. "95% CI "); an en dash when n is 0."""
     if not entry or not entry.get("n"):
         return "–"
     if not entry.get("ci95"):
         return format_rate(entry)
     low, high = entry["ci95"]
-    return f"{entry['rate']:.2f} ({entry['k']}/{entry['n']}; {low:.2f}-{high:.2f})"
+    return f"{entry['rate']:.2f} ({entry['k']}/{entry['n']}; {label}{low:.2f}-{high:.2f})"
 
 
 def format_lead(steps: float | None, ci95: list[float] | None = None) -> str:
@@ -124,12 +125,7 @@ def _seconds(steps: float | None, hz: float) -> str:
 
 
 def _ci(entry: dict[str, Any]) -> str:
-    if not entry or not entry.get("n"):
-        return "–"
-    if not entry.get("ci95"):
-        return format_rate(entry)
-    low, high = entry["ci95"]
-    return f"{entry['rate']:.2f} ({entry['k']}/{entry['n']}; 95% CI {low:.2f}-{high:.2f})"
+    return format_rate_ci(entry, "95% CI ")
 
 
 # ---------------------------------------------------------------- scorers and their order
