@@ -1,6 +1,7 @@
 """The SALUS console application: four screens (Textual modes) over one engine.
 
-Screens: collect, train, evaluate, episodes (with the episode player). Keys 1-4 (F2-F5 while typing
+Screens: collect, train, evaluate, episodes (with the episode player); `trial` opens the paired
+table of a `salus trial` folder over the first screen (escape goes back). Keys 1-4 (F2-F5 while typing
 in a form) switch screens; `?` lists the live key bindings; ctrl+p finds every action by name;
 ctrl+q (or q) quits, asking first while a job runs. SIGHUP (an SSH hang-up) and SIGTERM stop every
 running job after its current episode, epoch or scorer, wait for it, flush the session log and exit.
@@ -61,6 +62,7 @@ class SalusApp(App):
         theme: Textual theme name (see `salus_tui.themes`).
         start_screen: the mode shown first.
         clock: monotonic clock in seconds for elapsed/remaining times (tests freeze it).
+        trial: a `salus trial` folder whose paired table opens over the first screen (`--trial DIR`).
     """
 
     TITLE = "SALUS"
@@ -80,7 +82,8 @@ class SalusApp(App):
     def __init__(self, collect_config: CollectConfig | None = None, *, autostart: bool = False,
                  data: str | None = None, checkpoint: str | None = None, refresh_hz: float = 5.0,
                  log_path: Path | None = None, theme: str | None = None, start_screen: str = "collect",
-                 clock: Callable[[], float] = time.monotonic, graphics: str | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, graphics: str | None = None,
+                 trial: str | None = None) -> None:
         super().__init__()
         self.graphics = graphics
         """Pixel protocol of the terminal for camera images ("tgp", "sixel") or None: half-block cells."""
@@ -93,6 +96,7 @@ class SalusApp(App):
         self.refresh_hz = refresh_hz
         self.clock = clock
         self.start_screen = start_screen
+        self.trial = trial
         self.log_path = Path(log_path) if log_path else default_log_path("tui")
         self._log_handler: logging.Handler | None = None
         self._quitting = False
@@ -128,6 +132,8 @@ class SalusApp(App):
         # eager tasks, so a mode's base screen composes before it is on its stack, and a widget that
         # reads `app.screen` while composing (Input does) needs the previous mode's screen there.
         self.switch_mode(self.start_screen)
+        if self.trial:
+            self.call_after_refresh(self.show_trial, self.trial)
         try:
             import asyncio
 
@@ -142,6 +148,12 @@ class SalusApp(App):
         if self.screen.is_modal:
             return
         self.switch_mode(mode)
+
+    def show_trial(self, folder: str) -> None:
+        """Opens the paired table of the trial in `folder` over the screen shown."""
+        from salus_tui.screens.trial import TrialScreen
+
+        self.push_screen(TrialScreen(folder))
 
     def refresh_nav(self) -> None:
         """Redraws the navigation line of the shown screen (on job state changes, no timer)."""
@@ -302,7 +314,7 @@ def partial_wait(app: SalusApp, screens: list[JobScreen], reason: str) -> Callab
 
 def run_app(collect_config: CollectConfig | None = None, *, autostart: bool = False, data: str | None = None,
             checkpoint: str | None = None, refresh_hz: float = 5.0, theme: str | None = None,
-            start_screen: str = "collect", log_path: str | None = None) -> int:
+            start_screen: str = "collect", log_path: str | None = None, trial: str | None = None) -> int:
     """Runs the console until the user quits; returns the exit code.
 
     Raises:
@@ -322,7 +334,7 @@ def run_app(collect_config: CollectConfig | None = None, *, autostart: bool = Fa
 
     app = SalusApp(collect_config, autostart=autostart, data=data, checkpoint=checkpoint, refresh_hz=refresh_hz,
                    log_path=Path(log_path) if log_path else None, theme=name, start_screen=start_screen,
-                   graphics=detect_protocol())
+                   graphics=detect_protocol(), trial=trial)
     app.run()
     print(f"session log: {app.log_path}", file=sys.stderr)
     return app.return_code or 0

@@ -1,6 +1,6 @@
 """`salus`: the command line, the headless twin of the console.
 
-Commands: `collect`, `verify`, `tui`, `policy train`, `train`, `evaluate`, `report`. This subpackage
+Commands: `collect`, `verify`, `tui`, `policy train`, `train`, `evaluate`, `report`, `trial`, `export`. This subpackage
 is a front end beside the console: the computing modules of `salus_engine` never import it, and it
 imports the console only to launch it (`salus_engine.cli.console`), the one exception the layer
 contracts in pyproject.toml name.
@@ -33,7 +33,7 @@ EXIT_BUG = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The `salus` parser with every subcommand."""
-    from salus_engine.cli import collect, console, policy, predictor
+    from salus_engine.cli import collect, console, export, policy, predictor, trial
 
     parser = argparse.ArgumentParser(prog="salus", description="SALUS: runtime failure prediction for VLA policies")
     parser.add_argument("--debug", action="store_true", help="also show tracebacks on the terminal")
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     console.register(sub)
     policy.register(sub)
     predictor.register(sub)
+    trial.register(sub)
+    export.register(sub)
     return parser
 
 

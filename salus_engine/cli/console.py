@@ -23,7 +23,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
     return run_app(collect_config=config, autostart=args.collect is not None, data=args.data,
                    checkpoint=args.checkpoint, refresh_hz=args.refresh_hz, theme=args.theme,
-                   start_screen=args.screen, log_path=args.log_path)
+                   start_screen=args.screen, log_path=args.log_path, trial=args.trial)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="store for the train and episodes screens (default: the collection's --out)")
     p.add_argument("--checkpoint", help="predictor run folder for the evaluate and episodes screens "
                    "(default: the newest checkpoints/predictor-*)")
+    p.add_argument("--trial", metavar="DIR", help="open the paired table of a 'salus trial' folder (its trial.json) "
+                   "over the first screen; escape goes back")
     p.add_argument("--screen", choices=("collect", "train", "evaluate", "episodes"), default="collect",
                    help="screen shown first (default collect)")
     p.add_argument("--refresh-hz", type=float, default=5.0,

@@ -9,7 +9,8 @@ Per frame (one store step = one frame, at the store's control rate, `sim_config.
 
     observation.images.<camera>  (S, S, 3) uint8   every recorded camera, dtype "image" (PNG frames
                                                    in the parquet files: lossless); with videos=True
-                                                   dtype "video" (AV1 MP4 through PyAV: lossy, ~30x smaller)
+                                                   dtype "video" (AV1 MP4 through PyAV: lossy, about
+                                                   4x smaller at 256 px)
     observation.state            (8,)  float32     7 joint angles (rad) + gripper opening (m)
     action                       (7,)  float32     executed action, env units in [-1, 1]
     intervention                 (1,)  bool        an intervention was active at the step (lerobot's
@@ -41,6 +42,7 @@ This module never imports Textual, rich or the command line.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -50,7 +52,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -193,14 +195,15 @@ def episode_flags(episode: Episode, attrs: dict[str, Any]) -> tuple[np.ndarray, 
     return codes[0], codes[1]
 
 
-def _frames(episode: Episode, attrs: dict[str, Any], task: str) -> Iterator[dict[str, Any]]:
-    """The episode's frames as `LeRobotDataset.add_frame` dicts (see `lerobot_features`)."""
+def _frames(episode: Episode, attrs: dict[str, Any], task: str, intervention: np.ndarray,
+            actor: np.ndarray) -> Iterator[dict[str, Any]]:
+    """The episode's frames as `LeRobotDataset.add_frame` dicts (see `lerobot_features`), given its
+    per-step intervention and actor codes (`episode_flags`)."""
     images = np.asarray(episode.images)  # (T, C, 3, S, S) uint8
     hwc = np.ascontiguousarray(images.transpose(0, 1, 3, 4, 2))  # (T, C, S, S, 3)
     del images
     states = np.asarray(episode.states, dtype=np.float32)
     actions = np.asarray(episode.actions, dtype=np.float32)
-    intervention, actor = episode_flags(episode, attrs)
     keys = [f"observation.images.{camera}" for camera in attrs["cameras"]]
     for t in range(len(states)):
         frame: dict[str, Any] = {key: hwc[t, c] for c, key in enumerate(keys)}
@@ -324,6 +327,8 @@ def export_lerobot(
     repo_id = repo_id or repo_id_for(store.path)
     features = lerobot_features(store.attrs, videos)
     LeRobotDataset = _import_lerobot_dataset()
+    if videos:
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its settings to stderr per episode; errors only
 
     target = Path(os.path.abspath(out))
     parent = target.parent
@@ -335,35 +340,20 @@ def export_lerobot(
         raise ExportError(f"cannot create {out}: {err.strerror or type(err).__name__} in {parent}; "
                           "choose a writable OUT") from None
     dataset = None
-    episodes_done, frames_done, stopped = 0, 0, False
+    progress = _Progress()
     try:
         root = build / "dataset"
+        # video_backend only decodes, which the export never does: naming it skips lerobot's probe of torchcodec
         dataset = LeRobotDataset.create(repo_id, fps, features, root=root, robot_type=ROBOT_TYPE, use_videos=videos,
-                                        image_writer_threads=max(0, int(image_writer_threads)))
+                                        image_writer_threads=max(0, int(image_writer_threads)), video_backend="pyav")
         emit(JobStarted(job="export", total=total))
-        records = []
-        for index in range(total):
-            if stop is not None and stop.is_set():
-                stopped = True
-                break
-            episode = store.episode(index)
-            intervention, actor = episode_flags(episode, store.attrs)
-            for frame in _frames(episode, store.attrs, task):
-                dataset.add_frame(frame)
-            dataset.save_episode()
-            length = episode.meta.episode_length
-            records.append(_episode_record(index, episode, intervention, actor))
-            episodes_done += 1
-            frames_done += length
-            outcome = OUTCOME_NAMES.get(episode.meta.failure_type, str(episode.meta.failure_type))
-            emit(ProgressUpdate(done=episodes_done, total=total,
-                                message=f"episode {episode.meta.episode_id} ({outcome}): {length} frames",
-                                values={"episode_id": float(episode.meta.episode_id), "frames": float(length),
-                                        "failure_type": float(episode.meta.failure_type)}))
-        if episodes_done == 0:
-            raise ExportError(f"stopped before the first episode; nothing written to {out}")
-        dataset.finalize()
-        _write_sidecar(root, store, task, records)
+        with _quiet_progress_bars():
+            _write_episodes(dataset, store, task, progress, emit, stop)
+            if progress.episodes == 0:
+                raise ExportError(f"stopped before the first episode; nothing written to {out}")
+            dataset.finalize()
+        _remove_empty_folders(root / "images")  # lerobot's staging folder of PNG frames, emptied
+        _write_sidecar(root, store, task, progress.records)
         try:
             os.rename(root, target)
         except OSError as err:
@@ -386,10 +376,65 @@ def export_lerobot(
     finally:
         os.close(guard)
         shutil.rmtree(build, ignore_errors=True)
-    log.info("exported %d of %d episodes (%d frames) of %s to %s", episodes_done, total, frames_done, store.path, out)
-    return ExportSummary(episodes=episodes_done, frames=frames_done, out=str(out),
-                         seconds=time.monotonic() - started, total_episodes=total, stopped=stopped,
+    log.info("exported %d of %d episodes (%d frames) of %s to %s", progress.episodes, total, progress.frames,
+             store.path, out)
+    return ExportSummary(episodes=progress.episodes, frames=progress.frames, out=str(out),
+                         seconds=time.monotonic() - started, total_episodes=total, stopped=progress.stopped,
                          videos=videos, repo_id=repo_id)
+
+
+@dataclass
+class _Progress:
+    episodes: int = 0
+    frames: int = 0
+    stopped: bool = False
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _write_episodes(dataset: Any, store: EpisodeStore, task: str, progress: _Progress, emit: EventSink,
+                    stop: threading.Event | None) -> None:
+    """Adds every episode of the store to the dataset, in id order, until `stop` is set."""
+    total = len(store)
+    for index in range(total):
+        if stop is not None and stop.is_set():
+            progress.stopped = True
+            return
+        episode = store.episode(index)
+        intervention, actor = episode_flags(episode, store.attrs)
+        for frame in _frames(episode, store.attrs, task, intervention, actor):
+            dataset.add_frame(frame)
+        # the cameras' videos one after the other: lerobot's parallel encoding forks this process while
+        # its image writer threads run (a deadlock risk); SVT-AV1 uses every core for one video anyway
+        dataset.save_episode(parallel_encoding=False)
+        meta = episode.meta
+        progress.records.append(_episode_record(index, episode, intervention, actor))
+        progress.episodes += 1
+        progress.frames += meta.episode_length
+        outcome = OUTCOME_NAMES.get(meta.failure_type, str(meta.failure_type))
+        emit(ProgressUpdate(done=progress.episodes, total=total,
+                            message=f"episode {meta.episode_id} ({outcome}): {meta.episode_length} frames",
+                            values={"episode_id": float(meta.episode_id), "frames": float(meta.episode_length),
+                                    "failure_type": float(meta.failure_type)}))
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """Hides the `datasets` library's per-episode "Map" progress bars (lerobot's own helper)."""
+    from lerobot.utils.utils import SuppressProgressBars
+
+    with SuppressProgressBars():
+        yield
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """Removes `folder` and its subfolders where they are empty (never a file)."""
+    if not folder.is_dir():
+        return
+    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def export_store(

@@ -24,14 +24,16 @@ from textual.containers import Grid
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Label
 
-from salus_engine import OUTCOME_NAMES
+from salus_engine import OUTCOME_NAMES, STOPPED
 from salus_engine.errors import SalusError
 from salus_tui.screens.base import SalusScreen
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.sized_table import fill_sized_table
 
-FILTERS = ("all", "failures", "success", "collision", "drop", "miss", "timeout")
+FILTERS = ("all", "failures", "success", "collision", "drop", "miss", "timeout", "stopped")
+"""Outcome filters (f cycles them): `failures` are the physics failures (collision, drop, miss,
+timeout); `stopped` the episodes the runtime monitor stopped (outcome code 4, format-4 stores)."""
 SORTS = ("id", "length", "max uncertainty")
 EPISODE_COLUMNS = ("id", "seed", "outcome", "failure step", "length", "max uncertainty", "first alarm")
 
@@ -314,7 +316,7 @@ class EpisodesScreen(SalusScreen):
         """Rows after the outcome filter, in the chosen order."""
         rows = self.rows
         if self.filter == "failures":
-            rows = [r for r in rows if r.failure_type >= 0]
+            rows = [r for r in rows if 0 <= r.failure_type < STOPPED]
         elif self.filter != "all":
             rows = [r for r in rows if OUTCOME_NAMES[r.failure_type] == self.filter]
         if self.sort == "length":

@@ -6,9 +6,20 @@ marker (the six signals, or one of the signal families the store records: g / G 
 the state and action values, the horizon labels of the step and, with a predictor checkpoint, its
 16 probabilities at the step and the monitor's alarm; with an evaluated checkpoint the timeline
 gets one more row, the running alarm score against the conformal threshold.
+
+An episode of a store whose collection ran the runtime monitor (format 4, root attribute `monitor`)
+also shows what the monitor did: the recorded alarm score (the largest failure probability at the
+monitor's horizon) against the recorded threshold as a timeline row, the interventions row (the
+letter of the intervention acting per step, ! at the alarm steps), and at the cursor the score, the
+alarm, the intervention acting (with the alarm that started it) and who acted (policy or expert);
+without a checkpoint the probability grid shows the monitor's recorded probabilities. `a` jumps to
+the next recorded alarm.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rich.text import Text
@@ -20,13 +31,15 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Label, Static
 
-from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
+from salus_engine import FAILURE_TYPES, OUTCOME_NAMES, STOPPED
 from salus_engine.events import hidden_change
+from salus_engine.store.layout import ACTORS, INTERVENTION_KINDS
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.terminal_graphics import pixel_image_widget
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.probability_grid import ProbabilityGrid
 from salus_tui.widgets.signal_timeline import (
+    INTERVENTION_LETTERS,
     SIX_SIGNALS,
     SignalTimeline,
     TimelineRow,
@@ -37,6 +50,92 @@ from salus_tui.widgets.signal_timeline import (
 
 DEFAULT_CONTROL_HZ = 30.0
 """Control rate for step times when the store does not record one (the simulator's default)."""
+
+
+@dataclass(frozen=True)
+class RecordedMonitor:
+    """What a format-4 store recorded of its runtime monitor in one episode (`salus collect --monitor`)."""
+
+    threshold: float
+    """The monitor's alarm threshold on the score (a probability)."""
+    horizon: int
+    """The monitor's alarm horizon, steps."""
+    horizons: tuple[int, ...]
+    """The monitor predictor's horizons, steps (the second axis of `probabilities`)."""
+    probabilities: np.ndarray
+    """(T, H_m, 4) float32 failure probabilities per step."""
+    scores: np.ndarray
+    """(T,) float64 alarm score per step: the largest probability over failure types at `horizon`."""
+    alarm: np.ndarray
+    """(T,) bool: an alarm was raised at the step."""
+    intervention: np.ndarray
+    """(T,) uint8 code of the intervention acting at the step (`INTERVENTION_KINDS`)."""
+    actor: np.ndarray
+    """(T,) uint8 code of who chose the executed action (`ACTORS`)."""
+    interventions: tuple[dict[str, Any], ...]
+    """The episode's interventions (`EpisodeMeta.interventions`), in order."""
+
+    @classmethod
+    def read(cls, store, episode) -> RecordedMonitor | None:
+        """The monitor record of `episode` (an `Episode` of `store`), or None when the store's
+        collection ran no monitor (formats 1-3, or format 4 without the root attribute `monitor`).
+
+        Raises:
+            StoreError: a damaged monitor array.
+        """
+        settings = store.attrs.get("monitor") or None
+        if not settings or "alarm" not in episode.array_names:
+            return None
+        probabilities = np.asarray(episode.array("monitor_probabilities")[:], dtype=np.float32)
+        horizons = tuple(int(h) for h in settings.get("horizons") or ())
+        horizon = int(settings.get("horizon") or (horizons[-1] if horizons else 0))
+        h = horizons.index(horizon) if horizon in horizons else probabilities.shape[1] - 1
+        scores = probabilities[:, h, :].astype(np.float64).max(axis=1) if len(probabilities) else np.zeros(0)
+        return cls(threshold=float(settings["threshold"]), horizon=horizon, horizons=horizons,
+                   probabilities=probabilities, scores=scores, alarm=np.asarray(episode.array("alarm")[:]).astype(bool),
+                   intervention=np.asarray(episode.array("intervention")[:], dtype=np.uint8),
+                   actor=np.asarray(episode.array("actor")[:], dtype=np.uint8),
+                   interventions=tuple(dict(item) for item in (episode.meta.interventions or ())))
+
+    @property
+    def alarm_steps(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in np.flatnonzero(self.alarm))
+
+    def row(self) -> TimelineRow:
+        """The recorded alarm score against the recorded threshold, as a timeline row."""
+        return TimelineRow(f"mon≥{self.threshold:.3g}", self.scores, threshold=self.threshold)
+
+    def acting(self, step: int) -> dict[str, Any] | None:
+        """The intervention acting at `step` (its entry of `interventions`), or None."""
+        for item in self.interventions:
+            start = int(item.get("step", -1))
+            if start <= step < start + max(1, int(item.get("steps", 0) or 0)):
+                return item
+        return None
+
+    def describe(self, step: int) -> Text:
+        """Two lines about `step`: the score against the threshold (and the alarm), and the
+        intervention acting (what started it) and who acted."""
+        score = float(self.scores[step])
+        text = Text(f"monitor {score:.3f} {'≥' if score >= self.threshold else '<'} {self.threshold:.3g} "
+                    f"(max P(fail ≤{self.horizon}))")
+        if self.alarm[step]:
+            text.append("  ALARM", style="bold reverse")
+        code = int(self.intervention[step])
+        kind = INTERVENTION_KINDS[code] if code < len(INTERVENTION_KINDS) else str(code)
+        actor = int(self.actor[step])
+        text.append(f"\nintervention {kind}")
+        item = self.acting(step) if code else None
+        if item is not None:
+            text.append(f" ({INTERVENTION_LETTERS.get(kind, '?')}) since step {item.get('step')}")
+            alarm = item.get("alarm")
+            if isinstance(alarm, dict):
+                text.append(f", alarm {alarm.get('failure_type')} ≤{alarm.get('horizon')} steps "
+                            f"p {float(alarm.get('probability', float('nan'))):.2f}")
+            elif item.get("trigger"):
+                text.append(f", {item['trigger']} trigger")
+        text.append(f" · actor {ACTORS[actor] if actor < len(ACTORS) else actor}")
+        return text
 
 
 class EpisodePlayer(Screen):
@@ -107,6 +206,8 @@ class EpisodePlayer(Screen):
                                     hidden_change(episode.hidden_features) if store.hidden_dim else None)
         """The timeline's groups: the six signals, then each family the store records."""
         self.group = SIX_SIGNALS
+        self.recorded = RecordedMonitor.read(store, episode)
+        """What the runtime monitor of the store's collection did in this episode, or None."""
 
     @property
     def failed(self) -> bool:
@@ -152,6 +253,10 @@ class EpisodePlayer(Screen):
         title = group.title
         if len(self.groups) > 1:
             title += f" ({[g.key for g in self.groups].index(group.key) + 1}/{len(self.groups)}, g)"
+        recorded = self.recorded
+        if recorded is not None:
+            rows.append(recorded.row())
+            title += f" · mon: recorded monitor, max P(fail ≤{recorded.horizon})"
         alarm = self.alarm_row()
         if alarm is not None:
             rows.append(alarm)
@@ -160,17 +265,20 @@ class EpisodePlayer(Screen):
         timeline.border_title = title
         timeline.layout_rows = self.timeline_rows()
         timeline.set_rows(rows, self.labels, self.horizons, failure_step=self.meta.failure_step if self.failed else None,
-                          alarm_step=self.alarm_step, cursor=self.step)
+                          alarm_step=self.alarm_step, cursor=self.step,
+                          interventions=None if recorded is None else recorded.intervention,
+                          alarm_steps=() if recorded is None else recorded.alarm_steps)
 
     def timeline_rows(self) -> int:
-        """Bar rows of the largest group (with the alarm row): the timeline keeps its height when the
-        group changes."""
-        return max(len(g.rows) for g in self.groups) + (self.alarm_row() is not None)
+        """Bar rows of the largest group (with the recorded monitor's and the alarm row): the
+        timeline keeps its height when the group changes."""
+        return max(len(g.rows) for g in self.groups) + (self.recorded is not None) + (self.alarm_row() is not None)
 
     def on_resize(self, event: Resize) -> None:
         """Taller terminals get taller signal bars (2 rows each from 50 rows); the camera takes a
         square of the remaining height (2 pixels per row), at most half the width."""
-        timeline_height = 1 + self.timeline_rows() * (2 if event.size.height >= 50 else 1) + 2
+        extra = 2 + (self.recorded is not None)  # labels and markers, the interventions row
+        timeline_height = 1 + self.timeline_rows() * (2 if event.size.height >= 50 else 1) + extra
         self.query_one("#timeline").styles.height = timeline_height
         main_height = max(4, event.size.height - 1 - 1 - timeline_height - 1)
         self.query_one("#camera").styles.width = max(16, min(event.size.width // 2, 2 * main_height))
@@ -204,7 +312,12 @@ class EpisodePlayer(Screen):
             self.notify("a successful episode: no failure step", severity="information")
 
     def action_alarm(self) -> None:
-        if self.alarm_step is not None:
+        """The next alarm the store's monitor recorded after the cursor (from the first again after
+        the last), else the first alarm of the checkpoint's monitor."""
+        recorded = self.recorded.alarm_steps if self.recorded is not None else ()
+        if recorded:
+            self.go_to(next((s for s in recorded if s > self.step), recorded[0]))
+        elif self.alarm_step is not None:
             self.go_to(self.alarm_step)
         else:
             self.notify("no monitor alarm in this episode (or no evaluated predictor)")
@@ -278,7 +391,12 @@ class EpisodePlayer(Screen):
             self.query_one("#values", Static).update(self._values(step))
             self.query_one("#evidence", Static).update(self._evidence(step))
             grid = self.query_one("#probabilities", ProbabilityGrid)
-            if self.probabilities is None:
+            if self.probabilities is None and self.recorded is not None and len(self.recorded.horizons) == \
+                    self.recorded.probabilities.shape[1]:
+                alarm = self.recorded.alarm[step]
+                grid.show(self.recorded.probabilities[step], self.recorded.horizons,
+                          alarm=f"ALARM (recorded monitor, threshold {self.recorded.threshold:.3g})" if alarm else "")
+            elif self.probabilities is None:
                 grid.show(None, self.horizons)
             else:
                 grid.show(self.probabilities[step], tuple(self.monitor.predictor.spec.horizons), alarm=self._alarm(step))
@@ -287,7 +405,15 @@ class EpisodePlayer(Screen):
     def _step_info(self, step: int) -> Text:
         meta = self.meta
         text = Text(f"step {step}/{self.length - 1}  t = {step / self.control_hz:.2f} s\n")
-        if self.failed:
+        if meta.failure_type == STOPPED:
+            ahead = meta.failure_step - step
+            if ahead == 0:
+                text.append("STOPPED by the monitor at this step", style="bold reverse")
+            elif ahead > 0:
+                text.append(f"stopped by the monitor in {ahead} steps ({ahead / self.control_hz:.2f} s)")
+            else:
+                text.append(f"{-ahead} steps after the monitor's stop")
+        elif self.failed:
             outcome = OUTCOME_NAMES[meta.failure_type]
             ahead = meta.failure_step - step
             if ahead == 0:
@@ -298,6 +424,9 @@ class EpisodePlayer(Screen):
                 text.append(f"{-ahead} steps after the {outcome}")
         else:
             text.append("success episode")
+        if self.recorded is not None and step < len(self.recorded.scores):
+            text.append("\n")
+            text.append_text(self.recorded.describe(step))
         return text
 
     def _evidence(self, step: int) -> Text:

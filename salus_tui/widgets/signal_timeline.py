@@ -5,10 +5,13 @@ signal family, the monitor's alarm score).
 Rows: N labelled bars (block characters scaled between the episode's minimum and maximum of that
 row; one terminal row each when the widget is N + 2 high, several when it is taller, as tall for
 every group; with more steps than columns a column shows the maximum of its steps; a row with a
-threshold is drawn from 0 and its columns at or above the threshold take the alarm style), then the
-horizon labels (the failure type's letter where `horizon_labels[t, -1, k]` = 1, i.e. failure type k
-happens within the longest horizon of step t), then a marker row (▲ cursor, ✕ failure step, ! first
-alarm). The last column holds each row's value at the cursor (or at the last step).
+threshold is drawn from 0 and its columns at or above the threshold take the alarm style); for an
+episode of the runtime monitor, the interventions row (the letter of the intervention acting,
+`INTERVENTION_LETTERS`, and ! at each alarm step; the widget is then N + 3 high); then the horizon
+labels (the failure type's letter where `horizon_labels[t, -1, k]` = 1, i.e. failure type k happens
+within the longest horizon of step t), then a marker row (▲ cursor, ✕ failure step, ! first alarm).
+The last column holds each row's value at the cursor (or at the last step); the interventions
+row's, the intervention acting there. A widget too short for every line shows the first ones.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from textual.strip import Strip
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.signal_families import COLLECTED_FAMILIES, HIDDEN_STATE
+from salus_engine.store.layout import INTERVENTION_KINDS
 from salus_tui.widgets.drawn_widget import DrawnWidget
 
 SIGNAL_LABELS = ("uncertainty", "magnitude", "variance", "smoothness", "max var", "trend")
@@ -46,6 +50,13 @@ COLUMN_LABELS = {
     "reversals": "reversals", "gripper_toggles": "grip toggle",
 }
 """Row labels of the families' columns (`salus_engine.signal_families`); others show their name."""
+INTERVENTION_LETTERS = {"none": " ", "slow": "s", "replan": "p", "retreat": "r", "handover": "h", "stop": "X"}
+"""Letter of each intervention kind (`salus_engine.store.layout.INTERVENTION_KINDS`) in the
+interventions row (replan is p, stop X: the kinds' initials clash)."""
+INTERVENTIONS_LABEL = "interv."
+"""Label of the interventions row."""
+ALARM_MARK = "!"
+"""Marks an alarm step in the interventions row (and the first alarm in the marker row)."""
 HIDDEN_LABEL = "Δhidden L2"
 """Label of the hidden state's one row: the L2 norm of h_t - h_(t-1) (`salus_engine.events.hidden_change`)."""
 
@@ -155,6 +166,7 @@ class SignalTimeline(DrawnWidget):
     COMPONENT_CLASSES = {
         "signal-timeline--name", "signal-timeline--bar", "signal-timeline--cursor", "signal-timeline--failure",
         "signal-timeline--alarm", "signal-timeline--value", "signal-timeline--empty",
+        "signal-timeline--intervention",
         *(f"signal-timeline--type-{k}" for k in range(len(FAILURE_TYPES))),
     }
     DEFAULT_CSS = """
@@ -166,6 +178,7 @@ class SignalTimeline(DrawnWidget):
     SignalTimeline > .signal-timeline--alarm { color: $warning; text-style: bold; }
     SignalTimeline > .signal-timeline--value { color: $foreground; }
     SignalTimeline > .signal-timeline--empty { color: $foreground 50%; text-style: italic; }
+    SignalTimeline > .signal-timeline--intervention { color: $accent; text-style: bold; }
     SignalTimeline > .signal-timeline--type-0 { color: $error; }
     SignalTimeline > .signal-timeline--type-1 { color: $warning; }
     SignalTimeline > .signal-timeline--type-2 { color: $accent; }
@@ -183,6 +196,11 @@ class SignalTimeline(DrawnWidget):
         self.failure_step: int | None = None
         self.alarm_step: int | None = None
         self.cursor: int | None = None
+        self.interventions: np.ndarray | None = None
+        """(T,) intervention codes (`INTERVENTION_KINDS`) of a monitored episode, or None: no
+        interventions row."""
+        self.alarm_steps: tuple[int, ...] = ()
+        """Steps at which the runtime monitor raised an alarm (marked in the interventions row)."""
         self.layout_rows = len(SIGNAL_LABELS)
         """Bars are as tall as when this many rows are shown: a group with fewer rows keeps the bar
         height of the largest group instead of stretching (the screens set it)."""
@@ -205,16 +223,20 @@ class SignalTimeline(DrawnWidget):
 
     def set_rows(self, rows: Sequence[TimelineRow], horizon_labels: np.ndarray | None = None,
                  horizons: tuple[int, ...] = (), failure_step: int | None = None,
-                 alarm_step: int | None = None, cursor: int | None = None) -> None:
+                 alarm_step: int | None = None, cursor: int | None = None,
+                 interventions: np.ndarray | None = None, alarm_steps: Sequence[int] = ()) -> None:
         """Shows an episode as `rows` (each (T,) values), horizon_labels (T, H, 4) uint8 or None
         (episode still running), failure_step (0-based) or None, alarm_step (first monitor alarm) or
-        None."""
+        None; `interventions` (T,) uint8 intervention codes of a monitored episode (or None: no
+        interventions row) with its `alarm_steps` (0-based)."""
         self.rows = tuple(rows)
         self.horizon_labels = horizon_labels
         self.horizons = tuple(horizons)
         self.failure_step = failure_step
         self.alarm_step = alarm_step
         self.cursor = cursor
+        self.interventions = None if interventions is None else np.asarray(interventions, dtype=np.int64)
+        self.alarm_steps = tuple(int(s) for s in alarm_steps)
         self.redraw()
 
     def set_episode(self, signals: np.ndarray, horizon_labels: np.ndarray | None = None,
@@ -280,14 +302,68 @@ class SignalTimeline(DrawnWidget):
                 text = f"{value:>{VALUE_WIDTH}.4f}"[-VALUE_WIDTH:] if line == 0 else ""
                 segments.append(Segment(text, value_style))
                 lines.append(Strip(segments))
+        if self.interventions is not None:
+            lines.append(self._intervention_row(lo, hi, cursor))
         lines.append(self._label_row(lo, hi, cursor))
         lines.append(self._marker_row(lo, hi, steps))
         return lines
 
+    @property
+    def extra_lines(self) -> int:
+        """Lines below the bars: the horizon labels and the markers, and the interventions row of a
+        monitored episode."""
+        return 2 + (self.interventions is not None)
+
     def rows_per_signal(self, height: int) -> int:
-        """Terminal rows per bar: 1 when the widget is N + 2 high (N the rows shown, at least
-        `layout_rows`), more when it is taller."""
-        return max(1, (height - 2) // max(1, len(self.rows), self.layout_rows))
+        """Terminal rows per bar: 1 when the widget is N + `extra_lines` high (N the rows shown, at
+        least `layout_rows`), more when it is taller."""
+        return max(1, (height - self.extra_lines) // max(1, len(self.rows), self.layout_rows))
+
+    def intervention_at(self, step: int | None) -> str:
+        """Name of the intervention acting at `step` (the cursor's when None: the last step without
+        a cursor); '' without an interventions row."""
+        codes = self.interventions
+        if codes is None or len(codes) == 0:
+            return ""
+        step = (len(codes) - 1 if self.cursor is None else self.cursor) if step is None else step
+        code = int(codes[min(max(step, 0), len(codes) - 1)])
+        return INTERVENTION_KINDS[code] if 0 <= code < len(INTERVENTION_KINDS) else str(code)
+
+    def intervention_cells(self, lo: np.ndarray, hi: np.ndarray) -> str:
+        """The interventions row's cells for columns covering steps [lo[c], hi[c]): ! in the first
+        column of each alarm step, else the letter of the strongest intervention (largest code)
+        acting in the column's steps, else a space."""
+        codes = self.interventions
+        cells = []
+        for c in range(len(lo)):
+            covered = codes[lo[c]:hi[c]] if codes is not None else ()
+            top = int(np.max(covered)) if len(covered) else 0
+            kind = INTERVENTION_KINDS[top] if 0 <= top < len(INTERVENTION_KINDS) else "none"
+            cells.append(INTERVENTION_LETTERS.get(kind, "?"))
+        for step in self.alarm_steps:
+            covered = np.flatnonzero(self._covers(step, lo, hi))
+            if len(covered):
+                cells[int(covered[0])] = ALARM_MARK
+        return "".join(cells)
+
+    def _intervention_row(self, lo: np.ndarray, hi: np.ndarray, cursor: np.ndarray) -> Strip:
+        """`interv.` then one cell per column (`intervention_cells`), the cursor column reversed,
+        and the intervention at the cursor in the value column."""
+        cells = list(self.intervention_cells(lo, hi))
+        letter, alarm, cursor_style = self._style("intervention"), self._style("alarm"), self._style("cursor")
+        styles = []
+        for c, cell in enumerate(cells):
+            style = alarm if cell == ALARM_MARK else letter if cell != " " else None
+            if cursor[c]:
+                if cell == " ":
+                    cells[c] = "·"
+                style = cursor_style if style is None else style + cursor_style
+            styles.append(style)
+        kind = self.intervention_at(None)
+        segments = [Segment(INTERVENTIONS_LABEL.ljust(NAME_WIDTH), self._style("name")), *_runs(cells, styles),
+                    Segment(("–" if kind in ("", "none") else kind).rjust(VALUE_WIDTH)[-VALUE_WIDTH:],
+                            self._style("value"))]
+        return Strip(segments)
 
     @staticmethod
     def _covers(step: int | None, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
