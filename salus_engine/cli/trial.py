@@ -6,16 +6,7 @@ import argparse
 import threading
 
 from salus_engine.cli.collect import add_collect_arguments, collect_config_from_args, install_stop_signals
-from salus_engine.monitor.trial import ARMS
-
-
-def _share(value, ci=None) -> str:
-    if value is None:
-        return "-"
-    text = f"{value:.1%}"
-    if ci and ci[0] is not None:
-        text += f" [{ci[0]:.1%}, {ci[1]:.1%}]"
-    return text
+from salus_engine.monitor.trial import ARMS, format_share
 
 
 def print_trial(table: dict, console) -> None:
@@ -28,7 +19,7 @@ def print_trial(table: dict, console) -> None:
     rows = Table(title=title)
     for column in ("arm", "success", "prevented", "lost", "net change", "McNemar p"):
         rows.add_column(column, justify="left" if column == "arm" else "right", no_wrap=True)
-    rows.add_row("none", _share(table["success_rate"].get("none")), "", "", "", "")
+    rows.add_row("none", format_share(table["success_rate"].get("none")), "", "", "", "")
     cost = Table(title="what the interventions cost")
     for column in ("arm", "intervention steps/episode", "handover share of steps", "stopped"):
         cost.add_column(column, justify="left" if column == "arm" else "right", no_wrap=True)
@@ -38,13 +29,13 @@ def print_trial(table: dict, console) -> None:
     for arm, row in table["vs_none"].items():
         net, net_ci = row["net_success_change"], row["net_success_change_ci"]
         rows.add_row(
-            arm, _share(table["success_rate"].get(arm)),
+            arm, format_share(table["success_rate"].get(arm)),
             f"{row['prevented']}/{row['base_failures']}", f"{row['lost']}/{row['base_successes']}",
-            "-" if net is None else f"{net:+.1%}", f"{row['mcnemar_p']:.3g}")
+            format_share(net, sign=True), f"{row['mcnemar_p']:.3g}")
         cost.add_row(arm, "-" if row["intervention_steps_per_episode"] is None
-                     else f"{row['intervention_steps_per_episode']:.1f}", _share(row["handover_share"]), str(row["stopped"]))
-        cis.add_row(arm, _share(row["prevented_share"], row["prevented_ci"]), _share(row["lost_share"], row["lost_ci"]),
-                    "-" if net is None else f"{net:+.1%} [{net_ci[0]:+.1%}, {net_ci[1]:+.1%}]")
+                     else f"{row['intervention_steps_per_episode']:.1f}", format_share(row["handover_share"]), str(row["stopped"]))
+        cis.add_row(arm, format_share(row["prevented_share"], row["prevented_ci"]), format_share(row["lost_share"], row["lost_ci"]),
+                    format_share(net, net_ci, sign=True))
     console.print(rows)
     console.print(cis)
     console.print(cost)
@@ -67,8 +58,8 @@ def print_trial(table: dict, console) -> None:
 
 def trial_markdown(table: dict) -> str:
     """The paired table as GitHub Markdown (for a README)."""
-    def pct(value, ci=None):
-        return "–" if value is None else _share(value, ci)
+    def pct(value, ci=None, sign=False):
+        return "–" if value is None else format_share(value, ci, sign)
 
     lines = ["| arm | success | prevented (of none's failures) | successes lost | net change [95 % CI] | "
              "McNemar p | intervention steps / episode | handover share | stopped |",
@@ -80,7 +71,7 @@ def trial_markdown(table: dict) -> str:
             f"| {arm} | {pct(table['success_rate'].get(arm))} | {row['prevented']}/{row['base_failures']} "
             f"({pct(row['prevented_share'], row['prevented_ci'])}) | {row['lost']}/{row['base_successes']} "
             f"({pct(row['lost_share'], row['lost_ci'])}) | "
-            + ("–" if net is None else f"{net:+.1%} [{ci[0]:+.1%}, {ci[1]:+.1%}]")
+            + pct(net, ci, sign=True)
             + f" | {row['mcnemar_p']:.3g} | {row['intervention_steps_per_episode'] or 0:.1f} | "
             f"{pct(row['handover_share'])} | {row['stopped']} |")
     for placebo, row in table.get("monitor_vs", {}).items():

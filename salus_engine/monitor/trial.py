@@ -235,6 +235,18 @@ def targets_met(table: dict[str, Any]) -> dict[str, Any]:
             for name, (value, check) in rows.items()}
 
 
+def format_share(value: float | None, ci: list | tuple | None = None, sign: bool = False) -> str:
+    """A share of the trial table as text for both front ends: `66.7%` (`+30.0%` with `sign`), with
+    ` [30.0%, 90.3%]` when a confidence interval is given; `-` for None."""
+    if value is None:
+        return "-"
+    form = "{:+.1%}" if sign else "{:.1%}"
+    text = form.format(value)
+    if ci and ci[0] is not None and ci[1] is not None:
+        text += f" [{form.format(ci[0])}, {form.format(ci[1])}]"
+    return text
+
+
 def parse_arms(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Arms from a comma-separated list, in run order; `none` is always included.
 

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from salus_engine.errors import SalusError
+from salus_engine.monitor.trial import format_share
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.sized_table import fill_sized_table
 
@@ -47,22 +48,12 @@ TABLES = ("arms", "cis", "cost", "placebo", "per-type", "targets")
 
 def share(value: float | None, ci: list | tuple | None = None) -> str:
     """`66.7%`, with ` [30.0%, 90.3%]` when a confidence interval is given; `-` for None."""
-    if value is None:
-        return "-"
-    text = f"{value:.1%}"
-    if ci and ci[0] is not None and ci[1] is not None:
-        text += f" [{ci[0]:.1%}, {ci[1]:.1%}]"
-    return text
+    return format_share(value, ci)
 
 
 def signed(value: float | None, ci: list | tuple | None = None) -> str:
     """`+30.0%` (with ` [+1.2%, +58.8%]` given an interval); `-` for None."""
-    if value is None:
-        return "-"
-    text = f"{value:+.1%}"
-    if ci and ci[0] is not None and ci[1] is not None:
-        text += f" [{ci[0]:+.1%}, {ci[1]:+.1%}]"
-    return text
+    return format_share(value, ci, sign=True)
 
 
 def p_value(value: float | None) -> str:
