@@ -1,6 +1,6 @@
 """Prints the latency of the online monitor per control step: the six signals and the signal
 families computed from the ensemble's outputs, then one `OnlinePredictor.step` of a trained
-checkpoint, over the steps of real episodes (the embedded ensemble in the simulator), in step order.
+checkpoint (with the robot state of the step's observation), over the steps of real episodes (the embedded ensemble in the simulator), in step order.
 
     .venv/bin/python bench/predict.py --checkpoint checkpoints/RUN [--episodes 2] [--max-steps 120] [--repeats 5]
 """
@@ -44,19 +44,19 @@ def main() -> int:
         signals.reset()
         families.reset()
         predictor.reset()
-        for members, action, query in steps:
+        for members, action, query, state in steps:
             t0 = time.perf_counter()
             six = signals.update(members)
             features, hidden = families.update(action, query)
             t1 = time.perf_counter()
-            predictor.step(six, features, hidden)
+            predictor.step(six, features, hidden, state)
             t2 = time.perf_counter()
             features_us.append((t1 - t0) * 1e6)
             predictor_us.append((t2 - t1) * 1e6)
     total = np.array(features_us) + np.array(predictor_us)
     model = config["model"]
     print(f"online monitor per step ({model['kind']}, inputs {'+'.join(model.get('features', ['six']))}: "
-          f"{len(model['signal_names'])} columns -> 16 probabilities), {len(total)} steps of {args.episodes} real "
+          f"{len(model['signal_names'])} columns -> probabilities), {len(total)} steps of {args.episodes} real "
           "episodes:")
     print(f"  signals + families: median {np.median(features_us):.1f} us, p90 {np.percentile(features_us, 90):.1f} us")
     print(f"  predictor step:     median {np.median(predictor_us):.1f} us, p90 {np.percentile(predictor_us, 90):.1f} us")

@@ -84,8 +84,8 @@ def store(tmp_path_factory) -> str:
 def trained(store, tmp_path_factory) -> str:
     """A run trained through the CLI on the module's store."""
     out = tmp_path_factory.mktemp("run") / "run"
-    assert salus_main(["train", "--data", store, "--out", str(out), "--epochs", "25", "--batch-size", "128",
-                       "--lr", "3e-3", "--threads", "1"]) == 0
+    assert salus_main(["train", "--data", store, "--out", str(out), "--model", "temporal", "--features", "six,time",
+                       "--epochs", "25", "--batch-size", "128", "--lr", "3e-3", "--threads", "1"]) == 0
     return str(out)
 
 

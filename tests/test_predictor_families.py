@@ -61,8 +61,9 @@ def stores(tmp_path_factory) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def trained(stores, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("run") / "run"
-    assert salus_main(["train", "--data", stores[0], "--out", str(out), "--epochs", "6", "--lr", "3e-3",
-                       "--threads", "1"]) == 0
+    assert salus_main(["train", "--data", stores[0], "--out", str(out), "--model", "temporal",
+                       "--features", "six,chunk_consistency,hidden_state,action_jerk,time",
+                       "--epochs", "6", "--lr", "3e-3", "--threads", "1"]) == 0
     return str(out)
 
 
@@ -72,12 +73,13 @@ def test_input_families_are_parsed_and_checked_against_the_store(stores):
     with pytest.raises(PredictorError, match="unknown family hidden; choose from all, six"):
         parse_input_families("six,hidden")
     data = load_signal_data(stores[0])
-    assert data.resolve(("all",)) == ("six", "chunk_consistency", "hidden_state", "action_jerk", "time")
+    assert data.resolve(("all",)) == ("six", "chunk_consistency", "hidden_state", "action_jerk", "state", "time")
     with pytest.raises(PredictorError, match="does not record the input family flow_disagreement"):
         data.resolve(("six", "flow_disagreement"))
     x = data.inputs(("six", "hidden_state", "time"))
     assert x.shape == (len(data.signals), 6 + HIDDEN + 1)
     np.testing.assert_array_equal(x[:, -1], data.step)
+    np.testing.assert_array_equal(data.inputs(("state",)), data.states)  # every store records the robot state
 
 
 def test_temporal_model_is_causal_and_sees_31_steps():

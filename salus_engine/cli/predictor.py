@@ -113,12 +113,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help=f"AdamW learning rate, cosine-decayed (default {train_default('lr')})")
     p.add_argument("--out", help="run folder to create (default checkpoints/predictor-<UTC time>)")
     p.add_argument("--model", choices=MODEL_KINDS,
-                   help="temporal: causal dilated convolutions over the episode so far, 16 outputs (default); "
+                   help="outcome: an MLP over each step with the episode's running mean and maximum, trained on "
+                   "the episode's outcome, 4 outputs (default); "
+                   "temporal: causal dilated convolutions over the episode so far, 16 outputs; "
                    "multi-horizon: an MLP over the current step (or --window steps), 16 outputs; single-horizon: "
                    "the seeds' 4-output network (failure within the longest horizon)")
     p.add_argument("--features", help="input families, comma-separated: six, chunk_consistency, flow_disagreement, "
-                   f"chunk_entropy, hidden_state, action_jerk, time, or all (default {train_default('features')}: "
-                   "every family the store records)")
+                   "chunk_entropy, hidden_state, action_jerk, state, time, or all (every family the store records; "
+                   f"default {train_default('features')})")
     p.add_argument("--window", type=int, help=f"steps of signals per input, multi-horizon only (default {train_default('window')})")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "
                    f"(default {train_default('patience')})")

@@ -124,7 +124,7 @@ class ClosedLoop:
             signals, features, hidden: the step's six signals (6,), family columns (F,) and hidden
                 features (D,) or None, as the predictor was bound.
         """
-        probabilities = self.setup.predictor.step(signals, features, hidden)
+        probabilities = self.setup.predictor.step(signals, features, hidden, observation["state"])
         alarm = self._alarms.update(step, probabilities)
         if alarm is not None:
             self.alarms.append(alarm)

@@ -7,7 +7,7 @@ parser stays fast; the submodules import what they need.
 
 from salus_engine.predictor.errors import PredictorError
 
-MODEL_KINDS: tuple[str, ...] = ("temporal", "multi-horizon", "single-horizon")
+MODEL_KINDS: tuple[str, ...] = ("outcome", "temporal", "multi-horizon", "single-horizon")
 """Predictor networks (see `salus_engine.predictor.models`)."""
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "calibration", "test")

@@ -72,13 +72,17 @@ class SignalData:
     """(N, F) float32 the store's signal-family columns (`feature_names`), None before format 3."""
     hidden: np.ndarray | None = None
     """(N, D) float32 hidden features, None when not recorded."""
+    states: np.ndarray | None = None
+    """(N, 8) float32 robot states (`salus_engine.store.layout.STATE_NAMES`): joint angles (rad), gripper
+    opening (m)."""
     feature_names: list[str] = dataclasses.field(default_factory=list)
     columns: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     """Input family -> columns this store offers (`salus_engine.predictor.inputs.available_columns`)."""
 
     def inputs(self, families: tuple[str, ...]) -> np.ndarray:
         """(N, F_in) float32 the given input families' columns (`salus_engine.predictor.inputs`)."""
-        return assemble(families, self.columns, self.signals, self.features, self.hidden, self.step, self.feature_names)
+        return assemble(families, self.columns, self.signals, self.features, self.hidden, self.step, self.feature_names,
+                        self.states)
 
     def resolve(self, families: tuple[str, ...]) -> tuple[str, ...]:
         """`--features` resolved against this store (`all`: every family it offers).
@@ -160,13 +164,13 @@ def load_signal_data(path: str | Path) -> SignalData:
     metas = store.metas()
     feature_names = store.feature_names
     extra = (("features",) if feature_names else ()) + (("hidden_features",) if store.hidden_dim else ())
-    arrays = store.read_arrays(("signals", "horizon_labels", *extra), [m.episode_id for m in metas])
+    arrays = store.read_arrays(("signals", "horizon_labels", "states", *extra), [m.episode_id for m in metas])
     signals, labels, episodes = [], [], []
     for meta, read in zip(metas, arrays):
         sig = np.asarray(read["signals"], dtype=np.float32)
         lab = np.asarray(read["horizon_labels"], dtype=np.uint8)
         length = meta.episode_length  # the structural check matched every array's shape to it
-        for name in extra:
+        for name in ("states", *extra):
             if not np.isfinite(np.asarray(read[name], dtype=np.float32)).all():
                 raise PredictorError(f"{store.path}: episode {meta.episode_id} has NaN or inf {name}; re-collect it "
                                      "or remove the episode before training")
@@ -195,6 +199,7 @@ def load_signal_data(path: str | Path) -> SignalData:
         identity={"created": store.attrs.get("created"), "base_seed": store.attrs.get("base_seed")},
         features=np.concatenate([r["features"] for r in arrays]).astype(np.float32) if feature_names else None,
         hidden=np.concatenate([r["hidden_features"] for r in arrays]).astype(np.float32) if store.hidden_dim else None,
+        states=np.concatenate([r["states"] for r in arrays]).astype(np.float32),
         feature_names=list(feature_names),
         columns=available_columns(store.feature_families, store.hidden_dim),
     )
@@ -305,3 +310,31 @@ def window_features(signals: np.ndarray, step: np.ndarray, window: int) -> np.nd
     lags = np.arange(window - 1, -1, -1)
     rows = np.arange(len(signals))[:, None] - np.minimum(lags[None, :], np.asarray(step)[:, None])
     return signals[rows].reshape(len(signals), window * signals.shape[1]).astype(np.float32, copy=False)
+
+
+def history_features(inputs: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Each step's inputs with their running mean and running maximum over the episode so far.
+
+    This is what the `outcome` model reads (`salus_engine.predictor.models`): the whole history of the
+    episode, summarised causally, as SAFE's episode-level failure probe sees the rollout so far
+    ("SAFE: Multitask Failure Detection for Vision-Language-Action Models", NeurIPS 2025,
+    github.com/vla-safe/SAFE). The online monitor keeps the same running sums (`OnlinePredictor`).
+
+    Args:
+        inputs: (N, F) float32 rows of whole episodes, consecutive within an episode.
+        step: (N,) int step of each row within its episode (0 at each episode's first row).
+
+    Returns:
+        (N, 3 * F) float32: columns [0:F] the step's inputs, [F:2F] their mean over steps 0..t of the
+        episode, [2F:3F] their maximum over steps 0..t.
+    """
+    x = np.asarray(inputs, dtype=np.float64)
+    starts = np.flatnonzero(np.asarray(step) == 0)
+    ends = np.append(starts[1:], len(x))
+    mean = np.empty_like(x)
+    peak = np.empty_like(x)
+    for start, end in zip(starts, ends):
+        block = x[start:end]
+        mean[start:end] = np.cumsum(block, axis=0) / np.arange(1, end - start + 1)[:, None]
+        peak[start:end] = np.maximum.accumulate(block, axis=0)
+    return np.concatenate([x, mean, peak], axis=1).astype(np.float32)

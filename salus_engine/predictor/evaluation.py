@@ -12,8 +12,11 @@ Scorers (all trained on the checkpoint's train split, early-stopped on its val s
 - `fiper`: FIPER's AND-gate of RND and action-chunk entropy, where chunk entropy is recorded;
 - `signal:<column>`: each of the six signals and each signal-family column thresholded (STAC-single
   and TCE among them);
+- `state_only`: the robot's proprioceptive state (joint angles, gripper opening) and the step index,
+  in a network of the model's kind when the model is an `outcome` model (else a multi-horizon MLP):
+  what the arm's own trajectory tells without any signal of the policy;
 - controls: `permutation_control` (the model trained on labels shuffled across episodes) and
-  `time_only` (an MLP that sees only the step index).
+  `time_only` (a network of the same kind as `state_only` that sees only the step index).
 
 Every scorer is treated alike: per-output decision thresholds are chosen on the validation split
 (max F1), the conformal alarm threshold on the calibration split's successful episodes, and all
@@ -174,8 +177,9 @@ def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, 
 
 
 def _scalar_columns(data: SignalData) -> tuple[tuple[str, ...], list[str]]:
-    """The input families with one number per column (all but hidden state and time) and their columns."""
-    families = tuple(f for f in data.columns if f not in ("hidden_state", "time"))
+    """The signal families with one number per column (all but hidden state, robot state and time) and
+    their columns."""
+    families = tuple(f for f in data.columns if f not in ("hidden_state", "state", "time"))
     return families, list(input_names(families, data.columns))
 
 
@@ -207,7 +211,7 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
         trained("safe_probe", "SAFE-style probe (MLP on hidden features)", "SAFE probe", "baseline",
                 ("hidden_state",), "multi-horizon")
     scalar_families, scalar_names = _scalar_columns(data)
-    novelty_families = tuple(f for f in data.columns if f != "time")
+    novelty_families = tuple(f for f in data.columns if f not in ("state", "time"))
     successes = np.array([e.episode_id for e in data.episodes if e.failure_type == -1], dtype=np.int64)
     success_train = data.rows(np.intersect1d(splits["train"], successes))
     sink(ProgressUpdate(len(scorers), len(scorers) + 1, "RND novelty"))
@@ -250,8 +254,13 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
         permuted[rows] = permuted_labels(data.labels[rows], data.offsets_of(ids), seed + CONTROL_SEED_OFFSET)
     trained("permutation_control", "permutation control (labels shuffled across episodes)", "permutation control",
             "control", spec.features, spec.kind, labels=permuted, hidden=spec.hidden)
+    # the controls and the proprioception baseline use the model's own kind when it reads episode outcomes
+    control_kind = "outcome" if spec.kind == "outcome" else "multi-horizon"
+    if "state" in data.columns:
+        trained("state_only", "robot state only (joint angles and gripper, with the step index)", "state only",
+                "baseline", ("state", "time"), control_kind)
     trained("time_only", "time-only control (an MLP on the step index)", "time only", "control", ("time",),
-            "multi-horizon")
+            control_kind)
     return scorers
 
 
@@ -259,12 +268,16 @@ def _model_label(spec: ModelSpec) -> str:
     inputs = "+".join(spec.features)
     if spec.kind == "temporal":
         return f"temporal convolution ({spec.receptive_field} steps; {inputs})"
+    if spec.kind == "outcome":
+        return f"episode-outcome MLP (step, running mean and max; {inputs})"
     return f"MLP {spec.kind}" + (f" (window {spec.window})" if spec.window > 1 else "") + f" ({inputs})"
 
 
 def _model_short(spec: ModelSpec) -> str:
     if spec.kind == "temporal":
         return "temporal conv"
+    if spec.kind == "outcome":
+        return "outcome MLP"
     return "MLP" + (" single-horizon" if spec.kind == "single-horizon" else "") + (
         f" window {spec.window}" if spec.window > 1 else "")
 

@@ -7,6 +7,9 @@ Input families (`--features`):
 - the recorded signal families of a format-3 store (`salus_engine.signal_families`):
   `chunk_consistency`, `flow_disagreement`, `chunk_entropy`, `action_jerk` (their `features` columns)
   and `hidden_state` (the 64 `hidden_features` columns, float16 in the store, float32 here);
+- `state`: the robot's proprioceptive state at the step, the store's `states` array (7 arm joint
+  angles in rad, then the gripper opening in m; `salus_engine.store.layout.STATE_NAMES`). Every
+  store records it, and a runtime monitor reads it from the same observation the policy gets;
 - `time`: the step index within the episode (steps), as its own input; alone it is the time-only
   control of the evaluation.
 
@@ -20,23 +23,26 @@ import numpy as np
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.signal_families import ACTION_JERK, CHUNK_CONSISTENCY, CHUNK_ENTROPY, FLOW_DISAGREEMENT, HIDDEN_STATE
 from salus_engine.signals import SIGNAL_NAMES
+from salus_engine.store.layout import STATE_NAMES
 
 SIX = "six"
+STATE = "state"
 TIME = "time"
 INPUT_FAMILIES: tuple[str, ...] = (SIX, CHUNK_CONSISTENCY, FLOW_DISAGREEMENT, CHUNK_ENTROPY, HIDDEN_STATE,
-                                   ACTION_JERK, TIME)
+                                   ACTION_JERK, STATE, TIME)
 """Every input family, in column order."""
 ALL = "all"
 
 
 def available_columns(feature_families: dict[str, list[str]], hidden_dim: int) -> dict[str, list[str]]:
-    """Family -> column names that a store with these families offers (always `six` and `time`)."""
+    """Family -> column names that a store with these families offers (always `six`, `state` and `time`)."""
     columns: dict[str, list[str]] = {SIX: list(SIGNAL_NAMES)}
     for name in INPUT_FAMILIES:
         if name in feature_families:
             columns[name] = list(feature_families[name])
         elif name == HIDDEN_STATE and hidden_dim:
             columns[name] = [f"hidden_{i:02d}" for i in range(hidden_dim)]
+    columns[STATE] = list(STATE_NAMES)
     columns[TIME] = ["step"]
     return {name: columns[name] for name in INPUT_FAMILIES if name in columns}
 
@@ -77,7 +83,7 @@ def resolve_families(requested: tuple[str, ...], columns: dict[str, list[str]], 
 
 def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: np.ndarray,
              features: np.ndarray | None, hidden: np.ndarray | None, step: np.ndarray,
-             feature_names: list[str]) -> np.ndarray:
+             feature_names: list[str], states: np.ndarray | None = None) -> np.ndarray:
     """The input matrix of the given families.
 
     Args:
@@ -88,6 +94,7 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
         hidden: (N, D) hidden features, or None.
         step: (N,) step index of each row within its episode.
         feature_names: the columns of `features`, in order.
+        states: (N, 8) the robot states (`STATE_NAMES`), or None when `state` is not among `families`.
 
     Returns:
         (N, sum of the families' widths) float32.
@@ -100,6 +107,8 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
             parts.append(np.asarray(step, dtype=np.float32).reshape(-1, 1))
         elif name == HIDDEN_STATE:
             parts.append(np.asarray(hidden, dtype=np.float32))
+        elif name == STATE:
+            parts.append(np.asarray(states, dtype=np.float32))
         else:
             index = [feature_names.index(c) for c in columns[name]]
             parts.append(np.asarray(features, dtype=np.float32)[:, index])

@@ -1,9 +1,9 @@
 """The failure-prediction networks: from per-step inputs (the six signals and the signal families,
 `salus_engine.predictor.inputs`) to failure-type probabilities.
 
-Three kinds (`ModelSpec.kind`):
+Four kinds (`ModelSpec.kind`):
 
-- `temporal` (default of `salus train`): a causal temporal convolutional network over the episode so
+- `temporal`: a causal temporal convolutional network over the episode so
   far (Bai et al. 2018, "An Empirical Evaluation of Generic Convolutional and Recurrent Networks for
   Sequence Modeling"): layer i is a kernel-3 convolution dilated by 2**i with ReLU, so four layers see
   31 steps; a 1x1 convolution gives the 16 outputs at every step. The left edge is padded by
@@ -12,6 +12,13 @@ Three kinds (`ModelSpec.kind`):
 - `multi-horizon` (default): inputs are the six signals of the current step and, with `window` > 1,
   of the `window - 1` previous steps (6 * window inputs); 16 sigmoid outputs = 4 horizons x 4 failure
   types, output `h * 4 + k` = probability that failure type k happens within `horizons[h]` steps.
+- `outcome` (default of `salus train`): SAFE's episode-level failure probe ("SAFE: Multitask Failure
+  Detection for Vision-Language-Action Models", NeurIPS 2025, github.com/vla-safe/SAFE) on our
+  inputs. An MLP reads each step's inputs with their running mean and running maximum over the
+  episode so far (`dataset.history_features`, 3 x the input columns); its 4 sigmoid outputs are the
+  probability that the episode ends in failure type k, trained on every step of an episode with that
+  episode's outcome (each episode weighted equally). It says which way an episode is going, not how
+  soon: its 4 outputs stand for every horizon, as for `single-horizon`.
 - `single-horizon`: the seeds' 6 -> 64 -> 64 -> 4 network (4,868 parameters, the seed notes' predictor); its 4
   outputs are trained on the longest horizon's labels, and at evaluation the same 4 probabilities
   stand for every horizon.
@@ -61,10 +68,11 @@ class SignalMLP(nn.Module):
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, H, 4) probabilities; a `single-horizon` model's 4 outputs are repeated for every horizon."""
+        """(N, H, 4) probabilities; a `single-horizon` or `outcome` model's 4 outputs are repeated for every
+        horizon."""
         p = torch.sigmoid(self.forward(x))
         types = len(self.spec.failure_types)
-        if self.spec.kind == "single-horizon":
+        if self.spec.kind in ("single-horizon", "outcome"):
             return p[:, None, :].expand(-1, len(self.spec.horizons), types).contiguous()
         return p.reshape(-1, len(self.spec.horizons), types)
 

@@ -1,9 +1,10 @@
 """The online monitor path: one predictor step per control step in plain numpy (no torch).
 
 `OnlinePredictor.load(RUN)` reads a checkpoint's safetensors weights; `step(signals, features,
-hidden)` takes the current step's six signals (and signal-family columns, declared once with
-`bind`) and returns the 16 probabilities as (H, 4). For an MLP the input standardisation is folded
-into the first layer; with a window > 1 the last `window` steps are kept. The temporal model keeps
+hidden, state)` takes the current step's six signals (and signal-family columns, declared once with
+`bind`, and the robot state) and returns the 16 probabilities as (H, 4). For an MLP the input
+standardisation is folded into the first layer; with a window > 1 the last `window` steps are kept;
+the `outcome` model keeps the running sum and maximum of the episode's inputs. The temporal model keeps
 each convolution's last inputs and computes only the newest output. Before the episode's first step
 the first step is repeated, as in training (`dataset.window_features`, the convolutions' padding).
 """
@@ -84,7 +85,9 @@ class OnlinePredictor:
             self._weights = [np.ascontiguousarray(w) for w in weights]
             self._biases = biases
         self._signals = len(spec.signal_names)
+        self._history = spec.kind == "outcome"
         self._buffer = np.zeros(spec.n_inputs, dtype=np.float64)
+        self._sum = np.zeros(len(spec.signal_names), dtype=np.float64)
         self._started = False
         self._step = 0
         self._horizons = len(spec.horizons)
@@ -135,6 +138,8 @@ class OnlinePredictor:
                 self._plan.append(("time", None))
             elif family == "hidden_state":
                 self._plan.append(("hidden", None))
+            elif family == "state":
+                self._plan.append(("state", None))
             else:
                 self._plan.append(("features", np.array([names.index(c) for c in columns[family]], dtype=np.intp)))
         self._columns = columns
@@ -148,7 +153,7 @@ class OnlinePredictor:
                 conv.reset()
 
     def step(self, signals: np.ndarray, features: np.ndarray | None = None,
-             hidden: np.ndarray | None = None) -> np.ndarray:
+             hidden: np.ndarray | None = None, state: np.ndarray | None = None) -> np.ndarray:
         """Failure probabilities after this step.
 
         Args:
@@ -156,10 +161,12 @@ class OnlinePredictor:
             features: (F,) the step's signal-family columns (order declared with `bind`), or None for
                 a model that reads the six signals (and time) only.
             hidden: (D,) the step's hidden features, or None likewise.
+            state: (8,) the robot state of the step's observation (`STATE_NAMES`), or None likewise.
 
         Returns:
             (H, 4) float64: [h, k] = probability that failure type k happens within horizons[h]
-            steps (a `single-horizon` model's 4 outputs repeated for every horizon).
+            steps (a `single-horizon` model's 4 outputs repeated for every horizon; an `outcome`
+            model's probability that the episode ends in failure type k, repeated likewise).
 
         Raises:
             PredictorError: the model reads signal families and `bind` was not called.
@@ -177,6 +184,8 @@ class OnlinePredictor:
                     parts.append((self._step,))
                 elif source == "hidden":
                     parts.append(hidden)
+                elif source == "state":
+                    parts.append(state)
                 else:
                     parts.append(np.asarray(features)[index])
             x_now = np.concatenate(parts).astype(np.float64)
@@ -188,7 +197,18 @@ class OnlinePredictor:
             p = 1.0 / (1.0 + np.exp(-(h @ self._head + self._head_bias)))
             return p.reshape(self._horizons, self._types)
         s = self._signals
-        if self._started:
+        if self._history:  # [inputs, running mean, running max] (dataset.history_features)
+            now, total, peak = self._buffer[:s], self._sum, self._buffer[2 * s:]
+            if self._started:
+                total += x_now
+                np.maximum(peak, x_now, out=peak)
+            else:
+                total[:] = x_now
+                peak[:] = x_now
+                self._started = True
+            now[:] = x_now
+            self._buffer[s:2 * s] = total / self._step
+        elif self._started:
             self._buffer[:-s] = self._buffer[s:]
             self._buffer[-s:] = x_now
         else:
@@ -201,15 +221,16 @@ class OnlinePredictor:
             if i < last:
                 np.maximum(x, 0.0, out=x)
         p = 1.0 / (1.0 + np.exp(-x))
-        if self.spec.kind == "single-horizon":
+        if self.spec.kind in ("single-horizon", "outcome"):
             return np.broadcast_to(p, (self._horizons, self._types))
         return p.reshape(self._horizons, self._types)
 
     def episode(self, signals: np.ndarray, features: np.ndarray | None = None,
-                hidden: np.ndarray | None = None) -> np.ndarray:
+                hidden: np.ndarray | None = None, states: np.ndarray | None = None) -> np.ndarray:
         """(T, H, 4) probabilities of a recorded episode, step by step as online (after `bind`)."""
         self.reset()
-        rows = [self.step(signals[t], None if features is None else features[t], None if hidden is None else hidden[t])
+        rows = [self.step(signals[t], None if features is None else features[t], None if hidden is None else hidden[t],
+                          None if states is None else states[t])
                 for t in range(len(signals))]
         return np.stack(rows) if rows else np.zeros((0, self._horizons, self._types))
 

@@ -16,7 +16,7 @@ from salus_engine.signals import SIGNAL_NAMES
 
 TEMPORAL_KERNEL = 3
 """Kernel size of every convolution of the `temporal` model; layer i is dilated by 2**i."""
-DEFAULT_HIDDEN = {"multi-horizon": (64, 64), "single-horizon": (64, 64), "temporal": (32, 32, 32, 32)}
+DEFAULT_HIDDEN = {"outcome": (64, 64), "multi-horizon": (64, 64), "single-horizon": (64, 64), "temporal": (32, 32, 32, 32)}
 """Hidden widths (or channels) per model kind when none are given."""
 
 
@@ -26,8 +26,9 @@ class ModelSpec:
 
     kind: str = "multi-horizon"
     window: int = 1
-    """Steps of signals per input (current step plus window - 1 previous ones); 1 for `single-horizon`
-    and `temporal` (whose convolutions see `receptive_field` steps)."""
+    """Steps of signals per input (current step plus window - 1 previous ones); 1 for `single-horizon`,
+    `outcome` (which reads the running mean and maximum of the episode so far) and `temporal` (whose
+    convolutions see `receptive_field` steps)."""
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer widths (MLPs) or channels of each dilated convolution (`temporal`)."""
     horizons: tuple[int, ...] = (6, 10, 15, 20)
@@ -41,8 +42,8 @@ class ModelSpec:
         if self.kind not in MODEL_KINDS:
             raise PredictorError(f"model kind {self.kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
         if not _is_count(self.window) or self.window < 1 or (self.kind != "multi-horizon" and self.window != 1):
-            raise PredictorError(f"window must be >= 1 (exactly 1 for the single-horizon and temporal models, whose "
-                                 f"convolutions see past steps), got {self.window!r}")
+            raise PredictorError(f"window must be >= 1 (exactly 1 for the outcome, single-horizon and temporal models), "
+                                 f"got {self.window!r}")
         if not isinstance(self.hidden, tuple) or not all(_is_count(h) and h >= 1 for h in self.hidden):
             raise PredictorError(f"hidden layer widths must be positive integers, got {self.hidden!r}")
         if not isinstance(self.horizons, tuple) or not self.horizons or not all(
@@ -55,6 +56,9 @@ class ModelSpec:
 
     @property
     def n_inputs(self) -> int:
+        """Network inputs: the columns x window (MLPs), or x 3 for `outcome` (step, running mean, running max)."""
+        if self.kind == "outcome":
+            return 3 * len(self.signal_names)
         return self.window * len(self.signal_names)
 
     @property
@@ -67,7 +71,7 @@ class ModelSpec:
     @property
     def n_outputs(self) -> int:
         types = len(self.failure_types)
-        return types if self.kind == "single-horizon" else len(self.horizons) * types
+        return types if self.kind in ("single-horizon", "outcome") else len(self.horizons) * types
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

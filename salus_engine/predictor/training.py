@@ -1,9 +1,11 @@
 """Training a failure predictor on a store's train split: `run_training` (the `salus train` job) and
 `fit` (the loop itself, also used for the permutation control).
 
-Loss: binary cross-entropy on the sigmoid outputs, each output's positives weighted by
-n_negative / n_positive of the training split (clipped to [1, 1000]) because failures are rare
-steps. Optimiser: AdamW; learning rate: cosine decay over the planned epochs to 5 % of `lr`; early
+Loss: binary cross-entropy on the sigmoid outputs. For the horizon models each output's positives
+are weighted by n_negative / n_positive of the training split (clipped to [1, 1000]) because failures
+are rare steps. The `outcome` model's targets are the episode's outcome at every step, not rare; its
+outputs are unweighted and each step is weighted by 1 / (its episode's length), so that every
+episode counts the same whatever its length. Optimiser: AdamW; learning rate: cosine decay over the planned epochs to 5 % of `lr`; early
 stopping when the validation loss has not improved for `patience` epochs. The whole training split
 is held as one tensor and shuffled once per epoch; mini-batches are slices of it (no DataLoader).
 """
@@ -32,6 +34,7 @@ from salus_engine.predictor.dataset import (
     require_failures,
     save_splits,
     split_episodes,
+    history_features,
     window_features,
 )
 from salus_engine.predictor.errors import PredictorError
@@ -69,15 +72,24 @@ class FitResult:
     pos_weight: list[float] = field(default_factory=list)
 
 
-def targets_for(spec: ModelSpec, labels: np.ndarray) -> np.ndarray:
+def targets_for(spec: ModelSpec, labels: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     """Training targets of a model kind from horizon labels.
 
     Args:
-        labels: (N, H, 4) uint8 horizon labels.
+        labels: (N, H, 4) uint8 horizon labels of whole episodes.
+        offsets: (E + 1,) row offsets of the episodes; needed by `outcome`.
 
     Returns:
-        (N, 16) float32 (`multi-horizon`, column h*4+k) or (N, 4) float32 (`single-horizon`: the longest horizon).
+        (N, 16) float32 (`multi-horizon` and `temporal`, column h*4+k), (N, 4) float32 (`single-horizon`:
+        the longest horizon) or (N, 4) float32 (`outcome`: at every step of an episode, 1 for the failure
+        type its last step is labelled with, all 0 for a success).
     """
+    if spec.kind == "outcome":
+        if offsets is None:
+            raise ValueError("the outcome model's targets need the episodes' row offsets")
+        lengths = np.diff(offsets)
+        last = labels[offsets[1:][lengths > 0] - 1, -1, :].astype(np.float32)
+        return np.repeat(last, lengths[lengths > 0], axis=0)
     if spec.kind == "single-horizon":
         return labels[:, -1, :].astype(np.float32)
     return labels.reshape(len(labels), -1).astype(np.float32)
@@ -86,6 +98,8 @@ def targets_for(spec: ModelSpec, labels: np.ndarray) -> np.ndarray:
 def output_name(spec: ModelSpec, index: int) -> str:
     """Readable name of output `index`, e.g. `drop@10` (failure type @ horizon in steps)."""
     types = len(spec.failure_types)
+    if spec.kind == "outcome":
+        return f"{spec.failure_types[index]}@episode"
     if spec.kind == "single-horizon":
         return f"{spec.failure_types[index]}@{spec.horizons[-1]}"
     return f"{spec.failure_types[index % types]}@{spec.horizons[index // types]}"
@@ -97,6 +111,13 @@ def positive_weights(targets: np.ndarray) -> np.ndarray:
     neg = len(targets) - pos
     weights = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
     return np.clip(weights, 1.0, MAX_POS_WEIGHT).astype(np.float32)
+
+
+def episode_weights(offsets: np.ndarray) -> np.ndarray:
+    """(N,) float32 row weights 1 / (episode length), scaled to mean 1: every episode weighs the same."""
+    lengths = np.diff(np.asarray(offsets))
+    weights = np.repeat(1.0 / np.maximum(lengths, 1), lengths)
+    return (weights / weights.mean()).astype(np.float32) if len(weights) else weights.astype(np.float32)
 
 
 @contextmanager
@@ -174,8 +195,13 @@ def fit(
         raise ValueError("a temporal model trains on whole episodes: pass train_offsets and val_offsets")
     x_rows = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
     model.set_normalisation(x_rows.mean(dim=0), x_rows.std(dim=0))
-    pos_weight = positive_weights(y_train)
+    per_episode = spec.kind == "outcome"
+    if per_episode and (train_offsets is None or val_offsets is None):
+        raise ValueError("the outcome model weights each episode equally: pass train_offsets and val_offsets")
+    pos_weight = np.ones(y_train.shape[1], np.float32) if per_episode else positive_weights(y_train)
     criterion = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pos_weight), reduction="none")
+    wt = torch.from_numpy(episode_weights(train_offsets)) if per_episode else None
+    wv = torch.from_numpy(episode_weights(val_offsets)) if per_episode else None
     if sequences:
         xt, yt, mt = _padded(x_train, y_train, train_offsets)
         xv, yv, mv = _padded(x_val, y_val, val_offsets)
@@ -187,8 +213,11 @@ def fit(
         mt = mv = None
         step = batch_size
 
-    def loss_of(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    def loss_of(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
+                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
         per_output = criterion(model(x), y)
+        if weight is not None:
+            return (per_output.mean(dim=1) * weight).sum() / weight.sum(), len(x)
         if mask is None:
             return per_output.mean(), len(x)
         valid = mask[..., None].to(per_output.dtype)
@@ -212,7 +241,8 @@ def fit(
         for start in range(0, n, step):
             index = order[start:start + step]
             optimizer.zero_grad(set_to_none=True)
-            loss, count = loss_of(xt[index], yt[index], None if mt is None else mt[index])
+            loss, count = loss_of(xt[index], yt[index], None if mt is None else mt[index],
+                                  None if wt is None else wt[index])
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * count
@@ -220,7 +250,7 @@ def fit(
         schedule.step()
         model.eval()
         with torch.no_grad():
-            val_loss = float(loss_of(xv, yv, mv)[0]) if len(xv) else float("nan")
+            val_loss = float(loss_of(xv, yv, mv, wv)[0]) if len(xv) else float("nan")
         train_loss = total / max(1, seen)
         is_best = val_loss < result.best_val_loss - 1e-7 or (result.best_state is None)
         if is_best:
@@ -265,7 +295,10 @@ def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], win
 
 
 def model_inputs(spec: ModelSpec, data: SignalData) -> np.ndarray:
-    """(N, spec.n_inputs) float32 inputs of every row (window-stacked for an MLP with window > 1)."""
+    """(N, spec.n_inputs) float32 inputs of every row (window-stacked for an MLP with window > 1, with the
+    running mean and maximum for `outcome`)."""
+    if spec.kind == "outcome":
+        return history_features(data.inputs(spec.features), data.step)
     return window_features(data.inputs(spec.features), data.step, spec.window)
 
 
@@ -276,7 +309,8 @@ def prepare_inputs(spec: ModelSpec, data: SignalData, episode_ids: np.ndarray, x
     other labels (the permutation control) of every row."""
     rows = data.rows(episode_ids)
     x = (model_inputs(spec, data) if x_all is None else x_all)[rows]
-    return x, targets_for(spec, (data.labels if labels is None else labels)[rows]), data.offsets_of(episode_ids)
+    offsets = data.offsets_of(episode_ids)
+    return x, targets_for(spec, (data.labels if labels is None else labels)[rows], offsets), offsets
 
 
 def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading.Event | None = None) -> TrainSummary:

@@ -86,6 +86,10 @@ ACTORS: tuple[str, ...] = ("policy", "expert")
 person taking over by teleoperation)."""
 
 
+STATE_NAMES: tuple[str, ...] = tuple(f"joint_{i}" for i in range(1, 8)) + ("gripper_opening",)
+"""Columns of the `states` array: 7 arm joint angles (rad), then the gripper opening (m)."""
+
+
 def feature_names(root_attrs: dict) -> list[str]:
     """The columns of the `features` array, in order: the families' columns concatenated (empty
     before format 3 or when no family with columns was collected)."""

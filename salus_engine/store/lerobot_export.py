@@ -60,7 +60,7 @@ import numpy as np
 
 from salus_engine import OUTCOME_NAMES
 from salus_engine.events import Event, JobStarted, ProgressUpdate
-from salus_engine.store.layout import ACTORS, INTERVENTION_KINDS, StoreError, array_dtypes
+from salus_engine.store.layout import ACTORS, INTERVENTION_KINDS, STATE_NAMES, StoreError, array_dtypes
 from salus_engine.store.reader import Episode, EpisodeStore
 from salus_engine.store.writer import _new_build_folder, _remove_abandoned_builds
 
@@ -74,8 +74,6 @@ __all__ = [
 EXPORT_FORMATS: tuple[str, ...] = ("lerobot",)
 """Formats `salus export` writes."""
 
-STATE_NAMES: tuple[str, ...] = tuple(f"joint_{i}" for i in range(1, 8)) + ("gripper_opening",)
-"""Names of the 8 `observation.state` columns."""
 ACTION_NAMES: tuple[str, ...] = ("delta_x", "delta_y", "delta_z", "delta_rx", "delta_ry", "delta_rz", "gripper")
 """Names of the 7 `action` columns (end-effector delta position, delta rotation, gripper -1 open / +1 closed)."""
 ROBOT_TYPE = "franka_panda"

@@ -75,19 +75,19 @@ class Monitor:
 
     @property
     def arrays(self) -> tuple[str, ...]:
-        """The episode arrays the predictor reads: `signals`, and `features` / `hidden_features`
-        when its input families include them."""
+        """The episode arrays the predictor reads: `signals`, and `features` / `hidden_features` /
+        `states` when its input families include them."""
         families = set(self.predictor.spec.features)
-        return ("signals",) + (("features",) if families - {"six", "time", "hidden_state"} else ()) + (
-            ("hidden_features",) if "hidden_state" in families else ())
+        return ("signals",) + (("features",) if families - {"six", "time", "hidden_state", "state"} else ()) + (
+            ("hidden_features",) if "hidden_state" in families else ()) + (("states",) if "state" in families else ())
 
     def probabilities(self, signals: np.ndarray, features: np.ndarray | None = None,
-                      hidden: np.ndarray | None = None) -> np.ndarray:
+                      hidden: np.ndarray | None = None, states: np.ndarray | None = None) -> np.ndarray:
         """(T, H, 4) float64 probabilities for an episode's (T, 6) signals (and (T, F) family
-        columns, (T, D) hidden features, for a predictor that reads them)."""
+        columns, (T, D) hidden features, (T, 8) robot states, for a predictor that reads them)."""
         if not len(signals):
             return np.zeros((0, 0, 4))
-        return self.predictor.episode(signals, features, hidden)
+        return self.predictor.episode(signals, features, hidden, states)
 
     def alarm_scores(self, probabilities: np.ndarray) -> np.ndarray | None:
         """(T,) float64 running alarm score of an episode's (T, H, 4) probabilities: at step t the
@@ -166,7 +166,7 @@ def signal_columns(rows: list[EpisodeRow], arrays: list[dict[str, np.ndarray]], 
         first_alarm = None
         if monitor is not None and monitor.threshold is not None:
             first_alarm = monitor.first_alarm(monitor.probabilities(
-                episode_signals, read.get("features"), read.get("hidden_features")))
+                episode_signals, read.get("features"), read.get("hidden_features"), read.get("states")))
         top = float(episode_signals[:, 0].max()) if len(episode_signals) else 0.0
         filled.append(replace(row, max_uncertainty=top, first_alarm=first_alarm))
     return filled

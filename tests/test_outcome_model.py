@@ -1,0 +1,131 @@
+"""The episode-outcome model (`--model outcome`, the default of `salus train`) and the robot-state
+input family: history features, episode targets, the numpy online path, and the evaluation's
+state-only baseline.
+
+The store is written with the project's recorder from deterministic formulas, as in
+tests/test_predictor.py; here the robot state drifts differently per outcome, so that the state
+carries the outcome the way the arm's trajectory does in the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from salus_engine.cli import main as salus_main
+from salus_engine.predictor.checkpoint import load_model
+from salus_engine.predictor.dataset import history_features, load_signal_data
+from salus_engine.predictor.evaluation import scores_of
+from salus_engine.predictor.models import ModelSpec
+from salus_engine.predictor.online import OnlinePredictor
+from salus_engine.predictor.training import episode_weights, targets_for
+from salus_engine.store import EpisodeStore, EpisodeWriter
+from tests.test_predictor import HORIZONS, episode_record
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def state_store(path, episodes: int) -> str:
+    """Test episodes whose joint angles drift towards a direction that depends on the outcome."""
+    writer = EpisodeWriter.create(path, horizons=HORIZONS, cameras=("front",), image_size=1, ensemble_size=2,
+                                  base_seed=0, policy="test formulas", sim_config={"control_hz": 30.0})
+    for i in range(episodes):
+        record = episode_record(i, informative=False)
+        t = np.arange(len(record.signals))[:, None]
+        drift = 0.01 * (record.failure_type + 2) * t * np.linspace(0.5, 1.0, 8)[None, :]
+        states = (np.sin(0.05 * t + i) * 0.1 + drift).astype(np.float32)
+        writer.write(replace(record, states=states), durable=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return state_store(tmp_path_factory.mktemp("outcome") / "store", 64)
+
+
+@pytest.fixture(scope="module")
+def trained(store, tmp_path_factory) -> str:
+    """A run trained through the CLI with the default model and features."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert salus_main(["train", "--data", store, "--out", str(out), "--epochs", "15", "--lr", "3e-3",
+                       "--threads", "1"]) == 0
+    return str(out)
+
+
+def test_history_features_are_the_running_mean_and_max_within_each_episode():
+    x = np.array([[1.0, 5.0], [3.0, 1.0], [2.0, 9.0], [7.0, 0.0], [1.0, 2.0]], dtype=np.float32)
+    step = np.array([0, 1, 2, 0, 1])  # two episodes: rows 0-2 and 3-4
+    h = history_features(x, step)
+    assert h.shape == (5, 6) and h.dtype == np.float32
+    np.testing.assert_allclose(h[:, :2], x)
+    np.testing.assert_allclose(h[:, 2:4], [[1, 5], [2, 3], [2, 5], [7, 0], [4, 1]])
+    np.testing.assert_allclose(h[:, 4:], [[1, 5], [3, 5], [3, 9], [7, 0], [7, 2]])
+
+
+def test_outcome_targets_and_weights_count_every_episode_once():
+    spec = ModelSpec(kind="outcome", signal_names=("a",), features=("time",))
+    labels = np.zeros((5, 2, 4), np.uint8)
+    labels[2, :, 1] = 1  # episode 0 (rows 0-2) ends in a drop at its last step
+    offsets = np.array([0, 3, 5])  # episode 1 (rows 3-4) succeeds
+    targets = targets_for(spec, labels, offsets)
+    np.testing.assert_array_equal(targets, [[0, 1, 0, 0]] * 3 + [[0, 0, 0, 0]] * 2)
+    weights = episode_weights(offsets)
+    assert weights[:3].sum() == pytest.approx(weights[3:].sum()) and weights.mean() == pytest.approx(1.0)
+    assert spec.n_inputs == 3 and spec.n_outputs == 4
+    with pytest.raises(ValueError, match="offsets"):
+        targets_for(spec, labels)
+
+
+def test_default_training_is_the_outcome_model_on_state_and_time(trained, store):
+    model, config = load_model(trained)
+    assert config["model"]["kind"] == "outcome"
+    assert tuple(config["model"]["features"]) == ("state", "time")
+    assert len(config["model"]["signal_names"]) == 9 and model.spec.n_inputs == 27
+    data = load_signal_data(store)
+    scores = scores_of(model, data)
+    assert scores.shape == (len(data.signals), len(HORIZONS), 4)
+    np.testing.assert_array_equal(scores[:, 0], scores[:, -1])  # one outcome estimate for every horizon
+    # the state carries the outcome here: the episode's last step scores its own failure type highest
+    last = data.offsets[1:] - 1
+    failed = data.outcomes >= 0
+    right = scores[last[failed], -1].argmax(axis=1) == data.outcomes[failed]
+    assert right.mean() > 0.6, right.mean()  # chance: 0.25 (four types equally often)
+
+
+def test_outcome_online_path_equals_offline_scores(trained, store):
+    model, _ = load_model(trained)
+    data = load_signal_data(store)
+    offline = scores_of(model, data)
+    online = OnlinePredictor.load(trained)
+    episodes = EpisodeStore.open(store)
+    online.bind(episodes.feature_families, episodes.hidden_dim)
+    for index in (0, 1, 5):
+        episode = episodes.episode(index)
+        rows = slice(data.offsets[index], data.offsets[index + 1])
+        np.testing.assert_allclose(online.episode(episode.signals, None, None, episode.states), offline[rows],
+                                   atol=1e-5)
+
+
+def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, store, tmp_path):
+    out = tmp_path / "evaluation"
+    assert salus_main(["evaluate", "--checkpoint", trained, "--data", store, "--out", str(out), "--alpha", "0.2",
+                       "--ablation", "--no-plots", "--threads", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    scorers = metrics["scorers"]
+    assert {"model", "state_only", "time_only", "permutation_control"} <= set(scorers)
+    assert not any(name.startswith("signal:joint") for name in scorers)  # the state is not thresholded as a signal
+    assert metrics["model"]["kind"] == "outcome"
+    variants = [row["variant"] for row in metrics["ablation"]]
+    assert variants == ["full", "without state", "without time", "state alone", "time alone"]
+    ranking = scorers["model"]["episode"]["ranking"]["auroc"]
+    assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
