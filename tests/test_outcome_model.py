@@ -14,7 +14,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from salus_engine.cli import main as salus_main
 from salus_engine.predictor.checkpoint import load_model
@@ -23,34 +22,21 @@ from salus_engine.predictor.evaluation import scores_of
 from salus_engine.predictor.models import ModelSpec
 from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.predictor.training import episode_weights, targets_for
-from salus_engine.store import EpisodeStore, EpisodeWriter
-from tests.test_predictor import HORIZONS, episode_record
+from salus_engine.store import EpisodeRecord, EpisodeStore
+from tests.test_predictor import HORIZONS, episode_record, one_thread, write_store  # noqa: F401 (one_thread: a fixture)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def state_store(path, episodes: int) -> str:
-    """Test episodes whose joint angles drift towards a direction that depends on the outcome."""
-    writer = EpisodeWriter.create(path, horizons=HORIZONS, cameras=("front",), image_size=1, ensemble_size=2,
-                                  base_seed=0, policy="test formulas", sim_config={"control_hz": 30.0})
-    for i in range(episodes):
-        record = episode_record(i, informative=False)
-        t = np.arange(len(record.signals))[:, None]
-        drift = 0.01 * (record.failure_type + 2) * t * np.linspace(0.5, 1.0, 8)[None, :]
-        states = (np.sin(0.05 * t + i) * 0.1 + drift).astype(np.float32)
-        writer.write(replace(record, states=states), durable=False)
-    return str(path)
+def drifting_record(i: int) -> EpisodeRecord:
+    """Test episode i whose joint angles drift towards a direction that depends on the outcome."""
+    record = episode_record(i, informative=False)
+    t = np.arange(len(record.signals))[:, None]
+    drift = 0.01 * (record.failure_type + 2) * t * np.linspace(0.5, 1.0, 8)[None, :]
+    return replace(record, states=(np.sin(0.05 * t + i) * 0.1 + drift).astype(np.float32))
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return state_store(tmp_path_factory.mktemp("outcome") / "store", 64)
+    return write_store(tmp_path_factory.mktemp("outcome") / "store", 64, make=drifting_record)
 
 
 @pytest.fixture(scope="module")
