@@ -115,3 +115,23 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert variants == ["full", "without state", "without time", "state alone", "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
+
+
+def test_a_monitored_rollout_feeds_the_robot_state_to_the_outcome_model(trained, tmp_path):
+    """The closed loop gives the predictor each observation's state: the probabilities recorded live
+    in a real rollout equal the same predictor run afterwards on the recorded signals and states."""
+    from salus_engine.jobs import run_collection
+    from tests.conftest import tiny_settings
+
+    config = tiny_settings(tmp_path / "monitored", episodes=1, seed=11)
+    config.monitor.run = trained
+    config.monitor.threshold = 0.5
+    config.monitor.horizon = HORIZONS[-1]
+    config.monitor.trigger = "none"  # scores and records, never acts
+    run_collection(config)
+    episode = EpisodeStore.open(config.out).episode(0)
+    recorded = np.asarray(episode.array("monitor_probabilities")[:], dtype=np.float64)
+    online = OnlinePredictor.load(trained)
+    states = np.asarray(episode.states)
+    np.testing.assert_allclose(recorded, online.episode(episode.signals, None, None, states), atol=1e-6)
+    assert not np.allclose(recorded, online.episode(episode.signals, None, None, np.zeros_like(states)), atol=1e-3)
