@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 
 import numpy as np
 import pytest
@@ -26,7 +25,15 @@ from salus_tui.screens.player import EpisodePlayer
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.outcome_bars import OutcomeBars
 from salus_tui.widgets.signal_timeline import SIGNAL_LABELS, SignalTimeline, column_label
-from tests.test_console_support import region_text, screen_text, settle, wait_for, wait_for_exit, wait_for_jobs
+from tests.test_console_support import (
+    hold_job_after_first,
+    region_text,
+    screen_text,
+    settle,
+    wait_for,
+    wait_for_exit,
+    wait_for_jobs,
+)
 
 
 @pytest.mark.slow
@@ -38,16 +45,7 @@ def test_collect_screen_runs_a_collection_then_plays_an_episode(tiny_collect_con
             assert isinstance(screen, CollectScreen)
             # The job's thread is held after its first episode's event, so the screen is seen while the
             # collection provably runs, however fast the episodes are.
-            first_episode, go_on = threading.Event(), threading.Event()
-            forward = screen.sink
-
-            def held_sink(event) -> None:
-                forward(event)
-                if isinstance(event, EpisodeFinished) and not first_episode.is_set():
-                    first_episode.set()
-                    go_on.wait(timeout=600)
-
-            screen.sink = held_sink
+            first_episode, go_on = hold_job_after_first(screen, EpisodeFinished)
             try:
                 await pilot.press("s")
                 await wait_for(first_episode.is_set, pilot)

@@ -42,6 +42,7 @@ from tests.test_console_support import (
     HORIZONS,
     IMAGE_SIZE,
     formula_episode,
+    hold_job_after_first,
     region_text,
     screen_text,
     settle,
@@ -100,16 +101,7 @@ def test_collect_screen_shows_the_monitor_and_the_player_marks_its_interventions
             monitor_text = screen.query_one("#monitor-text")
             assert monitor_text.display  # a monitored collection shows the monitor's lines from the start
             # hold the job in its sink at the first memory sample: step 0 is then in the snapshot
-            sampled, go_on = threading.Event(), threading.Event()
-            forward = screen.sink
-
-            def held_sink(event) -> None:
-                forward(event)
-                if isinstance(event, ResourceSample) and not sampled.is_set():
-                    sampled.set()
-                    go_on.wait(timeout=600)
-
-            screen.sink = held_sink
+            sampled, go_on = hold_job_after_first(screen, ResourceSample)
             try:
                 await pilot.press("s")
                 await wait_for(sampled.is_set, pilot)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,27 @@ def as_format_2(path: str | Path) -> str:
 _SVG_TEXT = re.compile(r'<text [^>]*?x="([0-9.e+-]+)"[^>]*?clip-path="url\(#[^)]*-line-(\d+)\)"[^>]*>(.*?)</text>')
 _SVG_CELL_WIDTH = 20 * 0.61
 """Width of one terminal cell in Rich's SVG export (character height 20, font aspect ratio 0.61)."""
+
+
+def hold_job_after_first(screen, event_type: type) -> tuple[threading.Event, threading.Event]:
+    """Wraps a job screen's sink so that the job's thread, after forwarding its first `event_type`
+    event, waits (at most 600 s) until the test releases it: the screen can then be looked at while
+    the job provably runs, however fast it is.
+
+    Returns:
+        (reached: set once that event was forwarded, release: set it to let the job go on).
+    """
+    reached, release = threading.Event(), threading.Event()
+    forward = screen.sink
+
+    def held_sink(event) -> None:
+        forward(event)
+        if isinstance(event, event_type) and not reached.is_set():
+            reached.set()
+            release.wait(timeout=600)
+
+    screen.sink = held_sink
+    return reached, release
 
 
 def screen_text(app) -> str:
