@@ -1,6 +1,7 @@
 """Prints the latency of the online monitor per control step: the six signals and the signal
 families computed from the ensemble's outputs, then one `OnlinePredictor.step` of a trained
-checkpoint (with the robot state of the step's observation), over the steps of real episodes (the embedded ensemble in the simulator), in step order.
+checkpoint (with the robot state of the step's observation), over the steps of real episodes (the
+embedded ensemble in the simulator), in step order.
 
     .venv/bin/python bench/predict.py --checkpoint checkpoints/RUN [--episodes 2] [--max-steps 120] [--repeats 5]
 """

@@ -258,9 +258,9 @@ class TrainConfig:
     """Seeds the episode split, the weight initialisation and the shuffling."""
     model: Literal["outcome", "temporal", "multi-horizon", "single-horizon"] = "outcome"
     """`outcome` (an MLP over each step with the episode's running mean and maximum, trained on the
-    episode's outcome, 4 outputs), `temporal` (causal dilated convolutions over the episode so far, 16 outputs), `multi-horizon` (an
-    MLP over the current step, or `window` steps, 16 outputs) or `single-horizon` (the seeds' 6-64-64-4
-    MLP, failure within the longest horizon)."""
+    episode's outcome, 4 outputs), `temporal` (causal dilated convolutions over the episode so far, 16
+    outputs), `multi-horizon` (an MLP over the current step, or `window` steps, 16 outputs) or
+    `single-horizon` (the seeds' 6-64-64-4 MLP, failure within the longest horizon)."""
     features: Annotated[str, Field(min_length=1)] = "state,time"
     """Input families, comma-separated (`salus_engine.predictor.inputs`): six, chunk_consistency,
     flow_disagreement, chunk_entropy, hidden_state, action_jerk, state, time; `all`: every family the

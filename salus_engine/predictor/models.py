@@ -72,7 +72,7 @@ class SignalMLP(nn.Module):
         horizon."""
         p = torch.sigmoid(self.forward(x))
         types = len(self.spec.failure_types)
-        if self.spec.kind in ("single-horizon", "outcome"):
+        if self.spec.same_at_every_horizon:
             return p[:, None, :].expand(-1, len(self.spec.horizons), types).contiguous()
         return p.reshape(-1, len(self.spec.horizons), types)
 

@@ -221,7 +221,7 @@ class OnlinePredictor:
             if i < last:
                 np.maximum(x, 0.0, out=x)
         p = 1.0 / (1.0 + np.exp(-x))
-        if self.spec.kind in ("single-horizon", "outcome"):
+        if self.spec.same_at_every_horizon:
             return np.broadcast_to(p, (self._horizons, self._types))
         return p.reshape(self._horizons, self._types)
 

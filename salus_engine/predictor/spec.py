@@ -16,7 +16,8 @@ from salus_engine.signals import SIGNAL_NAMES
 
 TEMPORAL_KERNEL = 3
 """Kernel size of every convolution of the `temporal` model; layer i is dilated by 2**i."""
-DEFAULT_HIDDEN = {"outcome": (64, 64), "multi-horizon": (64, 64), "single-horizon": (64, 64), "temporal": (32, 32, 32, 32)}
+DEFAULT_HIDDEN = {"outcome": (64, 64), "multi-horizon": (64, 64), "single-horizon": (64, 64),
+                  "temporal": (32, 32, 32, 32)}
 """Hidden widths (or channels) per model kind when none are given."""
 
 
@@ -42,8 +43,8 @@ class ModelSpec:
         if self.kind not in MODEL_KINDS:
             raise PredictorError(f"model kind {self.kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
         if not _is_count(self.window) or self.window < 1 or (self.kind != "multi-horizon" and self.window != 1):
-            raise PredictorError(f"window must be >= 1 (exactly 1 for the outcome, single-horizon and temporal models), "
-                                 f"got {self.window!r}")
+            raise PredictorError(f"window must be >= 1 (exactly 1 for the outcome, single-horizon and temporal "
+                                 f"models), got {self.window!r}")
         if not isinstance(self.hidden, tuple) or not all(_is_count(h) and h >= 1 for h in self.hidden):
             raise PredictorError(f"hidden layer widths must be positive integers, got {self.hidden!r}")
         if not isinstance(self.horizons, tuple) or not self.horizons or not all(
@@ -69,9 +70,15 @@ class ModelSpec:
         return 1 + (TEMPORAL_KERNEL - 1) * sum(2 ** i for i in range(len(self.hidden)))
 
     @property
+    def same_at_every_horizon(self) -> bool:
+        """True for the kinds with one output per failure type that stands for every horizon
+        (`single-horizon`, `outcome`); False for those with an output per horizon and type."""
+        return self.kind in ("single-horizon", "outcome")
+
+    @property
     def n_outputs(self) -> int:
         types = len(self.failure_types)
-        return types if self.kind in ("single-horizon", "outcome") else len(self.horizons) * types
+        return types if self.same_at_every_horizon else len(self.horizons) * types
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -5,8 +5,9 @@ Loss: binary cross-entropy on the sigmoid outputs. For the horizon models each o
 are weighted by n_negative / n_positive of the training split (clipped to [1, 1000]) because failures
 are rare steps. The `outcome` model's targets are the episode's outcome at every step, not rare; its
 outputs are unweighted and each step is weighted by 1 / (its episode's length), so that every
-episode counts the same whatever its length. Optimiser: AdamW; learning rate: cosine decay over the planned epochs to 5 % of `lr`; early
-stopping when the validation loss has not improved for `patience` epochs. The whole training split
+episode counts the same whatever its length. Optimiser: AdamW; learning rate: cosine decay over the
+planned epochs to 5 % of `lr`; early stopping when the validation loss has not improved for
+`patience` epochs. The whole training split
 is held as one tensor and shuffled once per epoch; mini-batches are slices of it (no DataLoader).
 """
 

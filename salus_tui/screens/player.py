@@ -196,8 +196,8 @@ class EpisodePlayer(Screen):
         self.length = len(self.signals)
         sim_config = store.attrs.get("sim_config") or {}
         self.control_hz = float(sim_config.get("control_hz", DEFAULT_CONTROL_HZ))
-        self.probabilities = monitor.probabilities(self.signals, episode.features, episode.hidden_features, self.states) \
-            if monitor is not None else None
+        self.probabilities = None if monitor is None else monitor.probabilities(
+            self.signals, episode.features, episode.hidden_features, self.states)
         self.alarm_step = monitor.first_alarm(self.probabilities) if monitor is not None else None
         self.alarm_scores = monitor.alarm_scores(self.probabilities) if monitor is not None else None
         """(T,) running alarm score (`Monitor.alarm_scores`), or None without an evaluated checkpoint."""
