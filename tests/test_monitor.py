@@ -134,10 +134,15 @@ def rollout(tmp_path_factory):
     setup = load_monitor(config, layout)
     extractors = StepExtractors(SignalExtractor(), FamilyExtractor(layout, config.policy.requery_every))
 
-    def run(schedule=None, trigger="random"):
+    def run(schedule=None, trigger="random", max_steps=None):
         setup.config.trigger = trigger
         loop = ClosedLoop(setup, env, ensemble)
-        return run_episode(env, ensemble, extractors, 0, SEED, config, loop=loop, schedule=schedule), env
+        usual = env.config.max_steps
+        env.config.max_steps = max_steps or usual
+        try:
+            return run_episode(env, ensemble, extractors, 0, SEED, config, loop=loop, schedule=schedule), env
+        finally:
+            env.config.max_steps = usual
 
     yield run
     env.close()
@@ -198,6 +203,21 @@ def test_each_intervention_changes_the_rollout_as_specified(rollout):
     assert stopped.intervention[-1] == code_of("stop") and not stopped.actions[-1].any()
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(np.zeros(7))  # the stopped episode is over
+
+
+def test_a_handover_until_lift_hands_back_once_the_expert_has_lifted_the_cube(rollout):
+    """`until_lift = 1`: the expert grasps and lifts the cube, then the policy carries on; `steps` is
+    only the most it may take. The record counts the steps the expert really acted."""
+    record, _ = rollout(_scheduled("handover", steps=150, until_lift=1), max_steps=120)
+    expert = ACTORS.index("expert")
+    acted = np.flatnonzero(record.actor == expert)
+    assert acted[0] == START and np.array_equal(acted, np.arange(START, acted[-1] + 1))
+    back = acted[-1] + 1
+    assert back < START + 150 and back < record.length  # handed back early, the episode went on
+    assert record.interventions[0]["steps"] == back - START
+    assert record.interventions[0]["until_lift"] == 1.0
+    opening = record.states[back, 7]
+    assert 0.03 < opening < 0.05  # the fingers hold the 4 cm cube
 
 
 def test_alarms_start_the_first_matching_rule(rollout, tmp_path):

@@ -187,6 +187,48 @@ def test_closing_beside_the_cube_and_rising_is_a_miss(env):
     assert outcome.evidence["closed_steps"] >= env.config.miss_close_steps
 
 
+def finish_with(env: PickPlaceEnv, expert: ScriptedExpert) -> EpisodeOutcome:
+    """Steps the expert until the episode ends; returns its outcome."""
+    observation = None
+    while True:
+        observation, _, terminated, truncated, info = env.step(expert.act(observation))
+        if terminated or truncated:
+            return info["outcome"]
+
+
+def test_take_over_while_the_fingers_close_beside_the_cube_re_grasps(env):
+    """A handover that starts while the fingers close on air next to the cube (pinch point within
+    3 cm, fingers half shut) plans from above the cube, not from the lift: lifting there is a miss."""
+    env.reset(seed=3)
+    s = env.task_state()
+    beside = np.array([s.cube_pos[0] + 0.025, s.cube_pos[1], 0.15])
+    drive(env, beside, grip=-1.0, steps=30)
+    low = np.array([beside[0], beside[1], s.cube_pos[2] + 0.012])
+    drive(env, low, grip=-1.0, steps=25)
+    drive(env, low, grip=1.0, steps=3)
+    t = env.task_state()
+    assert t.gripper_opening_m < 0.05 and np.linalg.norm(t.cube_pos - t.pinch_pos) < 0.03
+    assert not t.cube_pinched
+    expert = ScriptedExpert(env)
+    expert.take_over()
+    assert expert.phase == PHASES.index("above_cube")
+    assert finish_with(env, expert).failure_type == SUCCESS
+
+
+def test_take_over_with_the_cube_held_carries_it_on(env):
+    expert = ScriptedExpert(env)
+    obs, _ = env.reset(seed=4)
+    expert.reset()
+    while expert.phase < PHASES.index("lift"):
+        obs, _, terminated, truncated, _ = env.step(expert.act(obs))
+        assert not (terminated or truncated)
+    assert env.task_state().cube_pinched
+    handover = ScriptedExpert(env)
+    handover.take_over()
+    assert handover.phase == PHASES.index("lift")
+    assert finish_with(env, handover).failure_type == SUCCESS
+
+
 def test_opening_after_lifting_away_from_the_bin_is_a_drop(env):
     expert = ScriptedExpert(env)
     obs, _ = env.reset(seed=4)

@@ -10,8 +10,10 @@ Kinds (codes of the store's `intervention` array, `salus_engine.store.layout.INT
   2 cm) with the gripper command held, then the policy resumes with fresh chunks;
 - `handover`: the scripted expert (`salus_engine.sim.expert.ScriptedExpert`, re-planned from the
   current state) acts for `steps` steps (0: for the rest of the episode), then the policy resumes with
-  fresh chunks. It stands in for a person taking over by teleoperation; its steps are recorded with
-  the actor "expert";
+  fresh chunks. With `until_lift = 1` it hands back as soon as it has lifted the cube to carrying
+  height (its "lift" waypoint is done), `steps` being then the most it may take: a person who fixes
+  the grasp and lets the policy carry on. It stands in for a person taking over by teleoperation; its
+  steps are recorded with the actor "expert";
 - `stop`: a safe stop: the episode ends at once with the outcome "stopped".
 
 Rules (`--interventions FILE.toml`), tried in order; the first whose conditions hold picks the
@@ -48,14 +50,15 @@ PARAMETERS: dict[str, dict[str, float]] = {
     "slow": {"factor": 0.5, "steps": 15},
     "replan": {},
     "retreat": {"height_m": 0.05, "speed": 0.5},
-    "handover": {"steps": 45},
+    "handover": {"steps": 45, "until_lift": 0.0},
     "stop": {},
 }
 """Each intervention kind's parameters and their defaults (steps: control steps; height_m: m;
-factor, speed: fractions)."""
+factor, speed: fractions; until_lift: 1 to end a handover once the cube is lifted, else 0)."""
 
 LIMITS: dict[str, tuple[float, float]] = {
     "factor": (0.0, 1.0), "steps": (0, 10_000), "height_m": (0.0, 0.5), "speed": (0.05, 1.0),
+    "until_lift": (0.0, 1.0),
 }
 """Allowed range of each parameter (inclusive)."""
 

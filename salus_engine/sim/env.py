@@ -71,6 +71,8 @@ class TaskState:
     target_quat: np.ndarray
     """(4,) end-effector target orientation, unit quaternion (w, x, y, z)."""
     gripper_opening_m: float
+    cube_pinched: bool
+    """Both fingers touch the cube (the outcome detector's "grasped")."""
     step: int
 
 
@@ -371,17 +373,21 @@ class PickPlaceEnv(gym.Env):
         gap = float(np.linalg.norm(d.geom_xpos[ids.left_pad_geom] - d.geom_xpos[ids.right_pad_geom]))
         return max(0.0, gap - 2 * float(self.model.geom_size[ids.left_pad_geom][1]))
 
+    def finger_touches(self) -> tuple[bool, bool]:
+        """(left, right): whether a left-finger and a right-finger geom touch the cube now."""
+        d, cube = self.data, self.ids.cube_geom
+        if not d.ncon:
+            return False, False
+        geoms = d.contact.geom[: d.ncon]
+        with_cube = (geoms[:, 0] == cube) | (geoms[:, 1] == cube)
+        if not with_cube.any():
+            return False, False
+        others = np.where(geoms[with_cube, 0] == cube, geoms[with_cube, 1], geoms[with_cube, 0])
+        return bool(self._left[others].any()), bool(self._right[others].any())
+
     def _measure(self, max_force: float, pair: tuple[int, int], force_substep: int, close: bool) -> StepPhysics:
         m, d, ids = self.model, self.data, self.ids
-        left = right = False
-        if d.ncon:
-            geoms = d.contact.geom
-            cube = ids.cube_geom
-            with_cube = (geoms[:, 0] == cube) | (geoms[:, 1] == cube)
-            if with_cube.any():
-                others = np.where(geoms[with_cube, 0] == cube, geoms[with_cube, 1], geoms[with_cube, 0])
-                left = bool(self._left[others].any())
-                right = bool(self._right[others].any())
+        left, right = self.finger_touches()
         robot_name = other_name = ""
         if pair[0] >= 0:
             a, b = pair
@@ -428,5 +434,6 @@ class PickPlaceEnv(gym.Env):
             target_yaw=_yaw_of_mat(target_mat.reshape(3, 3)),
             target_quat=self._target_quat.copy(),
             gripper_opening_m=self.gripper_opening_m(),
+            cube_pinched=all(self.finger_touches()),
             step=self._step,
         )

@@ -57,15 +57,16 @@ class _Waypoint:
     hold_steps: int = 0
 
 
-HELD_OPENING_M = 2 * scene.CUBE_HALF_M + 0.01
-"""The cube counts as held when the fingers are open less than this (cube edge + 1 cm), m ..."""
 HELD_DISTANCE_M = 0.03
-"""... and the cube's centre lies within this distance of the pinch point, m."""
+"""The cube counts as held when both fingers touch it and its centre lies within this distance of
+the pinch point, m."""
 
 
 def holds_cube(s: TaskState) -> bool:
-    """True when the gripper holds the cube (from the privileged state: opening and distance)."""
-    return s.gripper_opening_m < HELD_OPENING_M and float(np.linalg.norm(s.cube_pos - s.pinch_pos)) < HELD_DISTANCE_M
+    """True when the gripper holds the cube (from the privileged state: both fingers on the cube, as
+    the outcome detector's "grasped", and the cube at the pinch point). Fingers that are still closing
+    beside the cube do not hold it: a take-over then re-grasps instead of lifting an empty gripper."""
+    return s.cube_pinched and float(np.linalg.norm(s.cube_pos - s.pinch_pos)) < HELD_DISTANCE_M
 
 
 def _wrap_quarter(angle: float) -> float:
