@@ -196,19 +196,21 @@ def finish_with(env: PickPlaceEnv, expert: ScriptedExpert) -> EpisodeOutcome:
             return info["outcome"]
 
 
-def test_take_over_while_the_fingers_close_beside_the_cube_re_grasps(env):
-    """A handover that starts while the fingers close on air next to the cube (pinch point within
-    3 cm, fingers half shut) plans from above the cube, not from the lift: lifting there is a miss."""
+@pytest.mark.parametrize("offset, close_steps, pinched", [((0.025, 0.0), 3, False), ((0.0, 0.03), 8, True)])
+def test_take_over_after_a_bad_close_by_the_cube_re_grasps(env, offset, close_steps, pinched):
+    """A handover that starts while the fingers close on air next to the cube (half shut, the pinch
+    point within 3 cm), or pinch one of its edges, re-grasps from straight above, not from the lift:
+    lifting there is a miss."""
     env.reset(seed=3)
     s = env.task_state()
-    beside = np.array([s.cube_pos[0] + 0.025, s.cube_pos[1], 0.15])
+    beside = np.array([s.cube_pos[0] + offset[0], s.cube_pos[1] + offset[1], 0.15])
     drive(env, beside, grip=-1.0, steps=30)
     low = np.array([beside[0], beside[1], s.cube_pos[2] + 0.012])
     drive(env, low, grip=-1.0, steps=25)
-    drive(env, low, grip=1.0, steps=3)
+    drive(env, low, grip=1.0, steps=close_steps)
     t = env.task_state()
-    assert t.gripper_opening_m < 0.05 and np.linalg.norm(t.cube_pos - t.pinch_pos) < 0.03
-    assert not t.cube_pinched
+    assert t.gripper_opening_m < 0.04 and np.linalg.norm(t.cube_pos - t.pinch_pos) < 0.03
+    assert t.cube_pinched is pinched
     expert = ScriptedExpert(env)
     expert.take_over()
     assert expert.phase == PHASES.index("above_cube")

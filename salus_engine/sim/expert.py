@@ -39,6 +39,9 @@ TARGET_TOLERANCE_M = 0.004
 see `_waypoint_done`)."""
 TARGET_TOLERANCE_RAD = 0.05
 """... and within this yaw, rad."""
+NEAR_CUBE_M = 0.08
+"""A take-over re-grasps from straight above the gripper when its pinch point is this close to the
+cube horizontally, m (see `ScriptedExpert.take_over`)."""
 MAX_WAYPOINT_STEPS = 60
 """After this many steps at one waypoint the expert moves on even if the arm has not arrived."""
 PHASES = ("above_cube", "pre_grasp", "grasp", "close", "lift", "above_bin", "lower", "open", "retreat")
@@ -58,15 +61,20 @@ class _Waypoint:
 
 
 HELD_DISTANCE_M = 0.03
-"""The cube counts as held when both fingers touch it and its centre lies within this distance of
-the pinch point, m."""
+"""The cube counts as held when both fingers touch it, its centre lies within this distance of the
+pinch point, m, ..."""
+HELD_MIN_OPENING_M = 2 * scene.CUBE_HALF_M - 0.005
+"""... and the fingers are open at least this much, m: across two faces (the expert's grasp leaves
+them 0.040 m apart), not pinching an edge or a corner, which slips when lifted."""
 
 
 def holds_cube(s: TaskState) -> bool:
     """True when the gripper holds the cube (from the privileged state: both fingers on the cube, as
-    the outcome detector's "grasped", and the cube at the pinch point). Fingers that are still closing
-    beside the cube do not hold it: a take-over then re-grasps instead of lifting an empty gripper."""
-    return s.cube_pinched and float(np.linalg.norm(s.cube_pos - s.pinch_pos)) < HELD_DISTANCE_M
+    the outcome detector's "grasped", the cube at the pinch point and the fingers across two faces).
+    Fingers still closing beside the cube, or pinching its edge, do not hold it: a take-over then
+    re-grasps instead of lifting into a miss."""
+    return (s.cube_pinched and s.gripper_opening_m >= HELD_MIN_OPENING_M
+            and float(np.linalg.norm(s.cube_pos - s.pinch_pos)) < HELD_DISTANCE_M)
 
 
 def _wrap_quarter(angle: float) -> float:
@@ -136,10 +144,19 @@ class ScriptedExpert:
     def take_over(self) -> None:
         """Plans from the current state in the middle of an episode (the monitor's handover): from the
         lift onwards when the cube is held between the fingers (`holds_cube`), else from above the
-        cube with the gripper open."""
+        cube with the gripper open. When the gripper is already down by the cube (pinch point within
+        `NEAR_CUBE_M` of it horizontally and below the pre-grasp height), the first waypoint is not the
+        transit height but straight up to the pre-grasp height: a re-grasp after a failed close then
+        takes about 25 steps fewer."""
         s = self.env.task_state()
         self._plan = self._make_plan(s)
         self._index = PHASES.index("lift") if holds_cube(s) else 0
+        pre_grasp = self._plan[PHASES.index("pre_grasp")]
+        near = float(np.linalg.norm(s.pinch_pos[:2] - s.cube_pos[:2])) < NEAR_CUBE_M
+        if self._index == 0 and near and s.pinch_pos[2] < pre_grasp.pos[2]:
+            first = self._plan[0]
+            clear = np.array([s.pinch_pos[0], s.pinch_pos[1], pre_grasp.pos[2]])
+            self._plan[0] = _Waypoint(clear, first.yaw, first.grip, first.speed, first.tolerance_m)
         self._held = 0
         self._waited = 0
         self._arrived = False
