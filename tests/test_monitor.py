@@ -227,7 +227,7 @@ def test_alarms_start_the_first_matching_rule(rollout, tmp_path):
     assert record.alarm.any()
     first = record.interventions[0]
     assert first["trigger"] == "monitor" and first["alarm"]["step"] == first["step"]
-    assert first["intervention"] == {"collision": "retreat", "miss": "handover", "drop": "handover",
+    assert first["intervention"] == {"collision": "handover", "miss": "handover", "drop": "handover",
                                      "timeout": "replan"}[first["alarm"]["failure_type"]]
     assert choose(DEFAULT_RULES, Alarm(**first["alarm"])).intervention == first["intervention"]
     assert record.intervention[first["step"]] == code_of(first["intervention"])

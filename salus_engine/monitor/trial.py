@@ -5,7 +5,8 @@
 - `none`: the policy alone (the monitor scores and records, and never acts);
 - `monitor`: alarms start the graduated interventions of the rules;
 - `random`: a placebo: on each seed, the interventions the monitor arm made on that seed (same kinds
-  and parameters, so about the same number of intervention steps), started at steps drawn uniformly
+  and parameters, each lasting the steps it lasted there, so the same number of intervention steps; a
+  handover `until_lift` becomes a handover of that many steps), started at steps drawn uniformly
   from the `none` arm's length of that seed;
 - `blind`: the same interventions at a fixed schedule, evenly spaced over the `none` arm's length.
 
