@@ -217,13 +217,18 @@ def test_take_over_after_a_bad_close_by_the_cube_re_grasps(env, offset, close_st
     assert finish_with(env, expert).failure_type == SUCCESS
 
 
-def test_take_over_with_the_cube_held_carries_it_on(env):
+def expert_until(env: PickPlaceEnv, seed: int, phase: str) -> None:
+    """Resets the episode at `seed` and lets the expert act until it reaches waypoint `phase`."""
     expert = ScriptedExpert(env)
-    obs, _ = env.reset(seed=4)
+    obs, _ = env.reset(seed=seed)
     expert.reset()
-    while expert.phase < PHASES.index("lift"):
+    while expert.phase < PHASES.index(phase):
         obs, _, terminated, truncated, _ = env.step(expert.act(obs))
         assert not (terminated or truncated)
+
+
+def test_take_over_with_the_cube_held_carries_it_on(env):
+    expert_until(env, 4, "lift")
     assert env.task_state().cube_pinched
     handover = ScriptedExpert(env)
     handover.take_over()
@@ -232,12 +237,7 @@ def test_take_over_with_the_cube_held_carries_it_on(env):
 
 
 def test_opening_after_lifting_away_from_the_bin_is_a_drop(env):
-    expert = ScriptedExpert(env)
-    obs, _ = env.reset(seed=4)
-    expert.reset()
-    while expert.phase < PHASES.index("above_bin"):  # until it carries the lifted cube toward the bin
-        obs, _, terminated, truncated, _ = env.step(expert.act(obs))
-        assert not (terminated or truncated)
+    expert_until(env, 4, "above_bin")  # until it carries the lifted cube toward the bin
     info = drive(env, env.task_state().target_pos, grip=-1.0, steps=30)
     outcome: EpisodeOutcome = info["outcome"]
     assert outcome.failure_type == DROP, outcome
