@@ -27,7 +27,6 @@ from salus_engine.monitor.alarm import Alarm
 from salus_engine.monitor.interventions import InterventionRule, choose, code_of, retreat_steps
 from salus_engine.monitor.setup import MonitorSetup
 from salus_engine.sim.env import POS_STEP_M
-from salus_engine.sim.expert import PHASES
 from salus_engine.store.layout import ACTORS
 
 
@@ -180,7 +179,7 @@ class ClosedLoop:
         elif kind == "handover":
             action = self._expert.act(observation)
             actor = ACTORS.index("expert")
-            if parameters.get("until_lift") and self._expert.phase > PHASES.index("lift"):
+            if parameters.get("until_lift") and self._expert.has_lifted():
                 running.remaining = 1  # the cube is lifted: hand back after this step
         elif kind == "stop":
             action, stop = np.zeros(7, dtype=np.float32), True

@@ -10,8 +10,8 @@ Kinds (codes of the store's `intervention` array, `salus_engine.store.layout.INT
   2 cm) with the gripper command held, then the policy resumes with fresh chunks;
 - `handover`: the scripted expert (`salus_engine.sim.expert.ScriptedExpert`, re-planned from the
   current state) acts for `steps` steps (0: for the rest of the episode), then the policy resumes with
-  fresh chunks. With `until_lift = 1` it hands back as soon as it has lifted the cube to carrying
-  height (its "lift" waypoint is done), `steps` being then the most it may take: a person who fixes
+  fresh chunks. With `until_lift = 1` it hands back as soon as it holds the cube lifted 5 cm off the
+  table (`ScriptedExpert.has_lifted`), `steps` being then the most it may take: a person who fixes
   the grasp and lets the policy carry on. It stands in for a person taking over by teleoperation; its
   steps are recorded with the actor "expert";
 - `stop`: a safe stop: the episode ends at once with the outcome "stopped".

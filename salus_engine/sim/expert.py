@@ -39,6 +39,10 @@ TARGET_TOLERANCE_M = 0.004
 see `_waypoint_done`)."""
 TARGET_TOLERANCE_RAD = 0.05
 """... and within this yaw, rad."""
+HAND_BACK_LIFT_M = 0.05
+"""A handover `until_lift` hands back once the expert holds the cube this far above the table (its
+bottom face), m: high enough that the fingers clear the table, low enough that the policy does the
+rest of the lift and the carry (`ScriptedExpert.has_lifted`)."""
 NEAR_CUBE_M = 0.08
 """A take-over re-grasps from straight above the gripper when its pinch point is this close to the
 cube horizontally, m (see `ScriptedExpert.take_over`)."""
@@ -160,6 +164,13 @@ class ScriptedExpert:
         self._held = 0
         self._waited = 0
         self._arrived = False
+
+    def has_lifted(self) -> bool:
+        """True when the expert is at its lift waypoint or later and holds the cube (`holds_cube`) with
+        its bottom face at least `HAND_BACK_LIFT_M` above the table."""
+        s = self.env.task_state()
+        return (self._index >= PHASES.index("lift") and holds_cube(s)
+                and float(s.cube_pos[2]) - scene.CUBE_HALF_M >= HAND_BACK_LIFT_M)
 
     def _make_plan(self, s: TaskState) -> list[_Waypoint]:
         cube, bin_pos = s.cube_pos, s.bin_pos
