@@ -27,7 +27,7 @@ from textual.widgets import DataTable
 from salus_engine import STOPPED
 from salus_engine.cli import main as salus_main
 from salus_engine.events import EpisodeFinished, ResourceSample
-from salus_engine.monitor.trial import TRIAL_FORMAT, ArmEpisodes, paired_table
+from salus_engine.monitor.trial import TRIAL_FORMAT, paired_table
 from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter
 from salus_engine.store.layout import INTERVENTION_KINDS
 from salus_tui.app import SalusApp
@@ -38,6 +38,7 @@ from salus_tui.screens.player import EpisodePlayer
 from salus_tui.screens.trial import TrialScreen
 from salus_tui.widgets.signal_timeline import NAME_WIDTH, VALUE_WIDTH, SignalTimeline, column_steps
 from tests.conftest import tiny_settings
+from tests.test_monitor import known_arms
 from tests.test_console_support import (
     HORIZONS,
     IMAGE_SIZE,
@@ -382,18 +383,8 @@ def test_player_names_handover_and_stop_and_the_filter_knows_stopped(tmp_path):
 
 
 def known_trial(folder: Path) -> Path:
-    """trial.json of 10 seeds (as test_monitor's known answer): none fails 6 (2 collisions, 2 misses,
-    a timeout, a drop) and succeeds on 4; the monitor prevents 4, loses 1 and stops the timeout; the
-    random arm repeats none."""
-    def arm(outcomes, handover=0):
-        n = len(outcomes)
-        return ArmEpisodes(seeds=np.arange(n), outcomes=np.array(outcomes), lengths=np.full(n, 100),
-                           intervention_steps=np.full(n, 10), handover_steps=np.full(n, handover),
-                           interventions=[[] for _ in range(n)])
-
-    none = [0, 0, 2, 2, 3, 1, -1, -1, -1, -1]
-    table = paired_table({"none": arm(none), "monitor": arm([-1, -1, -1, 2, STOPPED, -1, -1, -1, -1, 0], handover=20),
-                          "random": arm(none)})
+    """trial.json of test_monitor's known answer (`known_arms`)."""
+    table = paired_table(known_arms())
     table["settings"] = {"episodes": 10, "seed": 0, "monitor": {"run": "checkpoints/run1", "threshold": 0.25}}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "trial.json").write_text(json.dumps({"format": TRIAL_FORMAT, "format_version": 1, **table},
@@ -426,8 +417,9 @@ def test_trial_screen_shows_the_known_paired_table(tmp_path, monkeypatch):
             low, high = (float(v.rstrip("%")) for v in monitor_ci[1][len("66.7% ["):-1].split(", "))
             assert low < 66.7 < high
             assert monitor_ci[3].startswith("+30.0% [")
-            assert cells(screen, "cost") == [("none", "0.0", "0.0%", "0"), ("monitor", "10.0", "20.0%", "1"),
-                                             ("random", "10.0", "0.0%", "0")]
+            assert cells(screen, "cost") == [("none", "0.0", "0.0%", "0", ""),
+                                             ("monitor", "5.0", "20.0%", "1", "4/6 · 1/4"),
+                                             ("random", "10.0", "0.0%", "0", "6/6 · 4/4")]
             assert cells(screen, "placebo") == [("random", "10", "4", "1", "0.375")]
             assert cells(screen, "per-type") == [("collision", "2", "2", "0", "0"), ("drop", "1", "1", "0", "0"),
                                                  ("miss", "2", "1", "0", "1"), ("timeout", "1", "0", "1", "0")]

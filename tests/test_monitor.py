@@ -303,23 +303,32 @@ def test_monitored_collection_on_ray_workers_equals_in_process(tmp_path):
                                    atol=1e-5)
 
 
-def test_paired_table_known_answer():
-    def arm(outcomes, handover=0):
+def known_arms() -> dict[str, ArmEpisodes]:
+    """10 seeds with a known table: none fails 6 (2 collisions, 2 misses, a timeout, a drop) and
+    succeeds on 4; the monitor prevents 4, loses 1 and stops the timeout, acting on 4 of the 6 seeds
+    that fail alone and 1 of the 4 that succeed; the random arm repeats none."""
+    def arm(outcomes, handover=0, steps=10):
         n = len(outcomes)
         return ArmEpisodes(seeds=np.arange(n), outcomes=np.array(outcomes), lengths=np.full(n, 100),
-                           intervention_steps=np.full(n, 10), handover_steps=np.full(n, handover),
+                           intervention_steps=np.broadcast_to(steps, n), handover_steps=np.full(n, handover),
                            interventions=[[] for _ in range(n)])
 
-    # none: 6 failures, 4 successes; monitor: prevents 4 failures, loses 1 success, stops 1 failure
-    none = arm([0, 0, 2, 2, 3, 1, -1, -1, -1, -1])
-    monitor = arm([-1, -1, -1, 2, STOPPED, -1, -1, -1, -1, 0], handover=20)
-    random = arm([0, 0, 2, 2, 3, 1, -1, -1, -1, -1])
-    table = paired_table({"none": none, "monitor": monitor, "random": random})
+    none = [0, 0, 2, 2, 3, 1, -1, -1, -1, -1]
+    return {"none": arm(none),
+            "monitor": arm([-1, -1, -1, 2, STOPPED, -1, -1, -1, -1, 0], handover=20,
+                           steps=np.array([10, 10, 10, 0, 10, 0, 0, 0, 0, 10])),
+            "random": arm(none)}
+
+
+def test_paired_table_known_answer():
+    table = paired_table(known_arms())
     row = table["vs_none"]["monitor"]
     assert (row["prevented"], row["base_failures"], row["lost"], row["base_successes"]) == (4, 6, 1, 4)
     assert row["net_success_change"] == pytest.approx(0.3) and row["stopped"] == 1
     assert row["mcnemar_p"] == pytest.approx(0.375)  # 2 * P(X <= 1), X ~ Bin(5, 1/2) = 2 * 6/32
     assert row["handover_share"] == pytest.approx(0.2)
+    assert (row["acted_on_failures"], row["acted_on_successes"]) == (4, 1)
+    assert row["intervention_steps_per_episode"] == pytest.approx(5.0)
     assert row["per_type"]["timeout"] == {"failures": 1, "prevented": 0, "stopped": 1, "missed": 0}
     assert row["per_type"]["collision"] == {"failures": 2, "prevented": 2, "stopped": 0, "missed": 0}
     low, high = row["prevented_ci"]

@@ -6,7 +6,7 @@ import argparse
 import threading
 
 from salus_engine.cli.collect import add_collect_arguments, collect_config_from_args, install_stop_signals
-from salus_engine.monitor.trial import ARMS, format_share
+from salus_engine.monitor.trial import ARMS, format_acted, format_share
 
 
 def print_trial(table: dict, console) -> None:
@@ -21,7 +21,8 @@ def print_trial(table: dict, console) -> None:
         rows.add_column(column, justify="left" if column == "arm" else "right", no_wrap=True)
     rows.add_row("none", format_share(table["success_rate"].get("none")), "", "", "", "")
     cost = Table(title="what the interventions cost")
-    for column in ("arm", "intervention steps/episode", "handover share of steps", "stopped"):
+    for column in ("arm", "intervention steps/episode", "handover share of steps", "stopped",
+                   "acted on: failed · succeeded alone"):
         cost.add_column(column, justify="left" if column == "arm" else "right", no_wrap=True)
     cis = Table(title="95 % confidence intervals against none")
     for column in ("arm", "prevented", "lost", "net change"):
@@ -33,7 +34,8 @@ def print_trial(table: dict, console) -> None:
             f"{row['prevented']}/{row['base_failures']}", f"{row['lost']}/{row['base_successes']}",
             format_share(net, sign=True), f"{row['mcnemar_p']:.3g}")
         cost.add_row(arm, "-" if row["intervention_steps_per_episode"] is None
-                     else f"{row['intervention_steps_per_episode']:.1f}", format_share(row["handover_share"]), str(row["stopped"]))
+                     else f"{row['intervention_steps_per_episode']:.1f}", format_share(row["handover_share"]), str(row["stopped"]),
+                     format_acted(row))
         cis.add_row(arm, format_share(row["prevented_share"], row["prevented_ci"]), format_share(row["lost_share"], row["lost_ci"]),
                     format_share(net, net_ci, sign=True))
     console.print(rows)
@@ -62,9 +64,9 @@ def trial_markdown(table: dict) -> str:
         return "–" if value is None else format_share(value, ci, sign)
 
     lines = ["| arm | success | prevented (of none's failures) | successes lost | net change [95 % CI] | "
-             "McNemar p | intervention steps / episode | handover share | stopped |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-             f"| none | {pct(table['success_rate'].get('none'))} | | | | | 0 | 0 | 0 |"]
+             "McNemar p | intervention steps / episode | handover share | stopped | acted on: failed · succeeded alone |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| none | {pct(table['success_rate'].get('none'))} | | | | | 0 | 0 | 0 | |"]
     for arm, row in table["vs_none"].items():
         net, ci = row["net_success_change"], row["net_success_change_ci"]
         lines.append(
@@ -73,7 +75,7 @@ def trial_markdown(table: dict) -> str:
             f"({pct(row['lost_share'], row['lost_ci'])}) | "
             + pct(net, ci, sign=True)
             + f" | {row['mcnemar_p']:.3g} | {row['intervention_steps_per_episode'] or 0:.1f} | "
-            f"{pct(row['handover_share'])} | {row['stopped']} |")
+            f"{pct(row['handover_share'])} | {row['stopped']} | {format_acted(row)} |")
     for placebo, row in table.get("monitor_vs", {}).items():
         lines.append("")
         lines.append(f"Monitor vs {placebo}: {row['monitor_only_success']} seeds succeeded only with the monitor, "

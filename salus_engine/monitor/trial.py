@@ -18,7 +18,8 @@ arm against same-budget random and fixed triggers on matched episodes (AEGIS, 20
 instead of matched ones.
 
 `paired_table` scores each arm against `none`: failures prevented (none failed, the arm succeeded),
-successes lost (none succeeded, the arm did not), the net change of the success rate, with 95 %
+successes lost (none succeeded, the arm did not), the seeds it intervened on among those that failed
+and those that succeeded in `none`, the net change of the success rate, with 95 %
 confidence intervals (Wilson for shares; the paired Wald interval for the difference), and the exact
 McNemar test (a two-sided binomial test on the discordant pairs, `scipy.stats.binomtest`). A stopped
 episode counts as neither a success nor a prevented failure.
@@ -173,6 +174,7 @@ def compare(base: ArmEpisodes, arm: ArmEpisodes) -> dict[str, Any]:
                           "stopped": int((of_type & stopped).sum()),
                           "missed": int((of_type & ~s1 & ~stopped).sum())}
     steps = arm.lengths[ib]
+    acted = arm.intervention_steps[ib] > 0
     return {
         "pairs": n,
         "base_successes": int(s0.sum()), "base_failures": int(failed0.sum()), "successes": int(s1.sum()),
@@ -183,6 +185,7 @@ def compare(base: ArmEpisodes, arm: ArmEpisodes) -> dict[str, Any]:
         "net_success_change_ci": None if net is None else [net - 1.96 * se, net + 1.96 * se],
         "mcnemar_p": mcnemar_exact(b, c),
         "intervention_steps_per_episode": float(arm.intervention_steps[ib].mean()) if n else None,
+        "acted_on_failures": int((acted & failed0).sum()), "acted_on_successes": int((acted & s0).sum()),
         "handover_share": float(arm.handover_steps[ib].sum() / max(1, steps.sum())) if n else None,
         "per_type": per_type,
     }
@@ -234,6 +237,16 @@ def targets_met(table: dict[str, Any]) -> dict[str, Any]:
     }
     return {name: {"value": value, "target": TARGETS[name], "met": None if value is None else bool(check(value))}
             for name, (value, check) in rows.items()}
+
+
+def format_acted(row: dict[str, Any]) -> str:
+    """`164/206 · 10/94`: the seeds on which an arm intervened among those that failed without it, then
+    among those that succeeded without it (a row of `compare`); `-` for a table without them. The
+    placebo arms act on the monitor's seeds by design, so this is the monitor's choice of episodes."""
+    if "acted_on_failures" not in row:
+        return "-"
+    return (f"{row['acted_on_failures']}/{row['base_failures']} · "
+            f"{row['acted_on_successes']}/{row['base_successes']}")
 
 
 def format_share(value: float | None, ci: list | tuple | None = None, sign: bool = False) -> str:

@@ -29,13 +29,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from salus_engine.errors import SalusError
-from salus_engine.monitor.trial import format_share
+from salus_engine.monitor.trial import format_acted, format_share
 from salus_tui.widgets.nav_bar import NavBar
 from salus_tui.widgets.sized_table import fill_sized_table
 
 ARM_COLUMNS = ("arm", "episodes", "success", "prevented", "lost", "net change", "McNemar p")
 CI_COLUMNS = ("arm", "prevented share", "lost share", "net change")
-COST_COLUMNS = ("arm", "intervention steps/episode", "handover share", "stopped")
+COST_COLUMNS = ("arm", "intervention steps/episode", "handover share", "stopped", "acted on: failed · succeeded alone")
 PLACEBO_COLUMNS = ("monitor vs", "pairs", "only monitor succeeded", "only placebo succeeded", "McNemar p")
 TYPE_COLUMNS = ("failure type", "failures", "prevented", "stopped", "missed")
 TARGET_COLUMNS = ("target", "value", "goal", "verdict")
@@ -65,7 +65,7 @@ def trial_rows(table: dict[str, Any]) -> dict[str, list[tuple]]:
     (`paired_table` plus `settings`, as `trial.json` holds it)."""
     rates, episodes, vs_none = table.get("success_rate", {}), table.get("episodes", {}), table.get("vs_none", {})
     arms = [("none", str(episodes.get("none", "-")), share(rates.get("none")), "", "", "", "")]
-    cis, cost = [], [("none", "0.0", share(0.0), "0")]
+    cis, cost = [], [("none", "0.0", share(0.0), "0", "")]
     for arm, row in vs_none.items():
         arms.append((arm, str(episodes.get(arm, "-")), share(rates.get(arm)),
                      f"{row['prevented']}/{row['base_failures']}", f"{row['lost']}/{row['base_successes']}",
@@ -75,7 +75,7 @@ def trial_rows(table: dict[str, Any]) -> dict[str, list[tuple]]:
                     signed(row.get("net_success_change"), row.get("net_success_change_ci"))))
         steps = row.get("intervention_steps_per_episode")
         cost.append((arm, "-" if steps is None else f"{steps:.1f}", share(row.get("handover_share")),
-                     str(row.get("stopped", 0))))
+                     str(row.get("stopped", 0)), format_acted(row)))
     placebo = [(name, str(row["pairs"]), str(row["monitor_only_success"]), str(row["placebo_only_success"]),
                 p_value(row.get("mcnemar_p"))) for name, row in (table.get("monitor_vs") or {}).items()]
     per_type = [(name, str(row["failures"]), str(row["prevented"]), str(row["stopped"]), str(row["missed"]))
