@@ -183,7 +183,7 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
         open_writer(config, config.policy.ensemble_size).close()
     else:
         EpisodeWriter.check_new_path(config.out)
-    load_monitor(config)  # a wrong monitor setting is refused before the ensemble loads
+    setup = load_monitor(config)  # a wrong monitor setting is refused before the ensemble loads
     # Everything that can refuse the settings (policy, simulator) is built before the store is
     # created, so a rejected setting never leaves an empty store behind.
     ensemble = PolicyEnsemble(config.policy, cameras=config.sim.cameras)
@@ -191,7 +191,8 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
     try:
         env = PickPlaceEnv(config.sim)
         layout = family_layout(config, ensemble)
-        setup = load_monitor(config, layout)
+        if setup is not None:
+            setup.bind(layout.feature_families, layout.hidden_dim)
         loop = None
         if setup is not None:
             from salus_engine.monitor import ClosedLoop
