@@ -29,6 +29,7 @@ from salus_engine.resources import sample_memory
 from salus_engine.signal_families import FamilyExtractor, FamilyLayout
 from salus_engine.signals import SignalExtractor
 from salus_engine.store import EpisodeRecord, EpisodeStore, EpisodeWriter, StoreError, make_horizon_labels
+from salus_engine.store.writer import json_attribute
 
 RESOURCE_SAMPLE_EVERY = 30
 """Steps between memory samples during a collection (about once a second of simulated time)."""
@@ -71,7 +72,7 @@ def open_writer(config: CollectConfig, ensemble_size: int, layout: FamilyLayout 
                 layout.feature_families, layout.hidden_dim):
             mismatch.append(f"signal families {sorted(attrs['feature_families'])} (hidden {attrs['hidden_dim']}) vs "
                             f"{sorted(layout.feature_families)} (hidden {layout.hidden_dim})")
-        if layout is not None and (attrs.get("monitor") or None) != _json_value(monitor):
+        if layout is not None and (attrs.get("monitor") or None) != (json_attribute(monitor) if monitor else None):
             mismatch.append("the runtime monitor's settings (monitor.*, --monitor)")
         if mismatch:
             writer.close()
@@ -94,13 +95,6 @@ def open_writer(config: CollectConfig, ensemble_size: int, layout: FamilyLayout 
         hidden_projection=layout.projection,
         monitor=monitor,
     )
-
-
-def _json_value(value):
-    """`value` as it reads back from a store's JSON attributes (tuples become lists, None stays)."""
-    import json
-
-    return json.loads(json.dumps(value, default=float)) if value else None
 
 
 def run_collection(

@@ -19,7 +19,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import zarr
@@ -201,6 +201,12 @@ def _new_build_folder(parent: Path, name: str) -> tuple[Path, int]:
         os.close(fd)  # removed by a cleaner between mkdir and flock: take another name
 
 
+
+def json_attribute(value: Any, default: Callable[[Any], Any] = float) -> Any:
+    """`value` as a store's JSON attribute holds it and reads it back: tuples become lists, numpy
+    scalars plain numbers (through `default`, e.g. `float`)."""
+    return json.loads(json.dumps(value, default=default))
+
 class EpisodeWriter:
     """Writes episodes to one collection store. Create with `create` or `open_for_resume`."""
 
@@ -265,11 +271,11 @@ class EpisodeWriter:
             "state_dim": 8,
             "base_seed": int(base_seed),
             "policy": str(policy),
-            "sim_config": json.loads(json.dumps(sim_config, default=list)),
+            "sim_config": json_attribute(sim_config, default=list),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "feature_families": {str(k): [str(c) for c in v] for k, v in (feature_families or {}).items()},
             "hidden_dim": int(hidden_dim),
-            "monitor": json.loads(json.dumps(monitor, default=float)) if monitor else None,
+            "monitor": json_attribute(monitor) if monitor else None,
         }
         target = Path(os.path.abspath(path))
         parent = target.parent
@@ -472,10 +478,10 @@ class EpisodeWriter:
             "failure_step": int(record.failure_step),
             "episode_length": int(record.length),
             "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "evidence": json.loads(json.dumps(record.evidence, default=float)),
+            "evidence": json_attribute(record.evidence),
         })
         if self.attrs.get("monitor"):
-            group.attrs["interventions"] = json.loads(json.dumps(record.interventions, default=float))
+            group.attrs["interventions"] = json_attribute(record.interventions)
         if durable:
             _fsync_tree(staged)
         final = self.path / EPISODES_GROUP / staged.name
