@@ -130,10 +130,9 @@ class ClosedLoop:
             self.alarms.append(alarm)
         if self._running is None:
             self._start_next(step, alarm, observation, action)
-        decision = self._act(observation, np.asarray(action, dtype=np.float32))
-        decision.probabilities = probabilities.astype(np.float32)
-        decision.alarm = alarm is not None
-        return decision
+        executed, intervention, actor, stop = self._act(observation, np.asarray(action, dtype=np.float32))
+        return StepDecision(action=executed, probabilities=probabilities.astype(np.float32), alarm=alarm is not None,
+                            intervention=intervention, actor=actor, stop=stop)
 
     def _start_next(self, step: int, alarm: Alarm | None, observation: dict, action: np.ndarray) -> None:
         if self.trigger == "monitor" and alarm is not None:
@@ -160,11 +159,13 @@ class ClosedLoop:
         self._running = _Running(kind=kind, parameters=dict(parameters), remaining=remaining, record=record,
                                  grip=float(action[6]))
 
-    def _act(self, observation: dict, action: np.ndarray) -> StepDecision:
+    def _act(self, observation: dict, action: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
+        """The running intervention applied to the policy's action: (executed action (7,) float32,
+        `INTERVENTION_KINDS` code, `ACTORS` code, stop)."""
         running = self._running
         policy = ACTORS.index("policy")
         if running is None or running.remaining <= 0:
-            return StepDecision(action=action, probabilities=np.zeros(0), alarm=False, intervention=0, actor=policy)
+            return action, 0, policy, False
         kind, parameters = running.kind, running.parameters
         actor, stop = policy, False
         if kind == "slow":
@@ -189,5 +190,4 @@ class ClosedLoop:
             if kind in ("retreat", "handover"):
                 self._ensemble.discard_chunks()
             self._running = None
-        return StepDecision(action=np.asarray(action, dtype=np.float32), probabilities=np.zeros(0), alarm=False,
-                            intervention=code_of(kind), actor=actor, stop=stop)
+        return np.asarray(action, dtype=np.float32), code_of(kind), actor, stop
