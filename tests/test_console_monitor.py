@@ -93,6 +93,10 @@ def test_collect_screen_shows_the_monitor_and_the_player_marks_its_interventions
     config = tiny_settings(tmp_path / "store", episodes=1, seed=11)
     config.monitor.run = str(RUN)
     config.monitor.threshold = THRESHOLD
+    # a short intervention by the policy's own arm, so that the 23-step episode also has quiet steps
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nintervention = "retreat"\n')
+    config.monitor.interventions = str(rules)
 
     async def scenario():
         app = SalusApp(config, checkpoint="", log_path=tmp_path / "session.log", theme="salus-dark")
