@@ -55,8 +55,8 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         "'salus evaluate'); the store records the monitor (format 4)")
     parser.add_argument("--interventions", metavar="FILE.toml", help="intervention rules, [[rule]] tables: failure_types, "
                         "horizon_at_most, probability_at_least, intervention = slow | replan | retreat | handover | "
-                        "stop and its parameters (default: collision -> retreat 5 cm, miss/drop -> handover 45 steps, "
-                        "timeout -> replan)")
+                        "stop and its parameters (default: collision/miss/drop -> handover until the expert has lifted "
+                        "the cube, at most 120 steps; timeout -> replan)")
     parser.add_argument("--monitor-threshold", type=float, help="alarm threshold on the monitor's score (default: the "
                         "conformal threshold of RUN/evaluation)")
     parser.add_argument("--cooldown-steps", type=int, help="steps after an alarm without a new one (default "
