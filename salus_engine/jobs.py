@@ -185,12 +185,11 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
     try:
         env = PickPlaceEnv(config.sim)
         layout = family_layout(config, ensemble)
-        if setup is not None:
-            setup.bind(layout.feature_families, layout.hidden_dim)
         loop = None
         if setup is not None:
             from salus_engine.monitor import ClosedLoop
 
+            setup.bind(layout.feature_families, layout.hidden_dim)
             loop = ClosedLoop(setup, env, ensemble)
         writer = open_writer(config, ensemble.ensemble_size, layout, None if setup is None else setup.store_attrs())
         extractors = StepExtractors(SignalExtractor(), FamilyExtractor(layout, config.policy.requery_every))

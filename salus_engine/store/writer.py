@@ -201,11 +201,11 @@ def _new_build_folder(parent: Path, name: str) -> tuple[Path, int]:
         os.close(fd)  # removed by a cleaner between mkdir and flock: take another name
 
 
-
 def json_attribute(value: Any, default: Callable[[Any], Any] = float) -> Any:
     """`value` as a store's JSON attribute holds it and reads it back: tuples become lists, numpy
     scalars plain numbers (through `default`, e.g. `float`)."""
     return json.loads(json.dumps(value, default=default))
+
 
 class EpisodeWriter:
     """Writes episodes to one collection store. Create with `create` or `open_for_resume`."""
