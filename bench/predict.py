@@ -1,7 +1,8 @@
 """Prints the latency of the online monitor per control step: the six signals and the signal
 families computed from the ensemble's outputs, then one `OnlinePredictor.step` of a trained
-checkpoint (with the robot state of the step's observation), over the steps of real episodes (the
-embedded ensemble in the simulator), in step order.
+checkpoint (with the robot state and front-camera frame of the step's observation; a checkpoint that
+reads `target_view` locates the cube in that frame inside the step), over the steps of real episodes
+(the embedded ensemble in the simulator), in step order.
 
     .venv/bin/python bench/predict.py --checkpoint checkpoints/RUN [--episodes 2] [--max-steps 120] [--repeats 5]
 """
@@ -38,19 +39,19 @@ def main() -> int:
     steps, collect, ensemble = capture_steps(args.episodes, args.max_steps, None)
     layout = FamilyLayout.build(DEFAULT_FAMILIES, 0, ensemble.sampler_reason, ensemble.embedding_width)
     predictor = OnlinePredictor.load(args.checkpoint)
-    predictor.bind(layout.feature_families, layout.hidden_dim)
+    predictor.bind(layout.feature_families, layout.hidden_dim, collect.sim.cameras)
     signals, families = SignalExtractor(), FamilyExtractor(layout, collect.policy.requery_every)
     features_us, predictor_us = [], []
     for _ in range(args.repeats):
         signals.reset()
         families.reset()
         predictor.reset()
-        for members, action, query, state in steps:
+        for members, action, query, state, frame in steps:
             t0 = time.perf_counter()
             six = signals.update(members)
             features, hidden = families.update(action, query)
             t1 = time.perf_counter()
-            predictor.step(six, features, hidden, state)
+            predictor.step(six, features, hidden, state, frame)
             t2 = time.perf_counter()
             features_us.append((t1 - t0) * 1e6)
             predictor_us.append((t2 - t1) * 1e6)

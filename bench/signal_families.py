@@ -28,7 +28,7 @@ from salus_engine.signals import SignalExtractor  # noqa: E402
 def capture_steps(episodes: int, max_steps: int | None, image_size: int | None, entropy_samples: int = 0,
                   seed: int = 0) -> tuple[list[tuple[np.ndarray, np.ndarray, object]], object, object]:
     """Runs real episodes and keeps each step's (member actions (M, 7), executed action (7,), ChunkQuery or None,
-    robot state (8,) of the step's observation).
+    robot state (8,) and front-camera frame (S, S, 3) uint8 of the step's observation).
 
     Returns:
         (steps, the collection config, the ensemble) — the ensemble stays loaded for timing queries.
@@ -50,7 +50,7 @@ def capture_steps(episodes: int, max_steps: int | None, image_size: int | None, 
         ensemble.reset(seed=seed + episode)
         while True:
             action, members = ensemble.step(obs)
-            steps.append((members, action, ensemble.last_query, np.array(obs["state"])))
+            steps.append((members, action, ensemble.last_query, np.array(obs["state"]), obs["images"]["front"].copy()))
             obs, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 break
@@ -65,7 +65,7 @@ def time_extractor(steps, layout: FamilyLayout, requery_every: int, repeats: int
     for _ in range(repeats):
         extractor.reset()
         t0 = time.perf_counter()
-        for _members, action, query, _state in steps:
+        for _members, action, query, _state, _frame in steps:
             extractor.update(action, query)
         passes.append((time.perf_counter() - t0) / len(steps) * 1e6)
     return float(np.median(passes))
@@ -85,7 +85,7 @@ def main() -> int:
           f"{config.policy.requery_every} steps, M = {ensemble.ensemble_size}, query {ensemble.query_mode})")
     signals = SignalExtractor()
     t0 = time.perf_counter()
-    for members, _action, _query, _state in steps:
+    for members, _action, _query, _state, _frame in steps:
         signals.update(members)
     print(f"  six signals: {(time.perf_counter() - t0) / len(steps) * 1e6:.1f} us per step")
     width = ensemble.embedding_width

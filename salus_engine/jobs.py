@@ -161,7 +161,7 @@ def load_monitor(config: CollectConfig, layout: FamilyLayout | None = None):
 
     setup = MonitorSetup.load(config.monitor)
     if layout is not None:
-        setup.bind(layout.feature_families, layout.hidden_dim)
+        setup.bind(layout.feature_families, layout.hidden_dim, config.sim.cameras)
     return setup
 
 
@@ -189,7 +189,7 @@ def _collect_in_process(config: CollectConfig, sink: EventSink, stop: threading.
         if setup is not None:
             from salus_engine.monitor import ClosedLoop
 
-            setup.bind(layout.feature_families, layout.hidden_dim)
+            setup.bind(layout.feature_families, layout.hidden_dim, config.sim.cameras)
             loop = ClosedLoop(setup, env, ensemble)
         writer = open_writer(config, ensemble.ensemble_size, layout, None if setup is None else setup.store_attrs())
         extractors = StepExtractors(SignalExtractor(), FamilyExtractor(layout, config.policy.requery_every))

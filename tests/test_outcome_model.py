@@ -72,11 +72,11 @@ def test_outcome_targets_and_weights_count_every_episode_once():
         targets_for(spec, labels)
 
 
-def test_default_training_is_the_outcome_model_on_state_and_time(trained, store):
+def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
-    assert tuple(config["model"]["features"]) == ("state", "time")
-    assert len(config["model"]["signal_names"]) == 9 and model.spec.n_inputs == 27
+    assert tuple(config["model"]["features"]) == ("target_view", "state", "time")
+    assert len(config["model"]["signal_names"]) == 12 and model.spec.n_inputs == 36
     data = load_signal_data(store)
     scores = scores_of(model, data)
     assert scores.shape == (len(data.signals), len(HORIZONS), 4)
@@ -94,12 +94,12 @@ def test_outcome_online_path_equals_offline_scores(trained, store):
     offline = scores_of(model, data)
     online = OnlinePredictor.load(trained)
     episodes = EpisodeStore.open(store)
-    online.bind(episodes.feature_families, episodes.hidden_dim)
+    online.bind(episodes.feature_families, episodes.hidden_dim, episodes.cameras)
     for index in (0, 1, 5):
         episode = episodes.episode(index)
         rows = slice(data.offsets[index], data.offsets[index + 1])
-        np.testing.assert_allclose(online.episode(episode.signals, None, None, episode.states), offline[rows],
-                                   atol=1e-5)
+        np.testing.assert_allclose(online.episode(episode.signals, None, None, episode.states, episode.images[:, 0]),
+                                   offline[rows], atol=1e-5)
 
 
 def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, store, tmp_path):
@@ -112,7 +112,8 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert not any(name.startswith("signal:joint") for name in scorers)  # the state is not thresholded as a signal
     assert metrics["model"]["kind"] == "outcome"
     variants = [row["variant"] for row in metrics["ablation"]]
-    assert variants == ["full", "without state", "without time", "state alone", "time alone"]
+    assert variants == ["full", "without target_view", "without state", "without time", "target_view alone",
+                        "state alone", "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
 
@@ -132,6 +133,8 @@ def test_a_monitored_rollout_feeds_the_robot_state_to_the_outcome_model(trained,
     episode = EpisodeStore.open(config.out).episode(0)
     recorded = np.asarray(episode.array("monitor_probabilities")[:], dtype=np.float64)
     online = OnlinePredictor.load(trained)
-    states = np.asarray(episode.states)
-    np.testing.assert_allclose(recorded, online.episode(episode.signals, None, None, states), atol=1e-6)
-    assert not np.allclose(recorded, online.episode(episode.signals, None, None, np.zeros_like(states)), atol=1e-3)
+    online.bind({}, 0, ("front",))
+    states, frames = np.asarray(episode.states), episode.images[:, 0]
+    np.testing.assert_allclose(recorded, online.episode(episode.signals, None, None, states, frames), atol=1e-6)
+    assert not np.allclose(recorded, online.episode(episode.signals, None, None, np.zeros_like(states), frames),
+                           atol=1e-3)

@@ -67,9 +67,10 @@ def episode_record(i: int, failure_type: int | None = None, informative: bool = 
         failure_type=code, failure_step=length - 1, evidence={})
 
 
-def write_store(path, episodes: int, make=episode_record, **kwargs) -> str:
+def write_store(path, episodes: int, make=episode_record, image_size: int = 1, cameras: tuple[str, ...] = ("front",),
+                **kwargs) -> str:
     """A test store of `episodes` records `make(i, **kwargs)` (default `episode_record`)."""
-    writer = EpisodeWriter.create(path, horizons=HORIZONS, cameras=("front",), image_size=1, ensemble_size=2,
+    writer = EpisodeWriter.create(path, horizons=HORIZONS, cameras=cameras, image_size=image_size, ensemble_size=2,
                                   base_seed=0, policy="test formulas", sim_config={"control_hz": 30.0})
     for i in range(episodes):
         writer.write(make(i, **kwargs), durable=False)

@@ -28,6 +28,7 @@ from salus_engine.monitor.interventions import InterventionRule, choose, code_of
 from salus_engine.monitor.setup import MonitorSetup
 from salus_engine.sim.env import POS_STEP_M
 from salus_engine.store.layout import ACTORS
+from salus_engine.target_view import CAMERA as TARGET_CAMERA
 
 
 @dataclass(frozen=True)
@@ -119,12 +120,14 @@ class ClosedLoop:
 
         Args:
             step: 0-based control step.
-            observation: the env's observation of this step (a replan re-queries the ensemble on it).
+            observation: the env's observation of this step (a replan re-queries the ensemble on it; a
+                predictor reading `target_view` reads its front-camera frame).
             action: (7,) the policy's action (ensemble mean).
             signals, features, hidden: the step's six signals (6,), family columns (F,) and hidden
                 features (D,) or None, as the predictor was bound.
         """
-        probabilities = self.setup.predictor.step(signals, features, hidden, observation["state"])
+        probabilities = self.setup.predictor.step(signals, features, hidden, observation["state"],
+                                                  observation["images"].get(TARGET_CAMERA))
         alarm = self._alarms.update(step, probabilities)
         if alarm is not None:
             self.alarms.append(alarm)

@@ -53,17 +53,17 @@ class MonitorSetup:
         return cls(config=config, predictor=predictor, threshold=float(threshold), horizon=int(horizon),
                    rules=load_rules(config.interventions))
 
-    def bind(self, feature_families: dict[str, list[str]], hidden_dim: int) -> None:
-        """Declares the collection's signal families to the predictor.
+    def bind(self, feature_families: dict[str, list[str]], hidden_dim: int, cameras: tuple[str, ...] = ()) -> None:
+        """Declares the collection's signal families and rendered cameras to the predictor.
 
         Raises:
             PredictorError: the predictor reads a family that the collection does not record.
         """
         try:
-            self.predictor.bind(feature_families, hidden_dim)
+            self.predictor.bind(feature_families, hidden_dim, cameras)
         except PredictorError as err:
             raise PredictorError(f"the monitor's predictor cannot run on this collection: {err}; collect with the "
-                                 "signal families it was trained on (--signals)") from None
+                                 "signal families and cameras it was trained on (--signals, --cameras)") from None
 
     def alarm_monitor(self) -> AlarmMonitor:
         """A fresh alarm rule with these settings."""

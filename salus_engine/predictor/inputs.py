@@ -10,6 +10,9 @@ Input families (`--features`):
 - `state`: the robot's proprioceptive state at the step, the store's `states` array (7 arm joint
   angles in rad, then the gripper opening in m; `salus_engine.store.layout.STATE_NAMES`). Every
   store records it, and a runtime monitor reads it from the same observation the policy gets;
+- `target_view`: the gripper's offset from the target object as the front camera sees it
+  (`salus_engine.target_view`), computed from the recorded front-camera frames and states; offered by
+  every store that records the `front` camera;
 - `time`: the step index within the episode (steps), as its own input; alone it is the time-only
   control of the evaluation.
 
@@ -24,24 +27,29 @@ from salus_engine.predictor.errors import PredictorError
 from salus_engine.signal_families import ACTION_JERK, CHUNK_CONSISTENCY, CHUNK_ENTROPY, FLOW_DISAGREEMENT, HIDDEN_STATE
 from salus_engine.signals import SIGNAL_NAMES
 from salus_engine.store.layout import STATE_NAMES
+from salus_engine.target_view import CAMERA, TARGET_VIEW, TARGET_VIEW_COLUMNS
 
 SIX = "six"
 STATE = "state"
 TIME = "time"
 INPUT_FAMILIES: tuple[str, ...] = (SIX, CHUNK_CONSISTENCY, FLOW_DISAGREEMENT, CHUNK_ENTROPY, HIDDEN_STATE,
-                                   ACTION_JERK, STATE, TIME)
+                                   ACTION_JERK, TARGET_VIEW, STATE, TIME)
 """Every input family, in column order."""
 ALL = "all"
 
 
-def available_columns(feature_families: dict[str, list[str]], hidden_dim: int) -> dict[str, list[str]]:
-    """Family -> column names that a store with these families offers (always `six`, `state` and `time`)."""
+def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
+                      cameras: tuple[str, ...] | list[str] = ()) -> dict[str, list[str]]:
+    """Family -> column names that a store with these families and recorded cameras offers (always
+    `six`, `state` and `time`; `target_view` when `cameras` holds the front camera)."""
     columns: dict[str, list[str]] = {SIX: list(SIGNAL_NAMES)}
     for name in INPUT_FAMILIES:
         if name in feature_families:
             columns[name] = list(feature_families[name])
         elif name == HIDDEN_STATE and hidden_dim:
             columns[name] = [f"hidden_{i:02d}" for i in range(hidden_dim)]
+    if CAMERA in cameras:
+        columns[TARGET_VIEW] = list(TARGET_VIEW_COLUMNS)
     columns[STATE] = list(STATE_NAMES)
     columns[TIME] = ["step"]
     return {name: columns[name] for name in INPUT_FAMILIES if name in columns}
@@ -83,7 +91,8 @@ def resolve_families(requested: tuple[str, ...], columns: dict[str, list[str]], 
 
 def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: np.ndarray,
              features: np.ndarray | None, hidden: np.ndarray | None, step: np.ndarray,
-             feature_names: list[str], states: np.ndarray | None = None) -> np.ndarray:
+             feature_names: list[str], states: np.ndarray | None = None,
+             views: np.ndarray | None = None) -> np.ndarray:
     """The input matrix of the given families.
 
     Args:
@@ -95,6 +104,7 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
         step: (N,) step index of each row within its episode.
         feature_names: the columns of `features`, in order.
         states: (N, 8) the robot states (`STATE_NAMES`), or None when `state` is not among `families`.
+        views: (N, 3) the `target_view` columns, or None when it is not among `families`.
 
     Returns:
         (N, sum of the families' widths) float32.
@@ -109,6 +119,8 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
             parts.append(np.asarray(hidden, dtype=np.float32))
         elif name == STATE:
             parts.append(np.asarray(states, dtype=np.float32))
+        elif name == TARGET_VIEW:
+            parts.append(np.asarray(views, dtype=np.float32))
         else:
             index = [feature_names.index(c) for c in columns[name]]
             parts.append(np.asarray(features, dtype=np.float32)[:, index])

@@ -1,8 +1,10 @@
 """The online monitor path: one predictor step per control step in plain numpy (no torch).
 
 `OnlinePredictor.load(RUN)` reads a checkpoint's safetensors weights; `step(signals, features,
-hidden, state)` takes the current step's six signals (and signal-family columns, declared once with
-`bind`, and the robot state) and returns the 16 probabilities as (H, 4). For an MLP the input
+hidden, state, frame)` takes the current step's six signals (and signal-family columns, declared once
+with `bind`, the robot state and the front camera's frame) and returns the 16 probabilities as (H, 4).
+The `target_view` columns are computed here from the frame and the state, by the same code as offline
+(`salus_engine.target_view`). For an MLP the input
 standardisation is folded into the first layer; with a window > 1 the last `window` steps are kept;
 the `outcome` model keeps the running sum and maximum of the episode's inputs. The temporal model keeps
 each convolution's last inputs and computes only the newest output. Before the episode's first step
@@ -22,6 +24,7 @@ from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import available_columns, input_names, resolve_families
 from salus_engine.predictor.spec import ModelSpec
+from salus_engine.target_view import TARGET_VIEW, TargetView
 
 
 class _StreamingConv:
@@ -94,6 +97,7 @@ class OnlinePredictor:
         self._types = len(spec.failure_types)
         self._columns: dict[str, list[str]] | None = None
         self._plan: list[tuple[str, np.ndarray | None]] = []
+        self._view: TargetView | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, which: str = "best") -> OnlinePredictor:
@@ -116,14 +120,15 @@ class OnlinePredictor:
         check_weights(path, {name: tuple(t.shape) for name, t in state.items()}, spec)
         return cls(spec, state)
 
-    def bind(self, feature_families: dict[str, list[str]], hidden_dim: int) -> None:
+    def bind(self, feature_families: dict[str, list[str]], hidden_dim: int,
+             cameras: tuple[str, ...] | list[str] = ()) -> None:
         """Declares the columns of the `features` and `hidden` vectors that `step` will receive (a
-        store's or a collection's signal families).
+        store's or a collection's signal families) and the cameras of its observations.
 
         Raises:
-            PredictorError: the model reads a family that these columns do not hold.
+            PredictorError: the model reads a family that these columns or cameras do not hold.
         """
-        columns = available_columns(feature_families, hidden_dim)
+        columns = available_columns(feature_families, hidden_dim, cameras)
         resolve_families(self.spec.features, columns, "this episode source")
         if input_names(self.spec.features, columns) != tuple(self.spec.signal_names):
             raise PredictorError("the signal families' columns differ from those the predictor was trained on; "
@@ -140,6 +145,8 @@ class OnlinePredictor:
                 self._plan.append(("hidden", None))
             elif family == "state":
                 self._plan.append(("state", None))
+            elif family == TARGET_VIEW:
+                self._plan.append(("view", None))
             else:
                 self._plan.append(("features", np.array([names.index(c) for c in columns[family]], dtype=np.intp)))
         self._columns = columns
@@ -148,12 +155,15 @@ class OnlinePredictor:
         """Starts a new episode (forgets the window, the convolutions' history and the step count)."""
         self._started = False
         self._step = 0
+        if self._view is not None:
+            self._view.reset()
         if self._temporal:
             for conv in self._convs:
                 conv.reset()
 
     def step(self, signals: np.ndarray, features: np.ndarray | None = None,
-             hidden: np.ndarray | None = None, state: np.ndarray | None = None) -> np.ndarray:
+             hidden: np.ndarray | None = None, state: np.ndarray | None = None,
+             frame: np.ndarray | None = None) -> np.ndarray:
         """Failure probabilities after this step.
 
         Args:
@@ -162,6 +172,8 @@ class OnlinePredictor:
                 a model that reads the six signals (and time) only.
             hidden: (D,) the step's hidden features, or None likewise.
             state: (8,) the robot state of the step's observation (`STATE_NAMES`), or None likewise.
+            frame: (S, S, 3) uint8 front-camera frame of the step's observation (or (3, S, S)), or
+                None for a model that does not read `target_view`.
 
         Returns:
             (H, 4) float64: [h, k] = probability that failure type k happens within horizons[h]
@@ -186,6 +198,10 @@ class OnlinePredictor:
                     parts.append(hidden)
                 elif source == "state":
                     parts.append(state)
+                elif source == "view":
+                    if self._view is None:
+                        self._view = TargetView(np.asarray(frame).shape[1])
+                    parts.append(self._view.update(frame, state))
                 else:
                     parts.append(np.asarray(features)[index])
             x_now = np.concatenate(parts).astype(np.float64)
@@ -226,11 +242,13 @@ class OnlinePredictor:
         return p.reshape(self._horizons, self._types)
 
     def episode(self, signals: np.ndarray, features: np.ndarray | None = None,
-                hidden: np.ndarray | None = None, states: np.ndarray | None = None) -> np.ndarray:
-        """(T, H, 4) probabilities of a recorded episode, step by step as online (after `bind`)."""
+                hidden: np.ndarray | None = None, states: np.ndarray | None = None,
+                frames: np.ndarray | None = None) -> np.ndarray:
+        """(T, H, 4) probabilities of a recorded episode, step by step as online (after `bind`);
+        `frames` (T, 3, S, S) or (T, S, S, 3) uint8 front-camera frames, for a model reading `target_view`."""
         self.reset()
         rows = [self.step(signals[t], None if features is None else features[t], None if hidden is None else hidden[t],
-                          None if states is None else states[t])
+                          None if states is None else states[t], None if frames is None else frames[t])
                 for t in range(len(signals))]
         return np.stack(rows) if rows else np.zeros((0, self._horizons, self._types))
 

@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Footer, Input, Label
 
 from salus_engine import OUTCOME_NAMES, STOPPED
 from salus_engine.errors import SalusError
+from salus_engine.target_view import CAMERA as TARGET_CAMERA, TARGET_VIEW
 from salus_tui.screens.base import SalusScreen
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.nav_bar import NavBar
@@ -66,28 +67,35 @@ class Monitor:
     alarm_horizon: int | None = None
 
     def bind(self, store) -> None:
-        """Declares the store's signal-family columns to the predictor.
+        """Declares the store's signal-family columns and cameras to the predictor.
 
         Raises:
             PredictorError: the predictor reads a family that the store does not record.
         """
-        self.predictor.bind(store.feature_families, store.hidden_dim)
+        self.predictor.bind(store.feature_families, store.hidden_dim, store.cameras)
+
+    @property
+    def reads_frames(self) -> bool:
+        """Whether the predictor reads the front camera's frames (the `target_view` family)."""
+        return TARGET_VIEW in self.predictor.spec.features
 
     @property
     def arrays(self) -> tuple[str, ...]:
         """The episode arrays the predictor reads: `signals`, and `features` / `hidden_features` /
         `states` when its input families include them."""
         families = set(self.predictor.spec.features)
-        return ("signals",) + (("features",) if families - {"six", "time", "hidden_state", "state"} else ()) + (
+        return ("signals",) + (("features",) if families - {"six", "time", "hidden_state", "state", TARGET_VIEW} else ()) + (
             ("hidden_features",) if "hidden_state" in families else ()) + (("states",) if "state" in families else ())
 
     def probabilities(self, signals: np.ndarray, features: np.ndarray | None = None,
-                      hidden: np.ndarray | None = None, states: np.ndarray | None = None) -> np.ndarray:
+                      hidden: np.ndarray | None = None, states: np.ndarray | None = None,
+                      frames: np.ndarray | None = None) -> np.ndarray:
         """(T, H, 4) float64 probabilities for an episode's (T, 6) signals (and (T, F) family
-        columns, (T, D) hidden features, (T, 8) robot states, for a predictor that reads them)."""
+        columns, (T, D) hidden features, (T, 8) robot states, (T, 3, S, S) front-camera frames, for a
+        predictor that reads them)."""
         if not len(signals):
             return np.zeros((0, 0, 4))
-        return self.predictor.episode(signals, features, hidden, states)
+        return self.predictor.episode(signals, features, hidden, states, frames)
 
     def alarm_scores(self, probabilities: np.ndarray) -> np.ndarray | None:
         """(T,) float64 running alarm score of an episode's (T, H, 4) probabilities: at step t the
@@ -156,17 +164,22 @@ class SignalsRead(Message):
         self.bug = bug
 
 
-def signal_columns(rows: list[EpisodeRow], arrays: list[dict[str, np.ndarray]], monitor: Monitor | None) -> list[EpisodeRow]:
+def signal_columns(rows: list[EpisodeRow], arrays: list[dict[str, np.ndarray]], monitor: Monitor | None,
+                   store=None) -> list[EpisodeRow]:
     """`rows` with `max_uncertainty` (and, with a monitor that has a threshold, `first_alarm`) from
     each episode's arrays (`EpisodeStore.read_arrays`: (T, 6) float32 `signals`, and the family
-    arrays a monitor reads)."""
+    arrays a monitor reads); a monitor that reads frames reads them from `store`, one episode at a
+    time."""
     filled = []
     for row, read in zip(rows, arrays):
         episode_signals = read["signals"]
         first_alarm = None
         if monitor is not None and monitor.threshold is not None:
+            frames = None
+            if monitor.reads_frames:
+                frames = store.episode_by_id(row.episode_id).array("images")[:, store.cameras.index(TARGET_CAMERA)]
             first_alarm = monitor.first_alarm(monitor.probabilities(
-                episode_signals, read.get("features"), read.get("hidden_features"), read.get("states")))
+                episode_signals, read.get("features"), read.get("hidden_features"), read.get("states"), frames))
         top = float(episode_signals[:, 0].max()) if len(episode_signals) else 0.0
         filled.append(replace(row, max_uncertainty=top, first_alarm=first_alarm))
     return filled
@@ -270,7 +283,7 @@ class EpisodesScreen(SalusScreen):
             self._table_shown.wait()
             read = store.read_arrays(monitor.arrays if monitor is not None else ("signals",),
                                      [row.episode_id for row in rows])
-            rows = signal_columns(rows, read, monitor)
+            rows = signal_columns(rows, read, monitor, store)
         except SalusError as err:
             error = str(err).splitlines()[0]
             self.post_message(StoreLoaded(None, [], None, error) if listed is None else SignalsRead(listed, [], error))
