@@ -88,18 +88,29 @@ def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view
     assert right.mean() > 0.6, right.mean()  # chance: 0.25 (four types equally often)
 
 
-def test_outcome_online_path_equals_offline_scores(trained, store):
-    model, _ = load_model(trained)
+ONLINE_CHECKED = (0, 1, 5)
+
+
+def assert_online_equals_offline(run: str, store: str):
+    """Checks that the online path, step by step on a recorded episode's signals, states and front
+    frames, gives the offline scores of episodes `ONLINE_CHECKED`; returns (online predictor, store,
+    its SignalData, offline scores (N, H, 4))."""
+    model, _ = load_model(run)
     data = load_signal_data(store)
     offline = scores_of(model, data)
-    online = OnlinePredictor.load(trained)
+    online = OnlinePredictor.load(run)
     episodes = EpisodeStore.open(store)
     online.bind(episodes.feature_families, episodes.hidden_dim, episodes.cameras)
-    for index in (0, 1, 5):
+    for index in ONLINE_CHECKED:
         episode = episodes.episode(index)
         rows = slice(data.offsets[index], data.offsets[index + 1])
         np.testing.assert_allclose(online.episode(episode.signals, None, None, episode.states, episode.images[:, 0]),
                                    offline[rows], atol=1e-5)
+    return online, episodes, data, offline
+
+
+def test_outcome_online_path_equals_offline_scores(trained, store):
+    assert_online_equals_offline(trained, store)
 
 
 def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, store, tmp_path):

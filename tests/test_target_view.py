@@ -25,6 +25,7 @@ from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.sim import PickPlaceEnv
 from salus_engine.store import EpisodeRecord, EpisodeStore
 from salus_engine.target_view import TARGET_VIEW, TARGET_VIEW_COLUMNS, TargetView
+from tests.test_outcome_model import ONLINE_CHECKED, assert_online_equals_offline
 from tests.test_predictor import episode_record, one_thread, write_store  # noqa: F401 (one_thread: a fixture)
 
 TABLE = np.array([150, 120, 90], np.uint8)
@@ -162,16 +163,12 @@ def test_the_trained_model_reads_the_view_and_the_online_path_matches(trained, s
     last = data.offsets[1:] - 1
     failed = data.outcomes >= 0
     assert (offline[last[failed], -1].argmax(axis=1) == data.outcomes[failed]).mean() > 0.6
-    online = OnlinePredictor.load(trained)
-    episodes = EpisodeStore.open(store)
-    online.bind(episodes.feature_families, episodes.hidden_dim, episodes.cameras)
-    for index in (0, 1, 5):
+    online, episodes, _, _ = assert_online_equals_offline(trained, store)
+    for index in ONLINE_CHECKED:  # the frames matter: blank ones give other probabilities
         episode = episodes.episode(index)
-        rows = slice(data.offsets[index], data.offsets[index + 1])
         frames = episode.images[:, 0]
-        np.testing.assert_allclose(online.episode(episode.signals, None, None, episode.states, frames), offline[rows],
-                                   atol=1e-5)
         blank = np.broadcast_to(TABLE[None, :, None, None], frames.shape)
+        rows = slice(data.offsets[index], data.offsets[index + 1])
         assert not np.allclose(online.episode(episode.signals, None, None, episode.states, blank), offline[rows],
                                atol=1e-3)
     with pytest.raises(PredictorError, match="target_view"):
