@@ -11,7 +11,10 @@ Per step, from the front camera frame and the robot state:
 
 1. the target's pixels: the red cube of the instruction ("pick up the red cube"), found by colour,
    r >= `RED_MIN` and r >= 2 g + `RED_MARGIN` and r >= 2 b + `RED_MARGIN` (uint8 RGB), searched at
-   `SEARCH_SIDE` pixels: every (S // `SEARCH_SIDE`)-th row and column of an S-pixel frame;
+   `SEARCH_SIDE` pixels: every (S // `SEARCH_SIDE`)-th row and column of an S-pixel frame, first in a
+   window of +-`WINDOW` sampled pixels around the last sighting, and in the whole frame when fewer
+   than `VISIBLE_FRACTION` of the first frame's pixels are in that window (the scene holds no other
+   red object, so both searches find the same pixels while the cube is inside the window);
 2. the target's position: the centroid of those pixels cast through the calibrated camera (pinhole,
    the MuJoCo camera's pose and field of view) onto the horizontal plane of the cube's centre when it
    rests on the table (z = `scene.CUBE_HALF_M`). It is updated only while at least `VISIBLE_FRACTION`
@@ -52,6 +55,9 @@ SEARCH_SIDE = 128
 """A 256-pixel frame is searched on every second row and column (the cube spans about 10 pixels at
 256); frames of 128 pixels or fewer on every pixel."""
 VISIBLE_FRACTION = 0.8
+WINDOW = 16
+"""Half side, in sampled pixels, of the window around the last sighting that is searched first (the cube
+spans about 5 sampled pixels and moves at most 1-2 per step)."""
 
 
 class TargetView:
@@ -76,13 +82,27 @@ class TargetView:
         self._camera_mat = self._data.cam_xmat[camera].reshape(3, 3).copy()
         self._focal = (self.image_size / 2) / np.tan(np.deg2rad(float(self._model.cam_fovy[camera])) / 2)
         self._stride = max(1, self.image_size // SEARCH_SIDE)
-        self._index = np.arange(self.image_size, dtype=np.float64)
         self.reset()
 
     def reset(self) -> None:
         """Forgets the target's position and first-frame pixel count."""
         self._first_pixels: int | None = None
         self._target: np.ndarray | None = None
+        self._sighting: tuple[int, int] | None = None
+
+    @staticmethod
+    def _red(region: np.ndarray, top: int, left: int) -> tuple[int, float, float]:
+        """(target pixels, their mean row, mean column) in a (h, w, 3) uint8 region of the sampled frame
+        whose first pixel is sampled pixel (top, left); rows and columns in sampled pixels."""
+        r = region[..., 0]
+        # r >= 2 g + margin  <=>  g <= (r - margin) // 2, in uint8 (r >= RED_MIN > margin: no wrap-around)
+        half = (r - np.uint8(RED_MARGIN)) >> 1
+        mask = (r >= RED_MIN) & (region[..., 1] <= half) & (region[..., 2] <= half)
+        rows, cols = np.nonzero(mask)
+        if not len(rows):
+            return 0, 0.0, 0.0
+        pixels = len(rows)
+        return pixels, top + float(rows.sum()) / pixels, left + float(cols.sum()) / pixels
 
     def locate(self, u: float, v: float, height: float = scene.CUBE_HALF_M) -> np.ndarray:
         """(3,) float64 world point (m) where the ray through pixel (u, v) (column, row; pixel centres at
@@ -107,23 +127,22 @@ class TargetView:
             image = image.transpose(1, 2, 0)
         stride = self._stride
         sample = image[::stride, ::stride]
-        r = sample[..., 0]
-        # r >= 2 g + margin  <=>  g <= (r - margin) // 2, in uint8 (r >= RED_MIN > margin: no wrap-around)
-        half = (r - np.uint8(RED_MARGIN)) >> 1
-        mask = (r >= RED_MIN) & (sample[..., 1] <= half) & (sample[..., 2] <= half)
-        rows = np.flatnonzero(mask.any(axis=1))
-        pixels = 0
-        if len(rows):
-            band = mask[rows[0]:rows[-1] + 1].view(np.uint8)  # the rows between the first and last red one
-            per_row, per_col = band.sum(axis=1, dtype=np.int64), band.sum(axis=0, dtype=np.int64)
-            pixels = int(per_row.sum())
+        found = None
+        if self._sighting is not None:  # the window around the last sighting first: a tenth of the pixels
+            row, col = self._sighting
+            top, left = max(0, row - WINDOW), max(0, col - WINDOW)
+            found = self._red(sample[top:row + WINDOW + 1, left:col + WINDOW + 1], top, left)
+            if self._first_pixels and found[0] < VISIBLE_FRACTION * self._first_pixels:
+                found = None  # partly outside the window or hidden: the whole frame decides
+        if found is None:
+            found = self._red(sample, 0, 0)
+        pixels, row, col = found
         if self._first_pixels is None:
             self._first_pixels = pixels
         if pixels and pixels >= VISIBLE_FRACTION * self._first_pixels:
-            # centroid; sampled pixel c is pixel c * stride of the frame, centred at + 0.5
-            u = float(per_col @ self._index[: len(per_col)]) / pixels * stride + 0.5
-            v = float(per_row @ self._index[rows[0]:rows[-1] + 1]) / pixels * stride + 0.5
-            self._target = self.locate(u, v)
+            self._sighting = (int(round(row)), int(round(col)))
+            # sampled pixel c is pixel c * stride of the frame, centred at + 0.5
+            self._target = self.locate(col * stride + 0.5, row * stride + 0.5)
         visible = pixels / self._first_pixels if self._first_pixels else 0.0
         if self._target is None:
             return np.array([0.0, 0.0, visible], np.float32)
