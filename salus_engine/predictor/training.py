@@ -341,7 +341,9 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     if train_counts["success"] == sum(train_counts.values()):
         raise PredictorError(f"{data.path}: the training split holds no failed episode; collect more episodes")
     spec = build_spec(data, config.model, config.features, config.window, config.hidden)
-    x_all = model_inputs(spec, data)
+    started = time.perf_counter()
+    x_all = model_inputs(spec, data)  # reads the front camera's frames when target_view is an input
+    inputs_seconds = time.perf_counter() - started
     x_train, y_train, train_offsets = prepare_inputs(spec, data, splits["train"], x_all)
     x_val, y_val, val_offsets = prepare_inputs(spec, data, splits["val"], x_all)
     out = Path(config.out)
@@ -356,7 +358,8 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
             "parameters": parameters,
             "train": {**dataclasses.asdict(config), "hidden": list(spec.hidden)},
             "store": {"path": str(data.path.resolve()), **data.identity, "episodes": len(data.episodes),
-                      "control_hz": data.control_hz, "load_seconds": round(load_seconds, 3)},
+                      "control_hz": data.control_hz, "load_seconds": round(load_seconds, 3),
+                      "inputs_seconds": round(inputs_seconds, 3)},
             "splits": {name: data.outcome_counts(ids) for name, ids in splits.items()},
             "samples": samples,
             "result": None,
@@ -365,7 +368,7 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
         sink(TrainingStarted(job="train", total=config.epochs, out=str(out), data=str(data.path), model=spec.kind,
                              parameters=parameters, samples=samples, episodes=episodes))
         sink(LogLine("info", f"read the signals and labels of {len(data.episodes)} episodes ({len(data.signals)} "
-                             f"steps) in {load_seconds:.1f} s"))
+                             f"steps) in {load_seconds:.1f} s, the inputs in {inputs_seconds:.1f} s"))
         if data.outcome_counts()["success"] == 0:
             sink(LogLine("warning", f"{data.path} holds no successful episode: training works, but 'salus evaluate' "
                                     "needs successes to calibrate alarms"))
