@@ -8,6 +8,7 @@ outcome.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 
@@ -204,3 +205,25 @@ def test_a_monitored_rollout_gives_the_predictor_the_live_front_frame(trained, t
     np.testing.assert_allclose(recorded, online.episode(episode.signals, None, None, states, frames), atol=1e-6)
     blank = np.broadcast_to(TABLE[None, :, None, None], frames.shape)
     assert not np.allclose(recorded, online.episode(episode.signals, None, None, states, blank), atol=1e-3)
+
+
+def test_the_episode_player_gives_the_predictor_the_recorded_front_frames(trained, store, tmp_path):
+    from salus_tui.app import SalusApp
+    from tests.test_console_signal_groups import open_player
+
+    async def scenario():
+        app = SalusApp(data=store, checkpoint=trained, start_screen="episodes", log_path=tmp_path / "session.log",
+                       theme="salus-dark")
+        async with app.run_test(size=(100, 30)) as pilot:
+            player = await open_player(app, pilot, 2, threshold=None)  # not evaluated: no alarm row
+            episode = player.episode
+            online = OnlinePredictor.load(trained)
+            online.bind({}, 0, ("front",))
+            frames = episode.images[:, 0]
+            np.testing.assert_allclose(player.probabilities,
+                                       online.episode(episode.signals, None, None, episode.states, frames), atol=1e-9)
+            blank = np.broadcast_to(TABLE[None, :, None, None], frames.shape)
+            assert not np.allclose(player.probabilities,
+                                   online.episode(episode.signals, None, None, episode.states, blank), atol=1e-3)
+
+    asyncio.run(scenario())
