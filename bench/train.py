@@ -5,8 +5,9 @@ store's signals and labels and the training loop's time, separately.
 The benchmark store is recorded with the project's own recorder (`EpisodeWriter`) from the real
 episodes of a source collection store: episodes are re-recorded in turn (cycling through the
 source) with their real signals, actions, member actions, states, outcome and evidence, until the
-store holds `--episodes x --steps` steps. Images are stored as 1x1 pixels, so the default `target_view`
-family reads 1-pixel frames there: its real cost (reading the front camera) shows only with `--data`. Each re-recorded episode keeps its real length, so short (failed) episodes mean more
+store holds `--episodes x --steps` steps. Images are stored as 1x1 pixels, so the default
+`target_view` family reads 1-pixel frames there: its real cost (reading the front camera) shows only
+with `--data`. Each re-recorded episode keeps its real length, so short (failed) episodes mean more
 episodes than `--episodes`. Then `salus train` runs as a subprocess with early stopping off
 (`--patience 0`), so exactly `--epochs` epochs are timed; it prints the command's wall-clock time
 (imports and loading included) and the training loop's own time.

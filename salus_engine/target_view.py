@@ -34,8 +34,9 @@ Per step, from the front camera frame and the robot state:
 
 The offset's direction (world x and y) is left out: it depends on where the cube was put, not on
 whether the grasp will hold (on the validation split, the model without it ranked episodes as well).
-Before the target is seen at all, the distance and height are 0. Offline (`episode`) and online (`update`, one
-frame at a time) run the same code, so a recorded episode gives the same columns both ways.
+Before the target is seen at all, the distance and height are 0. Offline (`episode`) and online
+(`update`, one frame at a time) run the same code, so a recorded episode gives the same columns both
+ways.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ VISIBLE_FRACTION = 0.8
 WINDOW = 16
 """Half side, in sampled pixels, of the window around the last sighting that is searched first (the cube
 spans about 5 sampled pixels and moves at most 1-2 per step)."""
+
+
+def recorded_frames(store, episode_id: int) -> np.ndarray:
+    """(T, 3, S, S) uint8 front-camera frames of a recorded episode of an `EpisodeStore` that records
+    the front camera (read from its `images` array on call).
+
+    Raises:
+        StoreError: a damaged image chunk (one line naming the episode).
+    """
+    return store.episode_by_id(episode_id).array("images")[:, store.cameras.index(CAMERA)]
 
 
 class TargetView:
@@ -99,9 +110,9 @@ class TargetView:
         half = (r - np.uint8(RED_MARGIN)) >> 1
         mask = (r >= RED_MIN) & (region[..., 1] <= half) & (region[..., 2] <= half)
         rows, cols = np.nonzero(mask)
-        if not len(rows):
-            return 0, 0.0, 0.0
         pixels = len(rows)
+        if not pixels:
+            return 0, 0.0, 0.0
         return pixels, top + float(rows.sum()) / pixels, left + float(cols.sum()) / pixels
 
     def locate(self, u: float, v: float, height: float = scene.CUBE_HALF_M) -> np.ndarray:

@@ -25,7 +25,7 @@ from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import assemble, available_columns, resolve_families
 from salus_engine.signals import SIGNAL_NAMES
 from salus_engine.store import EpisodeStore, make_horizon_labels
-from salus_engine.target_view import CAMERA, TARGET_VIEW, TargetView
+from salus_engine.target_view import CAMERA, TARGET_VIEW, TargetView, recorded_frames
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +116,14 @@ class SignalData:
             raise PredictorError(f"{self.path} does not record the {CAMERA} camera, which the target_view family "
                                  f"reads; collect with --cameras {CAMERA} or leave target_view out of --features")
         store = EpisodeStore.open(self.path)
-        camera, offsets = self.cameras.index(CAMERA), self.offsets
+        offsets = self.offsets
         log.info("target_view: reading the %s camera of %d episodes in %s", CAMERA, len(self.episodes), self.path)
 
         def one(chunk: list[int]) -> list[np.ndarray]:
             view = TargetView(self.image_size)
             out = []
             for e in chunk:
-                frames = store.episode_by_id(self.episodes[e].episode_id).array("images")[:, camera]
+                frames = recorded_frames(store, self.episodes[e].episode_id)
                 out.append(view.episode(frames, self.states[offsets[e]:offsets[e + 1]]))
             return out
 

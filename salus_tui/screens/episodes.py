@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Input, Label
 
 from salus_engine import OUTCOME_NAMES, STOPPED
 from salus_engine.errors import SalusError
-from salus_engine.target_view import CAMERA as TARGET_CAMERA, TARGET_VIEW
+from salus_engine.target_view import TARGET_VIEW, recorded_frames
 from salus_tui.screens.base import SalusScreen
 from salus_tui.widgets.form_field import FormField
 from salus_tui.widgets.nav_bar import NavBar
@@ -84,7 +84,8 @@ class Monitor:
         """The episode arrays the predictor reads: `signals`, and `features` / `hidden_features` /
         `states` when its input families include them."""
         families = set(self.predictor.spec.features)
-        return ("signals",) + (("features",) if families - {"six", "time", "hidden_state", "state", TARGET_VIEW} else ()) + (
+        not_features = {"six", "time", "hidden_state", "state", TARGET_VIEW}
+        return ("signals",) + (("features",) if families - not_features else ()) + (
             ("hidden_features",) if "hidden_state" in families else ()) + (("states",) if "state" in families else ())
 
     def probabilities(self, signals: np.ndarray, features: np.ndarray | None = None,
@@ -175,9 +176,7 @@ def signal_columns(rows: list[EpisodeRow], arrays: list[dict[str, np.ndarray]], 
         episode_signals = read["signals"]
         first_alarm = None
         if monitor is not None and monitor.threshold is not None:
-            frames = None
-            if monitor.reads_frames:
-                frames = store.episode_by_id(row.episode_id).array("images")[:, store.cameras.index(TARGET_CAMERA)]
+            frames = recorded_frames(store, row.episode_id) if monitor.reads_frames else None
             first_alarm = monitor.first_alarm(monitor.probabilities(
                 episode_signals, read.get("features"), read.get("hidden_features"), read.get("states"), frames))
         top = float(episode_signals[:, 0].max()) if len(episode_signals) else 0.0

@@ -34,7 +34,7 @@ from textual.widgets import Footer, Label, Static
 from salus_engine import FAILURE_TYPES, OUTCOME_NAMES, STOPPED
 from salus_engine.events import hidden_change
 from salus_engine.store.layout import ACTORS, INTERVENTION_KINDS
-from salus_engine.target_view import CAMERA as TARGET_CAMERA
+from salus_engine.target_view import recorded_frames
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.terminal_graphics import pixel_image_widget
 from salus_tui.widgets.nav_bar import NavBar
@@ -197,8 +197,7 @@ class EpisodePlayer(Screen):
         self.length = len(self.signals)
         sim_config = store.attrs.get("sim_config") or {}
         self.control_hz = float(sim_config.get("control_hz", DEFAULT_CONTROL_HZ))
-        frames = episode.array("images")[:, store.cameras.index(TARGET_CAMERA)] if (
-            monitor is not None and monitor.reads_frames) else None
+        frames = recorded_frames(store, self.meta.episode_id) if monitor is not None and monitor.reads_frames else None
         self.probabilities = None if monitor is None else monitor.probabilities(
             self.signals, episode.features, episode.hidden_features, self.states, frames)
         self.alarm_step = monitor.first_alarm(self.probabilities) if monitor is not None else None
