@@ -57,6 +57,7 @@ The `time` family (step index) is not recorded: the predictor computes it from t
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,31 +174,80 @@ class FamilyLayout:
                    entropy_samples=int(entropy_samples) if CHUNK_ENTROPY in families else 0)
 
 
+# numpy's reductions without the Python layers of `np.mean`, `np.std` and `np.linalg.norm`; each computes
+# as those do (sum, then divide by the count; squared deviations from the mean; root of the summed
+# squares), so the columns equal theirs bit for bit
+_sum, _max = np.add.reduce, np.maximum.reduce
+
+
+def _mean(x: np.ndarray, axes: tuple[int, ...] | None = None) -> np.ndarray:
+    """`x.mean(axis=axes)` (all axes when None)."""
+    count = x.size if axes is None else math.prod(x.shape[a] for a in axes)
+    return _sum(x, axes) / count
+
+
+def _std(x: np.ndarray, axis: int) -> np.ndarray:
+    """`x.std(axis=axis)`, population (ddof 0)."""
+    count = x.shape[axis]
+    deviation = x - _sum(x, axis, keepdims=True) / count
+    deviation *= deviation
+    return np.sqrt(_sum(deviation, axis) / count)
+
+
+def _norm(x: np.ndarray) -> np.ndarray:
+    """`np.linalg.norm(x, axis=-1)`."""
+    return np.sqrt(_sum(x * x, -1))
+
+
+def _sign(x: float) -> float:
+    """`np.sign` of a float: -1.0, 0.0 or 1.0, and NaN for NaN (which differs from every sign)."""
+    return float((x > 0) - (x < 0)) if x == x else x
+
+
 class FamilyExtractor:
     """Stateful per-episode extractor of the recorded families' columns and hidden features.
 
     Call `reset()` at the start of every episode and `update()` once per step.
+
+    The held columns live in one float32 row in `layout.feature_names` order, rewritten where a
+    query or the executed action changes them. `action_jerk` keeps, per consecutive pair of executed
+    actions in its window, the pair's reversals and gripper toggle, so a step adds one pair and drops
+    the oldest instead of re-reading the window; its 7-D arithmetic is on Python floats, which costs
+    less than numpy calls on arrays this small (`bench/predict.py` times a control step).
     """
 
     def __init__(self, layout: FamilyLayout, requery_every: int) -> None:
         self.layout = layout
         self.requery_every = int(requery_every)
-        self._widths = {name: len(FAMILY_COLUMNS[name]) for name in layout.families}
+        self._columns: dict[str, slice] = {}  # family -> its columns in the features row
+        start = 0
+        for name in layout.families:
+            width = len(FAMILY_COLUMNS[name])
+            if width:
+                self._columns[name] = slice(start, start + width)
+                start += width
+        self._width = start
         self.reset()
 
     def reset(self) -> None:
         """Forgets the previous chunk, hidden state and action history."""
         self._previous_chunks: np.ndarray | None = None
-        self._held: dict[str, np.ndarray] = {name: np.zeros(w, np.float32) for name, w in self._widths.items()}
+        self._features = np.zeros(self._width, np.float32)
         self._hidden = np.zeros(self.layout.hidden_dim, np.float16)
-        self._actions: deque[np.ndarray] = deque(maxlen=JERK_WINDOW + 1)
+        self._last: list[float] | None = None  # the executed actions of the two previous steps
+        self._before_last: list[float] | None = None
+        self._last_directions: list[int] = []
         self._jerks: deque[float] = deque(maxlen=JERK_WINDOW)
+        # per consecutive pair of the last JERK_WINDOW + 1 actions: reversals, gripper toggle (0 or 1)
+        self._reversals: deque[int] = deque(maxlen=JERK_WINDOW)
+        self._toggles: deque[int] = deque(maxlen=JERK_WINDOW)
 
     def update(self, action: np.ndarray, query: Any | None) -> tuple[np.ndarray, np.ndarray | None]:
         """The columns of one step.
 
         Args:
-            action: (A,) executed action of the step.
+            action: (A,) executed action of the step (A >= 7: translation and rotation dims 0..5, then
+                the gripper command).
             query: the step's `ChunkQuery` when the ensemble re-queried at this step, else None
                 (the query-based columns keep their values).
 
@@ -205,17 +255,17 @@ class FamilyExtractor:
             (features (F,) float32 in `layout.feature_names` order, hidden (D,) float16 or None
             without `hidden_state`).
         """
-        families = self.layout.families
+        families, columns = self.layout.families, self._columns
         if query is not None:
             chunks = np.asarray(query.chunks, dtype=np.float64)
             if CHUNK_CONSISTENCY in families:
-                self._held[CHUNK_CONSISTENCY] = self._consistency(chunks)
+                self._features[columns[CHUNK_CONSISTENCY]] = self._consistency(chunks)
             if FLOW_DISAGREEMENT in families and query.velocities is not None:
-                per_step = np.asarray(query.velocities, dtype=np.float64).std(axis=1).mean(axis=(1, 2))  # (S,)
-                self._held[FLOW_DISAGREEMENT] = np.array([per_step.mean(), per_step[0], per_step[-1]], np.float32)
+                per_step = _mean(_std(np.asarray(query.velocities, dtype=np.float64), 1), (1, 2))  # (S,)
+                self._features[columns[FLOW_DISAGREEMENT]] = (_mean(per_step), per_step[0], per_step[-1])
             if CHUNK_ENTROPY in families and query.entropy_samples is not None:
-                per_member = np.asarray(query.entropy_samples, dtype=np.float64).std(axis=0).mean(axis=(1, 2))
-                self._held[CHUNK_ENTROPY] = np.array([per_member.mean(), per_member.max()], np.float32)
+                per_member = _mean(_std(np.asarray(query.entropy_samples, dtype=np.float64), 0), (1, 2))  # (M,)
+                self._features[columns[CHUNK_ENTROPY]] = (_mean(per_member), _max(per_member))
             if self.layout.hidden_dim and query.prefix_embedding is not None:
                 pooled = np.asarray(query.prefix_embedding, dtype=np.float32).mean(axis=0)
                 if self.layout.projection is not None:
@@ -223,32 +273,35 @@ class FamilyExtractor:
                 self._hidden = pooled.astype(np.float16)
             self._previous_chunks = chunks
         if ACTION_JERK in families:
-            self._held[ACTION_JERK] = self._jerk(np.asarray(action, dtype=np.float64))
-        parts = [self._held[name] for name in families if self._widths[name]]
-        features = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-        return features, (self._hidden.copy() if self.layout.hidden_dim else None)
+            self._features[columns[ACTION_JERK]] = self._jerk(np.asarray(action, dtype=np.float64).tolist())
+        return self._features.copy(), (self._hidden.copy() if self.layout.hidden_dim else None)
 
-    def _consistency(self, chunks: np.ndarray) -> np.ndarray:
+    def _consistency(self, chunks: np.ndarray) -> tuple[float, ...]:
         """STAC-single / TCE against the previous chunk, and the chunk's magnitude (ACM)."""
-        magnitude = float(np.linalg.norm(chunks, axis=-1).mean())
+        magnitude = float(_mean(_norm(chunks)))
         previous, k = self._previous_chunks, self.requery_every
         overlap = chunks.shape[1] - k
         if previous is None or overlap <= 0 or previous.shape != chunks.shape:
-            return np.array([0.0, 0.0, 0.0, 0.0, magnitude], np.float32)
+            return 0.0, 0.0, 0.0, 0.0, magnitude
         diff = chunks[:, :overlap] - previous[:, k:]  # (M, overlap, A)
-        l2 = np.linalg.norm(diff, axis=-1).mean(axis=1)  # (M,)
-        mse = (diff ** 2).mean(axis=(1, 2))
-        return np.array([l2.mean(), l2.max(), mse.mean(), mse.max(), magnitude], np.float32)
+        l2 = _mean(_norm(diff), (1,))  # (M,)
+        mse = _mean(diff * diff, (1, 2))
+        return _mean(l2), _max(l2), _mean(mse), _max(mse), magnitude
 
-    def _jerk(self, action: np.ndarray) -> np.ndarray:
-        history = self._actions
-        history.append(action)
-        jerk = float(np.linalg.norm(history[-1] - 2 * history[-2] + history[-3])) if len(history) >= 3 else 0.0
+    def _jerk(self, action: list[float]) -> tuple[float, float, int, int]:
+        """(jerk, jerk_mean, reversals, gripper_toggles) after the executed action `action` (A floats)."""
+        last, before = self._last, self._before_last
+        directions = [(x > REVERSAL_DEADBAND) - (x < -REVERSAL_DEADBAND) for x in action[:6]]  # -1, 0 or 1
+        if before is None:
+            jerk = 0.0
+        else:  # || a_t - 2 a_{t-1} + a_{t-2} ||_2, the root of the summed squares as np.linalg.norm
+            second = [a - 2 * b + c for a, b, c in zip(action, last, before)]
+            jerk = math.sqrt(math.sumprod(second, second))
+        if last is not None:
+            # a reversal: the dim's sign flips between the two steps, beyond the deadband at both
+            self._reversals.append(sum([d * e < 0 for d, e in zip(directions, self._last_directions)]))
+            self._toggles.append(int(_sign(action[6]) != _sign(last[6])))
         self._jerks.append(jerk)
-        steps = np.stack(history)
-        motion = steps[:, :6]
-        strong = np.abs(motion) > REVERSAL_DEADBAND
-        flips = (np.sign(motion[1:]) != np.sign(motion[:-1])) & strong[1:] & strong[:-1]
-        gripper = np.sign(steps[:, 6])
-        toggles = int((gripper[1:] != gripper[:-1]).sum())
-        return np.array([jerk, float(np.mean(self._jerks)), float(flips.sum()), float(toggles)], np.float32)
+        self._before_last, self._last, self._last_directions = last, action, directions
+        return jerk, sum(self._jerks) / len(self._jerks), sum(self._reversals), sum(self._toggles)
+

@@ -41,6 +41,8 @@ ways.
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 
@@ -59,6 +61,11 @@ VISIBLE_FRACTION = 0.8
 WINDOW = 16
 """Half side, in sampled pixels, of the window around the last sighting that is searched first (the cube
 spans about 5 sampled pixels and moves at most 1-2 per step)."""
+
+_GREEN_BLUE_BOUND = np.array([(r - RED_MARGIN) // 2 + 1 if r >= RED_MIN else 0 for r in range(256)], np.uint8)
+"""Per red value r (uint8): a pixel is the target's where max(g, b) < this. For integers,
+r >= 2 g + margin <=> g <= (r - margin) // 2; 0 where r < `RED_MIN` (no pixel)."""
+_sum = np.add.reduce
 
 
 def recorded_frames(store, episode_id: int) -> np.ndarray:
@@ -89,38 +96,53 @@ class TargetView:
         self._ids = scene.scene_ids(self._model)
         mujoco.mj_forward(self._model, self._data)  # camera poses (mj_kinematics alone leaves them unset)
         camera = self._ids.cameras[CAMERA]
-        self._camera_pos = self._data.cam_xpos[camera].copy()
-        self._camera_mat = self._data.cam_xmat[camera].reshape(3, 3).copy()
-        self._focal = (self.image_size / 2) / np.tan(np.deg2rad(float(self._model.cam_fovy[camera])) / 2)
+        # the pose and focal length as Python floats: a ray costs less in plain arithmetic than in numpy calls
+        self._camera_pos = tuple(self._data.cam_xpos[camera].tolist())
+        self._camera_mat = tuple(tuple(row) for row in self._data.cam_xmat[camera].reshape(3, 3).tolist())
+        self._focal = float((self.image_size / 2) / np.tan(np.deg2rad(float(self._model.cam_fovy[camera])) / 2))
         self._stride = max(1, self.image_size // SEARCH_SIDE)
+        # views into the model's state: the arm's joint angles (a slice when their qpos are consecutive)
+        # and the pinch point that `mj_kinematics` writes
+        arm = [int(i) for i in self._ids.arm_qpos]
+        consecutive = arm == list(range(arm[0], arm[0] + len(arm)))
+        self._arm_qpos = self._data.qpos[arm[0]:arm[-1] + 1] if consecutive else None
+        self._pinch = self._data.site_xpos[self._ids.pinch_site]
         self.reset()
 
     def reset(self) -> None:
         """Forgets the target's position and first-frame pixel count."""
         self._first_pixels: int | None = None
-        self._target: np.ndarray | None = None
+        self._target: tuple[float, float, float] | None = None
         self._sighting: tuple[int, int] | None = None
 
     @staticmethod
     def _red(region: np.ndarray, top: int, left: int) -> tuple[int, float, float]:
         """(target pixels, their mean row, mean column) in a (h, w, 3) uint8 region of the sampled frame
         whose first pixel is sampled pixel (top, left); rows and columns in sampled pixels."""
-        r = region[..., 0]
-        # r >= 2 g + margin  <=>  g <= (r - margin) // 2, in uint8 (r >= RED_MIN > margin: no wrap-around)
-        half = (r - np.uint8(RED_MARGIN)) >> 1
-        mask = (r >= RED_MIN) & (region[..., 1] <= half) & (region[..., 2] <= half)
-        rows, cols = np.nonzero(mask)
-        pixels = len(rows)
+        mask = np.maximum(region[..., 1], region[..., 2]) < _GREEN_BLUE_BOUND.take(region[..., 0])
+        hits = mask.ravel().nonzero()[0]  # flat indices (the 1-D search costs less than the 2-D one)
+        pixels = len(hits)
         if not pixels:
             return 0, 0.0, 0.0
-        return pixels, top + float(rows.sum()) / pixels, left + float(cols.sum()) / pixels
+        width = mask.shape[1]
+        row_sum = int(_sum(hits // width))
+        return pixels, top + row_sum / pixels, left + (int(_sum(hits)) - row_sum * width) / pixels
 
     def locate(self, u: float, v: float, height: float = scene.CUBE_HALF_M) -> np.ndarray:
         """(3,) float64 world point (m) where the ray through pixel (u, v) (column, row; pixel centres at
         +0.5) meets the plane z = height."""
+        return np.array(self._locate(u, v, height))
+
+    def _locate(self, u: float, v: float, height: float = scene.CUBE_HALF_M) -> tuple[float, float, float]:
+        """`locate` as a tuple of floats."""
         half = self.image_size / 2
-        direction = self._camera_mat @ np.array([(u - half) / self._focal, -(v - half) / self._focal, -1.0])
-        return self._camera_pos + (height - self._camera_pos[2]) / direction[2] * direction
+        x, y = (u - half) / self._focal, -(v - half) / self._focal
+        # direction = camera_mat @ (x, y, -1)
+        (a, b, c), (d, e, f), (g, h, i) = self._camera_mat
+        dx, dy, dz = a * x + b * y - c, d * x + e * y - f, g * x + h * y - i
+        px, py, pz = self._camera_pos
+        scale = (height - pz) / dz
+        return px + scale * dx, py + scale * dy, pz + scale * dz
 
     def update(self, frame: np.ndarray, state: np.ndarray) -> np.ndarray:
         """The columns of one step.
@@ -153,14 +175,19 @@ class TargetView:
         if pixels and pixels >= VISIBLE_FRACTION * self._first_pixels:
             self._sighting = (int(round(row)), int(round(col)))
             # sampled pixel c is pixel c * stride of the frame, centred at + 0.5
-            self._target = self.locate(col * stride + 0.5, row * stride + 0.5)
+            self._target = self._locate(col * stride + 0.5, row * stride + 0.5)
         visible = pixels / self._first_pixels if self._first_pixels else 0.0
         if self._target is None:
             return np.array([0.0, 0.0, visible], np.float32)
-        self._data.qpos[self._ids.arm_qpos] = np.asarray(state, dtype=np.float64)[:7]
+        joints = np.asarray(state)[:7]
+        if self._arm_qpos is not None:
+            self._arm_qpos[:] = joints
+        else:
+            self._data.qpos[self._ids.arm_qpos] = joints
         mujoco.mj_kinematics(self._model, self._data)
-        dx, dy, dz = self._data.site_xpos[self._ids.pinch_site] - self._target
-        return np.array([np.hypot(dx, dy), dz, visible], np.float32)
+        x, y, z = self._pinch.tolist()
+        tx, ty, tz = self._target
+        return np.array([math.hypot(x - tx, y - ty), z - tz, visible], np.float32)
 
     def episode(self, frames: np.ndarray, states: np.ndarray) -> np.ndarray:
         """(T, 3) float32 columns of a recorded episode: `reset`, then `update` per step.

@@ -1,5 +1,5 @@
 """The episode-outcome model (`--model outcome`, the default of `salus train`) and the robot-state
-input family: history features, episode targets, the numpy online path, and the evaluation's
+input families (state, motion): history features, episode targets, the numpy online path, and the evaluation's
 state-only baseline.
 
 The store is written with the project's recorder from deterministic formulas, as in
@@ -19,10 +19,12 @@ from salus_engine.cli import main as salus_main
 from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.dataset import history_features, load_signal_data
 from salus_engine.predictor.evaluation import scores_of
+from salus_engine.predictor.inputs import MotionTracker, state_motion
 from salus_engine.predictor.models import ModelSpec
 from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.predictor.training import episode_weights, targets_for
 from salus_engine.store import EpisodeRecord, EpisodeStore
+from salus_engine.store.layout import STATE_NAMES
 from tests.test_predictor import HORIZONS, episode_record, one_thread, write_store  # noqa: F401 (one_thread: a fixture)
 
 
@@ -72,11 +74,27 @@ def test_outcome_targets_and_weights_count_every_episode_once():
         targets_for(spec, labels)
 
 
-def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view(trained, store):
+def test_motion_is_the_state_change_within_each_episode_offline_and_online():
+    states = np.array([[0.0, 1.0], [0.5, 1.5], [0.25, 3.0], [4.0, 4.0], [5.0, 2.0]], dtype=np.float32)
+    step = np.array([0, 1, 2, 0, 1])  # two episodes: rows 0-2 and 3-4
+    motion = state_motion(states, step)
+    assert motion.dtype == np.float32
+    np.testing.assert_array_equal(motion, [[0, 0], [0.5, 0.5], [-0.25, 1.5], [0, 0], [1, -2]])
+    tracker = MotionTracker()
+    online = []
+    for row, t in zip(states, step):
+        if t == 0:
+            tracker.reset()
+        online.append(tracker.update(row.astype(np.float64)))
+    np.testing.assert_array_equal(np.stack(online), motion)
+
+
+def test_default_training_is_the_outcome_model_on_state_motion_time_and_the_target_view(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
-    assert tuple(config["model"]["features"]) == ("target_view", "state", "time")
-    assert len(config["model"]["signal_names"]) == 12 and model.spec.n_inputs == 36
+    assert tuple(config["model"]["features"]) == ("target_view", "state", "motion", "time")
+    assert len(config["model"]["signal_names"]) == 20 and model.spec.n_inputs == 60
+    assert config["model"]["signal_names"][11:19] == [f"{name}_delta" for name in STATE_NAMES]
     data = load_signal_data(store)
     scores = scores_of(model, data)
     assert scores.shape == (len(data.signals), len(HORIZONS), 4)
@@ -123,8 +141,8 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert not any(name.startswith("signal:joint") for name in scorers)  # the state is not thresholded as a signal
     assert metrics["model"]["kind"] == "outcome"
     variants = [row["variant"] for row in metrics["ablation"]]
-    assert variants == ["full", "without target_view", "without state", "without time", "target_view alone",
-                        "state alone", "time alone"]
+    assert variants == ["full", "without target_view", "without state", "without motion", "without time",
+                        "target_view alone", "state alone", "motion alone", "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
 

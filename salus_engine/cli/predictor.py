@@ -119,7 +119,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "multi-horizon: an MLP over the current step (or --window steps), 16 outputs; single-horizon: "
                    "the seeds' 4-output network (failure within the longest horizon)")
     p.add_argument("--features", help="input families, comma-separated: six, chunk_consistency, flow_disagreement, "
-                   "chunk_entropy, hidden_state, action_jerk, target_view (needs the front camera), state, time, or "
+                   "chunk_entropy, hidden_state, action_jerk, target_view (needs the front camera), state, motion (the state's "
+                   "change since the previous step), time, or "
                    f"all (every family the store offers; default {train_default('features')})")
     p.add_argument("--window", type=int, help=f"steps of signals per input, multi-horizon only (default {train_default('window')})")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "

@@ -8,7 +8,7 @@ Scorers (all trained on the checkpoint's train split, early-stopped on its val s
 - `logistic_regression`: on the six signals;
 - `safe_probe`: a SAFE-style MLP probe on the hidden features (Gu et al. 2025), where recorded;
 - `rnd`: RND novelty trained on successful training episodes (FAIL-Detect style), on every recorded
-  input column but time;
+  input column but the robot state, its motion and time;
 - `fiper`: FIPER's AND-gate of RND and action-chunk entropy, where chunk entropy is recorded;
 - `signal:<column>`: each of the six signals and each signal-family column thresholded (STAC-single
   and TCE among them);
@@ -177,9 +177,9 @@ def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, 
 
 
 def _scalar_columns(data: SignalData) -> tuple[tuple[str, ...], list[str]]:
-    """The signal families with one number per column (all but hidden state, robot state and time) and
-    their columns."""
-    families = tuple(f for f in data.columns if f not in ("hidden_state", "state", "time"))
+    """The signal families with one number per column (all but hidden state, robot state, its motion and
+    time) and their columns."""
+    families = tuple(f for f in data.columns if f not in ("hidden_state", "state", "motion", "time"))
     return families, list(input_names(families, data.columns))
 
 
@@ -211,7 +211,7 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
         trained("safe_probe", "SAFE-style probe (MLP on hidden features)", "SAFE probe", "baseline",
                 ("hidden_state",), "multi-horizon")
     scalar_families, scalar_names = _scalar_columns(data)
-    novelty_families = tuple(f for f in data.columns if f not in ("state", "time"))
+    novelty_families = tuple(f for f in data.columns if f not in ("state", "motion", "time"))
     successes = np.array([e.episode_id for e in data.episodes if e.failure_type == -1], dtype=np.int64)
     success_train = data.rows(np.intersect1d(splits["train"], successes))
     sink(ProgressUpdate(len(scorers), len(scorers) + 1, "RND novelty"))

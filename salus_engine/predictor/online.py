@@ -22,7 +22,7 @@ from safetensors.numpy import load_file
 
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config
 from salus_engine.predictor.errors import PredictorError
-from salus_engine.predictor.inputs import available_columns, input_names, resolve_families
+from salus_engine.predictor.inputs import MOTION, MotionTracker, available_columns, input_names, resolve_families
 from salus_engine.predictor.spec import ModelSpec
 from salus_engine.target_view import TARGET_VIEW, TargetView
 
@@ -85,19 +85,32 @@ class OnlinePredictor:
             # (x - mean) / std @ W + b  ==  x @ (W / std[:, None]) + (b - (mean / std) @ W)
             biases[0] = biases[0] - (mean / std) @ weights[0]
             weights[0] = weights[0] / std[:, None]
-            self._weights = [np.ascontiguousarray(w) for w in weights]
-            self._biases = biases
+            # x @ W + b  ==  [x, 1] @ [W; b]: each layer's input ends with a constant 1 (one numpy call per
+            # layer); the last layer is negated: it gives -z, so the sigmoid 1 / (1 + exp(-z)) needs no negation
+            biases[-1], weights[-1] = -biases[-1], -weights[-1]
+            self._layers = [np.ascontiguousarray(np.vstack([w, b])) for w, b in zip(weights, biases)]
+            # each hidden layer's output, followed by the constant 1 that the next layer reads
+            self._activations = [np.ones(w.shape[1] + 1) for w in weights[:-1]]
+            self._units = [a[:-1] for a in self._activations]  # the outputs alone, written by the layers
         self._signals = len(spec.signal_names)
         self._history = spec.kind == "outcome"
-        self._buffer = np.zeros(spec.n_inputs, dtype=np.float64)
-        self._sum = np.zeros(len(spec.signal_names), dtype=np.float64)
+        self._input = np.ones(spec.n_inputs + 1, dtype=np.float64)  # the MLP's input, then the constant 1
+        self._buffer = self._input[:-1]
+        s = self._signals
+        self._sum = np.zeros(s, dtype=np.float64)
+        # `step` writes the step's inputs to `_now`: the first third of the outcome model's input (then the
+        # running mean and maximum), else a row of its own (moved into the window, or standardised)
+        self._now = self._buffer[:s] if self._history else np.zeros(s, dtype=np.float64)
+        self._running_mean, self._running_max = self._buffer[s:2 * s], self._buffer[2 * s:]
         self._started = False
         self._step = 0
         self._horizons = len(spec.horizons)
         self._types = len(spec.failure_types)
         self._columns: dict[str, list[str]] | None = None
-        self._plan: list[tuple[str, np.ndarray | None]] = []
+        # where each input column comes from: (source, columns of `_now` it fills, indices into `features`)
+        self._plan: list[tuple[str, slice, np.ndarray | None]] = [("signals", slice(0, s), None)]
         self._view: TargetView | None = None
+        self._motion = MotionTracker()
 
     @classmethod
     def load(cls, run_dir: str | Path, which: str = "best") -> OnlinePredictor:
@@ -134,27 +147,25 @@ class OnlinePredictor:
             raise PredictorError("the signal families' columns differ from those the predictor was trained on; "
                                  "collect with the same SALUS version as the training store")
         names = [c for group in feature_families.values() for c in group]
-        # where each input column comes from: (source, indices), resolved once, not per step
+        sources = {"six": "signals", "time": "time", "hidden_state": "hidden", "state": "state", MOTION: "motion",
+                   TARGET_VIEW: "view"}
+        # where each input column comes from, resolved once, not per step
         self._plan = []
+        start = 0
         for family in self.spec.features:
-            if family == "six":
-                self._plan.append(("signals", None))
-            elif family == "time":
-                self._plan.append(("time", None))
-            elif family == "hidden_state":
-                self._plan.append(("hidden", None))
-            elif family == "state":
-                self._plan.append(("state", None))
-            elif family == TARGET_VIEW:
-                self._plan.append(("view", None))
-            else:
-                self._plan.append(("features", np.array([names.index(c) for c in columns[family]], dtype=np.intp)))
+            width = len(columns[family])
+            source = sources.get(family, "features")
+            index = None if source != "features" else np.array([names.index(c) for c in columns[family]], np.intp)
+            self._plan.append((source, slice(start, start + width), index))
+            start += width
         self._columns = columns
 
     def reset(self) -> None:
-        """Starts a new episode (forgets the window, the convolutions' history and the step count)."""
+        """Starts a new episode (forgets the window, the convolutions' history, the previous state and the
+        step count)."""
         self._started = False
         self._step = 0
+        self._motion.reset()
         if self._view is not None:
             self._view.reset()
         if self._temporal:
@@ -171,7 +182,8 @@ class OnlinePredictor:
             features: (F,) the step's signal-family columns (order declared with `bind`), or None for
                 a model that reads the six signals (and time) only.
             hidden: (D,) the step's hidden features, or None likewise.
-            state: (8,) the robot state of the step's observation (`STATE_NAMES`), or None likewise.
+            state: (8,) the robot state of the step's observation (`STATE_NAMES`), or None for a model
+                that reads neither `state`, `motion` nor `target_view`.
             frame: (S, S, 3) uint8 front-camera frame of the step's observation (or (3, S, S)), or
                 None for a model that does not read `target_view`.
 
@@ -183,28 +195,26 @@ class OnlinePredictor:
         Raises:
             PredictorError: the model reads signal families and `bind` was not called.
         """
-        if self.spec.features == ("six",):
-            x_now = np.asarray(signals, dtype=np.float64)
-        else:
-            if self._columns is None:
-                self.bind({}, 0)
-            parts = []
-            for source, index in self._plan:
-                if source == "signals":
-                    parts.append(signals)
-                elif source == "time":
-                    parts.append((self._step,))
-                elif source == "hidden":
-                    parts.append(hidden)
-                elif source == "state":
-                    parts.append(state)
-                elif source == "view":
-                    if self._view is None:
-                        self._view = TargetView(np.asarray(frame).shape[1])
-                    parts.append(self._view.update(frame, state))
-                else:
-                    parts.append(np.asarray(features)[index])
-            x_now = np.concatenate(parts).astype(np.float64)
+        if self._columns is None and self.spec.features != ("six",):
+            self.bind({}, 0)
+        x_now = self._now
+        for source, where, index in self._plan:
+            if source == "signals":
+                x_now[where] = signals
+            elif source == "time":
+                x_now[where] = self._step
+            elif source == "hidden":
+                x_now[where] = hidden
+            elif source == "state":
+                x_now[where] = state
+            elif source == "motion":
+                x_now[where] = self._motion.update(state)
+            elif source == "view":
+                if self._view is None:
+                    self._view = TargetView(np.asarray(frame).shape[1])
+                x_now[where] = self._view.update(frame, state)
+            else:
+                x_now[where] = np.asarray(features)[index]
         self._step += 1
         if self._temporal:
             h = (x_now - self._mean) / self._std
@@ -213,8 +223,8 @@ class OnlinePredictor:
             p = 1.0 / (1.0 + np.exp(-(h @ self._head + self._head_bias)))
             return p.reshape(self._horizons, self._types)
         s = self._signals
-        if self._history:  # [inputs, running mean, running max] (dataset.history_features)
-            now, total, peak = self._buffer[:s], self._sum, self._buffer[2 * s:]
+        if self._history:  # [inputs (x_now), running mean, running max] (dataset.history_features)
+            total, peak = self._sum, self._running_max
             if self._started:
                 total += x_now
                 np.maximum(peak, x_now, out=peak)
@@ -222,23 +232,24 @@ class OnlinePredictor:
                 total[:] = x_now
                 peak[:] = x_now
                 self._started = True
-            now[:] = x_now
-            self._buffer[s:2 * s] = total / self._step
+            np.divide(total, self._step, out=self._running_mean)
         elif self._started:
             self._buffer[:-s] = self._buffer[s:]
             self._buffer[-s:] = x_now
         else:
             self._buffer.reshape(-1, s)[:] = x_now
             self._started = True
-        x = self._buffer
-        last = len(self._weights) - 1
-        for i, (w, b) in enumerate(zip(self._weights, self._biases)):
-            x = x @ w + b
-            if i < last:
-                np.maximum(x, 0.0, out=x)
-        p = 1.0 / (1.0 + np.exp(-x))
+        x = self._input
+        for layer, units, activation in zip(self._layers, self._units, self._activations):
+            x.dot(layer, out=units)
+            np.maximum(units, 0.0, out=units)
+            x = activation
+        p = x.dot(self._layers[-1])  # minus the logits (a new array: the caller may keep it)
+        np.exp(p, out=p)
+        p += 1.0
+        np.divide(1.0, p, out=p)
         if self.spec.same_at_every_horizon:
-            return np.broadcast_to(p, (self._horizons, self._types))
+            return p[None].repeat(self._horizons, axis=0)
         return p.reshape(self._horizons, self._types)
 
     def episode(self, signals: np.ndarray, features: np.ndarray | None = None,
