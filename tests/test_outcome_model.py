@@ -89,12 +89,11 @@ def test_motion_is_the_state_change_within_each_episode_offline_and_online():
     np.testing.assert_array_equal(np.stack(online), motion)
 
 
-def test_default_training_is_the_outcome_model_on_state_motion_time_and_the_target_view(trained, store):
+def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
-    assert tuple(config["model"]["features"]) == ("target_view", "state", "motion", "time")
-    assert len(config["model"]["signal_names"]) == 20 and model.spec.n_inputs == 60
-    assert config["model"]["signal_names"][11:19] == [f"{name}_delta" for name in STATE_NAMES]
+    assert tuple(config["model"]["features"]) == ("target_view", "state", "time")
+    assert len(config["model"]["signal_names"]) == 12 and model.spec.n_inputs == 36
     data = load_signal_data(store)
     scores = scores_of(model, data)
     assert scores.shape == (len(data.signals), len(HORIZONS), 4)
@@ -131,6 +130,15 @@ def test_outcome_online_path_equals_offline_scores(trained, store):
     assert_online_equals_offline(trained, store)
 
 
+def test_a_model_reading_the_motion_gives_the_same_scores_online(store, tmp_path):
+    out = tmp_path / "motion"
+    assert salus_main(["train", "--data", store, "--out", str(out), "--features", "state,motion,time", "--epochs", "3",
+                       "--threads", "1"]) == 0
+    _, config = load_model(str(out))
+    assert config["model"]["signal_names"][8:16] == [f"{name}_delta" for name in STATE_NAMES]
+    assert_online_equals_offline(str(out), store)
+
+
 def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, store, tmp_path):
     out = tmp_path / "evaluation"
     assert salus_main(["evaluate", "--checkpoint", trained, "--data", store, "--out", str(out), "--alpha", "0.2",
@@ -141,8 +149,8 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert not any(name.startswith("signal:joint") for name in scorers)  # the state is not thresholded as a signal
     assert metrics["model"]["kind"] == "outcome"
     variants = [row["variant"] for row in metrics["ablation"]]
-    assert variants == ["full", "without target_view", "without state", "without motion", "without time",
-                        "target_view alone", "state alone", "motion alone", "time alone"]
+    assert variants == ["full", "without target_view", "without state", "without time", "target_view alone",
+                        "state alone", "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
 
