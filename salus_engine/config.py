@@ -326,7 +326,12 @@ class MonitorConfig:
     """Which weights of the run."""
     threshold: Annotated[Real, Field(gt=0, lt=1)] | None = None
     """Alarm threshold on the score (a probability); None: the model's conformal threshold from the
-    evaluation."""
+    evaluation (at `alpha` when set)."""
+    alpha: Annotated[Real, Field(gt=0, lt=1)] | None = None
+    """False-alarm rate the monitor accepts: the threshold is the evaluation's conformal threshold for
+    this alpha, one of the alphas of its detection-vs-lead-time curve (0.02, 0.05, 0.1, 0.15, 0.2,
+    0.3, 0.5). A larger alpha alarms earlier and on more successful episodes. None: the alpha the
+    evaluation ran with (0.1 by default). Not together with `threshold`."""
     horizon: Annotated[Count, Field(ge=1)] | None = None
     """Alarm horizon, steps (one of the predictor's); None: the evaluation's."""
     hysteresis: Real = Field(0.2, ge=0, lt=1)

@@ -22,6 +22,7 @@ from salus_engine.monitor import Alarm, AlarmMonitor, ClosedLoop, InterventionEr
 from salus_engine.monitor.interventions import DEFAULT_RULES, choose, code_of
 from salus_engine.monitor.trial import ArmEpisodes, paired_table, parse_arms, placebo_schedules, read_trial, run_trial
 from salus_engine.predictor.errors import PredictorError
+from salus_engine.predictor.online import alarm_settings
 from salus_engine.predictor.dataset import load_signal_data
 from salus_engine.signal_families import FamilyExtractor
 from salus_engine.signals import SignalExtractor
@@ -96,6 +97,19 @@ def test_intervention_rules_from_toml_and_their_errors(tmp_path):
             load_rules(path)
 
 
+def test_the_monitor_threshold_for_another_alpha_comes_from_the_evaluation_curve(tmp_path):
+    metrics = json.loads((RUN / "evaluation" / "metrics.json").read_text())
+    metrics["scorers"]["model"]["episode"]["threshold"] = 0.8
+    metrics["scorers"]["model"]["episode"]["alpha_curve"] = [{"alpha": 0.1, "threshold": 0.8},
+                                                             {"alpha": 0.3, "threshold": 0.6}]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    horizon = int(metrics["alarm_horizon"])
+    assert alarm_settings(tmp_path) == (0.8, horizon)
+    assert alarm_settings(tmp_path, alpha=0.3) == (0.6, horizon)
+    with pytest.raises(PredictorError, match=r"no threshold calibrated for alpha 0.2 \(it has: 0.1, 0.3\)"):
+        alarm_settings(tmp_path, alpha=0.2)
+
+
 def test_command_line_mistakes_about_the_monitor_end_in_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[rule]]\nintervention = "pray"\n')
@@ -103,6 +117,8 @@ def test_command_line_mistakes_about_the_monitor_end_in_one_line(tmp_path, capsy
         (["--monitor", str(tmp_path / "no-run")], "no such checkpoint folder"),
         (["--monitor", str(RUN), "--monitor-threshold", "0.5", "--interventions", str(bad)], "not one of slow"),
         (["--monitor", str(RUN), "--monitor-threshold", "1.5"], "monitor.threshold"),
+        (["--monitor", str(RUN), "--monitor-alpha", "0.2"], "no threshold calibrated for alpha 0.2 (it has: none)"),
+        (["--monitor", str(RUN), "--monitor-alpha", "0.2", "--monitor-threshold", "0.5"], "not both"),
     ]
     for i, (flags, message) in enumerate(cases):
         out = tmp_path / f"store{i}"

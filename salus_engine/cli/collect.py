@@ -59,6 +59,10 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         "the cube, at most 120 steps; timeout -> replan)")
     parser.add_argument("--monitor-threshold", type=float, help="alarm threshold on the monitor's score (default: the "
                         "conformal threshold of RUN/evaluation)")
+    parser.add_argument("--monitor-alpha", type=float, help="false-alarm rate the monitor accepts: its threshold is "
+                        "RUN/evaluation's conformal threshold for this alpha, one of 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, "
+                        "0.5; larger alarms earlier, and on more successful episodes (default: the evaluation's "
+                        "alpha, 0.1)")
     parser.add_argument("--cooldown-steps", type=int, help="steps after an alarm without a new one (default "
                         f"{default_of(MonitorConfig, 'cooldown_steps')})")
     parser.add_argument("--hysteresis", type=float, help="re-arm once the score falls below threshold x (1 - hysteresis) "
@@ -81,6 +85,7 @@ def collect_config_from_args(args: argparse.Namespace, episodes: int | None) -> 
                 "requery_every": args.requery_every, "denoising_steps": args.denoising_steps,
                 "entropy_samples": args.entropy_samples},
         monitor={"run": args.monitor, "interventions": args.interventions, "threshold": args.monitor_threshold,
+                 "alpha": args.monitor_alpha,
                  "cooldown_steps": args.cooldown_steps, "hysteresis": args.hysteresis},
     )
 

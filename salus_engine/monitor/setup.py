@@ -28,19 +28,22 @@ class MonitorSetup:
 
     @classmethod
     def load(cls, config: MonitorConfig) -> MonitorSetup:
-        """Loads the run's predictor, the evaluation's threshold and horizon (unless `config` sets
-        them) and the intervention rules.
+        """Loads the run's predictor, the evaluation's threshold (for `config.alpha` when set) and
+        horizon (unless `config` sets them) and the intervention rules.
 
         Raises:
-            PredictorError: the run or its evaluation is missing or damaged, or the horizon is not
-                one of the predictor's.
+            PredictorError: the run or its evaluation is missing or damaged, the horizon is not one of
+                the predictor's, an alpha the evaluation did not calibrate, or both a threshold and an
+                alpha.
             InterventionError: a wrong interventions file.
         """
         predictor = OnlinePredictor.load(config.run, config.weights)
         threshold, horizon = config.threshold, config.horizon
+        if threshold is not None and config.alpha is not None:
+            raise PredictorError("give the monitor either a threshold or an alpha, not both")
         if threshold is None or horizon is None:
             evaluation = Path(config.evaluation or Path(config.run) / "evaluation")
-            calibrated, calibrated_horizon = alarm_settings(evaluation)
+            calibrated, calibrated_horizon = alarm_settings(evaluation, alpha=config.alpha)
             threshold = calibrated if threshold is None else threshold
             horizon = calibrated_horizon if horizon is None else horizon
         horizons = tuple(int(h) for h in predictor.spec.horizons)
@@ -79,6 +82,7 @@ class MonitorSetup:
             "features": list(self.predictor.spec.features),
             "horizons": [int(h) for h in self.predictor.spec.horizons],
             "threshold": self.threshold,
+            **({} if self.config.alpha is None else {"alpha": self.config.alpha}),
             "horizon": self.horizon,
             "hysteresis": self.config.hysteresis,
             "cooldown_steps": self.config.cooldown_steps,

@@ -264,22 +264,38 @@ class OnlinePredictor:
         return np.stack(rows) if rows else np.zeros((0, self._horizons, self._types))
 
 
-def alarm_settings(metrics_path: str | Path, scorer: str = "model") -> tuple[float, int]:
+def alarm_settings(metrics_path: str | Path, scorer: str = "model", alpha: float | None = None) -> tuple[float, int]:
     """The conformal alarm threshold and alarm horizon (steps) that `salus evaluate` calibrated.
 
     The monitor raises an alarm when max over types of `step(...)[horizons.index(horizon)]` exceeds
     the threshold.
 
+    Args:
+        metrics_path: the evaluation's metrics.json or its folder.
+        scorer: the scorer whose threshold is read.
+        alpha: read the threshold calibrated for this false-alarm rate, one of the alphas of the
+            evaluation's detection-vs-lead-time curve; None: the evaluation's own alpha.
+
     Raises:
-        PredictorError: missing or unreadable metrics.json.
+        PredictorError: missing or unreadable metrics.json; an alpha the evaluation did not calibrate.
     """
     path = Path(metrics_path)
     if path.is_dir():
         path = path / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
-        return float(metrics["scorers"][scorer]["episode"]["threshold"]), int(metrics["alarm_horizon"])
+        episode = metrics["scorers"][scorer]["episode"]
+        horizon = int(metrics["alarm_horizon"])
+        if alpha is None:
+            return float(episode["threshold"]), horizon
+        curve = {float(row["alpha"]): float(row["threshold"]) for row in episode.get("alpha_curve", [])}
     except FileNotFoundError:
         raise PredictorError(f"{path} not found; run 'salus evaluate' first") from None
     except (ValueError, KeyError, TypeError) as err:
         raise PredictorError(f"{path} is damaged ({err!s}); run 'salus evaluate' again") from None
+    match = [a for a in curve if abs(a - alpha) < 1e-9]
+    if not match:
+        offered = ", ".join(f"{a:g}" for a in sorted(curve)) or "none"
+        raise PredictorError(f"{path} holds no threshold calibrated for alpha {alpha:g} (it has: {offered}); choose "
+                             "one of those or give the threshold itself (--monitor-threshold)")
+    return curve[match[0]], horizon
