@@ -21,7 +21,7 @@ from salus_engine.predictor.baselines import RNDNovelty, fiper_gate
 from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.dataset import EpisodeInfo, load_signal_data
 from salus_engine.predictor.evaluation import scores_of
-from salus_engine.predictor.inputs import parse_input_families
+from salus_engine.predictor.inputs import parse_input_families, store_arrays
 from salus_engine.predictor.metrics import alpha_curve, episode_alarm_maxima, episode_ranking, resplit_false_alarms
 from salus_engine.predictor.models import TemporalConvNet
 from salus_engine.predictor.online import OnlinePredictor
@@ -178,3 +178,11 @@ def test_fresh_store_with_other_families_is_refused_in_one_line(trained, stores,
                        "--out", str(tmp_path / "e")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "does not record the input family chunk_consistency" in err[0]
+
+
+def test_the_store_arrays_a_predictor_reads_follow_its_input_families():
+    assert store_arrays(("time",)) == ("signals",)
+    assert store_arrays(("target_view",)) == ("signals", "states")  # the gripper's position needs the joint angles
+    assert store_arrays(("motion", "time")) == ("signals", "states")
+    assert store_arrays(("six", "hidden_state", "action_jerk")) == ("signals", "features", "hidden_features")
+    assert store_arrays(("chunk_consistency", "state")) == ("signals", "features", "states")

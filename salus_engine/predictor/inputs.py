@@ -62,6 +62,22 @@ def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
     return {name: columns[name] for name in INPUT_FAMILIES if name in columns}
 
 
+STORE_ARRAYS = ("signals", "features", "hidden_features", "states")
+"""The per-step arrays of a store that input families read, in `store_arrays` order."""
+_ARRAY_OF = {SIX: "signals", HIDDEN_STATE: "hidden_features", TARGET_VIEW: "states", STATE: "states",
+             MOTION: "states"}
+"""The store array of each family that is not a signal-family column of `features` (`time` reads none;
+`target_view` reads the states for the gripper and the front camera's images for the cube)."""
+
+
+def store_arrays(families: tuple[str, ...]) -> tuple[str, ...]:
+    """The per-step store arrays that a predictor reading these input families needs for a recorded
+    episode: `signals` always (they set the episode's length), then those of `STORE_ARRAYS` the
+    families read (`target_view`'s front-camera frames come separately, `target_view.recorded_frames`)."""
+    needed = {"signals"} | {_ARRAY_OF.get(name, "features") for name in families if name != TIME}
+    return tuple(name for name in STORE_ARRAYS if name in needed)
+
+
 def parse_input_families(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Input family names from `--features` (comma-separated, or `all`), in `INPUT_FAMILIES` order;
     `("all",)` stands for every family the store offers.

@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Footer, Input, Label
 
 from salus_engine import OUTCOME_NAMES, STOPPED
 from salus_engine.errors import SalusError
+from salus_engine.predictor.inputs import store_arrays
 from salus_engine.target_view import TARGET_VIEW, recorded_frames
 from salus_tui.screens.base import SalusScreen
 from salus_tui.widgets.form_field import FormField
@@ -81,12 +82,8 @@ class Monitor:
 
     @property
     def arrays(self) -> tuple[str, ...]:
-        """The episode arrays the predictor reads: `signals`, and `features` / `hidden_features` /
-        `states` when its input families include them."""
-        families = set(self.predictor.spec.features)
-        not_features = {"six", "time", "hidden_state", "state", TARGET_VIEW}
-        return ("signals",) + (("features",) if families - not_features else ()) + (
-            ("hidden_features",) if "hidden_state" in families else ()) + (("states",) if "state" in families else ())
+        """The episode arrays the predictor reads (`salus_engine.predictor.inputs.store_arrays`)."""
+        return store_arrays(self.predictor.spec.features)
 
     def probabilities(self, signals: np.ndarray, features: np.ndarray | None = None,
                       hidden: np.ndarray | None = None, states: np.ndarray | None = None,
