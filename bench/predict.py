@@ -46,13 +46,15 @@ def main() -> int:
         signals.reset()
         families.reset()
         predictor.reset()
+        previous = None
         for members, action, query, state, frame in steps:
             t0 = time.perf_counter()
             six = signals.update(members)
             features, hidden = families.update(action, query)
             t1 = time.perf_counter()
-            predictor.step(six, features, hidden, state, frame)
+            predictor.step(six, features, hidden, state, frame, previous)
             t2 = time.perf_counter()
+            previous = action
             features_us.append((t1 - t0) * 1e6)
             predictor_us.append((t2 - t1) * 1e6)
     total = np.array(features_us) + np.array(predictor_us)

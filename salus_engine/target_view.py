@@ -47,6 +47,7 @@ import mujoco
 import numpy as np
 
 from salus_engine.sim import scene
+from salus_engine.sim.kinematics import PinchPoint
 
 TARGET_VIEW = "target_view"
 TARGET_VIEW_COLUMNS: tuple[str, ...] = ("target_distance_xy", "target_dz", "target_visible")
@@ -91,22 +92,15 @@ class TargetView:
             RuntimeError / ValueError: as `scene.build_model` (gym-hil missing, scene not compiling).
         """
         self.image_size = int(image_size)
-        self._model = scene.build_model(self.image_size, 0.002)
-        self._data = mujoco.MjData(self._model)
-        self._ids = scene.scene_ids(self._model)
+        self._kinematics = PinchPoint(self.image_size)
+        self._model, self._data = self._kinematics.model, self._kinematics.data
         mujoco.mj_forward(self._model, self._data)  # camera poses (mj_kinematics alone leaves them unset)
-        camera = self._ids.cameras[CAMERA]
+        camera = self._kinematics.ids.cameras[CAMERA]
         # the pose and focal length as Python floats: a ray costs less in plain arithmetic than in numpy calls
         self._camera_pos = tuple(self._data.cam_xpos[camera].tolist())
         self._camera_mat = tuple(tuple(row) for row in self._data.cam_xmat[camera].reshape(3, 3).tolist())
         self._focal = float((self.image_size / 2) / np.tan(np.deg2rad(float(self._model.cam_fovy[camera])) / 2))
         self._stride = max(1, self.image_size // SEARCH_SIDE)
-        # views into the model's state: the arm's joint angles (a slice when their qpos are consecutive)
-        # and the pinch point that `mj_kinematics` writes
-        arm = [int(i) for i in self._ids.arm_qpos]
-        consecutive = arm == list(range(arm[0], arm[0] + len(arm)))
-        self._arm_qpos = self._data.qpos[arm[0]:arm[-1] + 1] if consecutive else None
-        self._pinch = self._data.site_xpos[self._ids.pinch_site]
         self.reset()
 
     def reset(self) -> None:
@@ -179,13 +173,7 @@ class TargetView:
         visible = pixels / self._first_pixels if self._first_pixels else 0.0
         if self._target is None:
             return np.array([0.0, 0.0, visible], np.float32)
-        joints = np.asarray(state)[:7]
-        if self._arm_qpos is not None:
-            self._arm_qpos[:] = joints
-        else:
-            self._data.qpos[self._ids.arm_qpos] = joints
-        mujoco.mj_kinematics(self._model, self._data)
-        x, y, z = self._pinch.tolist()
+        x, y, z = self._kinematics.position(np.asarray(state)[:7])
         tx, ty, tz = self._target
         return np.array([math.hypot(x - tx, y - ty), z - tz, visible], np.float32)
 

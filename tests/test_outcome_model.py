@@ -121,7 +121,8 @@ def assert_online_equals_offline(run: str, store: str):
     for index in ONLINE_CHECKED:
         episode = episodes.episode(index)
         rows = slice(data.offsets[index], data.offsets[index + 1])
-        np.testing.assert_allclose(online.episode(episode.signals, None, None, episode.states, episode.images[:, 0]),
+        np.testing.assert_allclose(online.episode(episode.signals, None, None, episode.states, episode.images[:, 0],
+                                                  episode.actions),
                                    offline[rows], atol=1e-5)
     return online, episodes, data, offline
 

@@ -74,7 +74,7 @@ def test_input_families_are_parsed_and_checked_against_the_store(stores):
         parse_input_families("six,hidden")
     data = load_signal_data(stores[0])
     assert data.resolve(("all",)) == ("six", "chunk_consistency", "hidden_state", "action_jerk", "target_view", "state",
-                                      "motion", "time")
+                                      "motion", "command", "time")
     with pytest.raises(PredictorError, match="does not record the input family flow_disagreement"):
         data.resolve(("six", "flow_disagreement"))
     x = data.inputs(("six", "hidden_state", "time"))
@@ -184,5 +184,6 @@ def test_the_store_arrays_a_predictor_reads_follow_its_input_families():
     assert store_arrays(("time",)) == ("signals",)
     assert store_arrays(("target_view",)) == ("signals", "states")  # the gripper's position needs the joint angles
     assert store_arrays(("motion", "time")) == ("signals", "states")
+    assert store_arrays(("command",)) == ("signals", "states", "actions")  # the executed actions move the target
     assert store_arrays(("six", "hidden_state", "action_jerk")) == ("signals", "features", "hidden_features")
     assert store_arrays(("chunk_consistency", "state")) == ("signals", "features", "states")

@@ -108,6 +108,7 @@ class ClosedLoop:
         self._pending = sorted(schedule or [], key=lambda s: s.step) if self.trigger in ("random", "blind") else []
         self.interventions: list[dict[str, Any]] = []
         self.alarms: list[Alarm] = []
+        self._previous_action: np.ndarray | None = None  # executed at the previous step (the `command` family)
 
     @property
     def score(self) -> float:
@@ -127,13 +128,14 @@ class ClosedLoop:
                 features (D,) or None, as the predictor was bound.
         """
         probabilities = self.setup.predictor.step(signals, features, hidden, observation["state"],
-                                                  observation["images"].get(TARGET_CAMERA))
+                                                  observation["images"].get(TARGET_CAMERA), self._previous_action)
         alarm = self._alarms.update(step, probabilities)
         if alarm is not None:
             self.alarms.append(alarm)
         if self._running is None:
             self._start_next(step, alarm, observation, action)
         executed, intervention, actor, stop = self._act(observation, np.asarray(action, dtype=np.float32))
+        self._previous_action = executed
         return StepDecision(action=executed, probabilities=probabilities.astype(np.float32), alarm=alarm is not None,
                             intervention=intervention, actor=actor, stop=stop)
 

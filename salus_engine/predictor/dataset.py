@@ -1,6 +1,6 @@
 """Per-step signals and horizon labels of a collection store, held in memory, and the episode split.
 
-`signals` (T, 6), `horizon_labels` (T, H, 4), `states` (T, 8) and, in a format-3 store, the signal
+`signals` (T, 6), `horizon_labels` (T, H, 4), `states` (T, 8), `actions` (T, 7) and, in a format-3 store, the signal
 families (`features` (T, F), `hidden_features` (T, D)) are read at load; the front camera's images
 only when the `target_view` input family is asked for (`SignalData.inputs`). Rows of every array
 are the steps of all episodes concatenated in episode-id order. Splits are made by episode, never by
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
+from salus_engine.command import COMMAND, CommandTracker
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import assemble, available_columns, resolve_families
@@ -90,6 +91,10 @@ class SignalData:
     """The store's camera image side, pixels."""
     views: np.ndarray | None = None
     """(N, 3) float32 `target_view` columns, computed from the front camera's frames on first use."""
+    actions: np.ndarray | None = None
+    """(N, 7) float32 executed actions (env units)."""
+    commands: np.ndarray | None = None
+    """(N, 4) float32 `command` columns, computed from the states and actions on first use."""
 
     def inputs(self, families: tuple[str, ...]) -> np.ndarray:
         """(N, F_in) float32 the given input families' columns (`salus_engine.predictor.inputs`).
@@ -98,8 +103,20 @@ class SignalData:
             StoreError: a damaged image chunk, when `target_view` is among `families`.
         """
         views = self.target_views() if TARGET_VIEW in families else None
+        commands = self.command_columns() if COMMAND in families else None
         return assemble(families, self.columns, self.signals, self.features, self.hidden, self.step, self.feature_names,
-                        self.states, views)
+                        self.states, views, commands)
+
+    def command_columns(self) -> np.ndarray:
+        """(N, 4) float32 the `command` columns of every row (`salus_engine.command`), computed from the
+        states and executed actions once (about 2 s per 100,000 steps) and kept."""
+        if self.commands is None:
+            tracker = CommandTracker()
+            offsets = self.offsets
+            parts = [tracker.episode(self.states[offsets[e]:offsets[e + 1]], self.actions[offsets[e]:offsets[e + 1]])
+                     for e in range(len(self.episodes))]
+            self.commands = (np.concatenate(parts) if parts else np.zeros((0, 4))).astype(np.float32)
+        return self.commands
 
     def target_views(self) -> np.ndarray:
         """(N, 3) float32 the `target_view` columns of every row (`salus_engine.target_view`), read from
@@ -214,13 +231,13 @@ def load_signal_data(path: str | Path) -> SignalData:
     metas = store.metas()
     feature_names = store.feature_names
     extra = (("features",) if feature_names else ()) + (("hidden_features",) if store.hidden_dim else ())
-    arrays = store.read_arrays(("signals", "horizon_labels", "states", *extra), [m.episode_id for m in metas])
+    arrays = store.read_arrays(("signals", "horizon_labels", "states", "actions", *extra), [m.episode_id for m in metas])
     signals, labels, episodes = [], [], []
     for meta, read in zip(metas, arrays):
         sig = np.asarray(read["signals"], dtype=np.float32)
         lab = np.asarray(read["horizon_labels"], dtype=np.uint8)
         length = meta.episode_length  # the structural check matched every array's shape to it
-        for name in ("states", *extra):
+        for name in ("states", "actions", *extra):
             if not np.isfinite(np.asarray(read[name], dtype=np.float32)).all():
                 raise PredictorError(f"{store.path}: episode {meta.episode_id} has NaN or inf {name}; re-collect it "
                                      "or remove the episode before training")
@@ -250,6 +267,7 @@ def load_signal_data(path: str | Path) -> SignalData:
         features=np.concatenate([r["features"] for r in arrays]).astype(np.float32) if feature_names else None,
         hidden=np.concatenate([r["hidden_features"] for r in arrays]).astype(np.float32) if store.hidden_dim else None,
         states=np.concatenate([r["states"] for r in arrays]).astype(np.float32),
+        actions=np.concatenate([r["actions"] for r in arrays]).astype(np.float32),
         feature_names=list(feature_names),
         columns=available_columns(store.feature_families, store.hidden_dim, store.cameras),
         cameras=store.cameras,

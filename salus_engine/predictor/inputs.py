@@ -18,6 +18,9 @@ Input families (`--features`):
 - `target_view`: the gripper's offset from the target object as the front camera sees it
   (`salus_engine.target_view`), computed from the recorded front-camera frames and states; offered by
   every store that records the `front` camera;
+- `command`: the controller's end-effector target against the gripper's pinch point, and the
+  gripper command (`salus_engine.command`), from the recorded `states` and `actions`, so every store
+  offers it. Most collisions are the fingers pressed onto the table by a target already below them;
 - `time`: the step index within the episode (steps), as its own input; alone it is the time-only
   control of the evaluation.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from salus_engine.command import COMMAND, COMMAND_COLUMNS
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.signal_families import ACTION_JERK, CHUNK_CONSISTENCY, CHUNK_ENTROPY, FLOW_DISAGREEMENT, HIDDEN_STATE
 from salus_engine.signals import SIGNAL_NAMES
@@ -39,7 +43,7 @@ STATE = "state"
 MOTION = "motion"
 TIME = "time"
 INPUT_FAMILIES: tuple[str, ...] = (SIX, CHUNK_CONSISTENCY, FLOW_DISAGREEMENT, CHUNK_ENTROPY, HIDDEN_STATE,
-                                   ACTION_JERK, TARGET_VIEW, STATE, MOTION, TIME)
+                                   ACTION_JERK, TARGET_VIEW, STATE, MOTION, COMMAND, TIME)
 """Every input family, in column order."""
 ALL = "all"
 
@@ -47,7 +51,7 @@ ALL = "all"
 def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
                       cameras: tuple[str, ...] | list[str] = ()) -> dict[str, list[str]]:
     """Family -> column names that a store with these families and recorded cameras offers (always
-    `six`, `state`, `motion` and `time`; `target_view` when `cameras` holds the front camera)."""
+    `six`, `state`, `motion`, `command` and `time`; `target_view` when `cameras` holds the front camera)."""
     columns: dict[str, list[str]] = {SIX: list(SIGNAL_NAMES)}
     for name in INPUT_FAMILIES:
         if name in feature_families:
@@ -58,23 +62,24 @@ def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
         columns[TARGET_VIEW] = list(TARGET_VIEW_COLUMNS)
     columns[STATE] = list(STATE_NAMES)
     columns[MOTION] = [f"{name}_delta" for name in STATE_NAMES]
+    columns[COMMAND] = list(COMMAND_COLUMNS)
     columns[TIME] = ["step"]
     return {name: columns[name] for name in INPUT_FAMILIES if name in columns}
 
 
-STORE_ARRAYS = ("signals", "features", "hidden_features", "states")
+STORE_ARRAYS = ("signals", "features", "hidden_features", "states", "actions")
 """The per-step arrays of a store that input families read, in `store_arrays` order."""
-_ARRAY_OF = {SIX: "signals", HIDDEN_STATE: "hidden_features", TARGET_VIEW: "states", STATE: "states",
-             MOTION: "states"}
-"""The store array of each family that is not a signal-family column of `features` (`time` reads none;
-`target_view` reads the states for the gripper and the front camera's images for the cube)."""
+_ARRAYS_OF = {SIX: ("signals",), HIDDEN_STATE: ("hidden_features",), TARGET_VIEW: ("states",), STATE: ("states",),
+              MOTION: ("states",), COMMAND: ("states", "actions"), TIME: ()}
+"""The store arrays of each family that is not a signal-family column of `features` (`target_view` reads
+the states for the gripper and the front camera's images for the cube)."""
 
 
 def store_arrays(families: tuple[str, ...]) -> tuple[str, ...]:
     """The per-step store arrays that a predictor reading these input families needs for a recorded
     episode: `signals` always (they set the episode's length), then those of `STORE_ARRAYS` the
     families read (`target_view`'s front-camera frames come separately, `target_view.recorded_frames`)."""
-    needed = {"signals"} | {_ARRAY_OF.get(name, "features") for name in families if name != TIME}
+    needed = {"signals"} | {array for name in families for array in _ARRAYS_OF.get(name, ("features",))}
     return tuple(name for name in STORE_ARRAYS if name in needed)
 
 
@@ -115,7 +120,7 @@ def resolve_families(requested: tuple[str, ...], columns: dict[str, list[str]], 
 def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: np.ndarray,
              features: np.ndarray | None, hidden: np.ndarray | None, step: np.ndarray,
              feature_names: list[str], states: np.ndarray | None = None,
-             views: np.ndarray | None = None) -> np.ndarray:
+             views: np.ndarray | None = None, commands: np.ndarray | None = None) -> np.ndarray:
     """The input matrix of the given families.
 
     Args:
@@ -129,6 +134,7 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
         states: (N, 8) the robot states (`STATE_NAMES`), or None when neither `state` nor `motion`
             is among `families`.
         views: (N, 3) the `target_view` columns, or None when it is not among `families`.
+        commands: (N, 4) the `command` columns, or None when it is not among `families`.
 
     Returns:
         (N, sum of the families' widths) float32.
@@ -147,6 +153,8 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
             parts.append(state_motion(states, step))
         elif name == TARGET_VIEW:
             parts.append(np.asarray(views, dtype=np.float32))
+        elif name == COMMAND:
+            parts.append(np.asarray(commands, dtype=np.float32))
         else:
             index = [feature_names.index(c) for c in columns[name]]
             parts.append(np.asarray(features, dtype=np.float32)[:, index])

@@ -1,10 +1,11 @@
 """The online monitor path: one predictor step per control step in plain numpy (no torch).
 
 `OnlinePredictor.load(RUN)` reads a checkpoint's safetensors weights; `step(signals, features,
-hidden, state, frame)` takes the current step's six signals (and signal-family columns, declared once
-with `bind`, the robot state and the front camera's frame) and returns the 16 probabilities as (H, 4).
-The `target_view` columns are computed here from the frame and the state, by the same code as offline
-(`salus_engine.target_view`). For an MLP the input
+hidden, state, frame, previous_action)` takes the current step's six signals (and signal-family columns,
+declared once with `bind`, the robot state, the front camera's frame and the action executed at the
+previous step) and returns the 16 probabilities as (H, 4). The `target_view`, `motion` and `command`
+columns are computed here by the same code as offline (`salus_engine.target_view`,
+`salus_engine.predictor.inputs.MotionTracker`, `salus_engine.command`). For an MLP the input
 standardisation is folded into the first layer; with a window > 1 the last `window` steps are kept;
 the `outcome` model keeps the running sum and maximum of the episode's inputs. The temporal model keeps
 each convolution's last inputs and computes only the newest output. Before the episode's first step
@@ -20,6 +21,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
+from salus_engine.command import COMMAND, CommandTracker
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import MOTION, MotionTracker, available_columns, input_names, resolve_families
@@ -111,6 +113,7 @@ class OnlinePredictor:
         self._plan: list[tuple[str, slice, np.ndarray | None]] = [("signals", slice(0, s), None)]
         self._view: TargetView | None = None
         self._motion = MotionTracker()
+        self._command: CommandTracker | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, which: str = "best") -> OnlinePredictor:
@@ -148,7 +151,7 @@ class OnlinePredictor:
                                  "collect with the same SALUS version as the training store")
         names = [c for group in feature_families.values() for c in group]
         sources = {"six": "signals", "time": "time", "hidden_state": "hidden", "state": "state", MOTION: "motion",
-                   TARGET_VIEW: "view"}
+                   TARGET_VIEW: "view", COMMAND: "command"}
         # where each input column comes from, resolved once, not per step
         self._plan = []
         start = 0
@@ -168,13 +171,15 @@ class OnlinePredictor:
         self._motion.reset()
         if self._view is not None:
             self._view.reset()
+        if self._command is not None:
+            self._command.reset()
         if self._temporal:
             for conv in self._convs:
                 conv.reset()
 
     def step(self, signals: np.ndarray, features: np.ndarray | None = None,
              hidden: np.ndarray | None = None, state: np.ndarray | None = None,
-             frame: np.ndarray | None = None) -> np.ndarray:
+             frame: np.ndarray | None = None, previous_action: np.ndarray | None = None) -> np.ndarray:
         """Failure probabilities after this step.
 
         Args:
@@ -183,9 +188,11 @@ class OnlinePredictor:
                 a model that reads the six signals (and time) only.
             hidden: (D,) the step's hidden features, or None likewise.
             state: (8,) the robot state of the step's observation (`STATE_NAMES`), or None for a model
-                that reads neither `state`, `motion` nor `target_view`.
+                that reads neither `state`, `motion`, `command` nor `target_view`.
             frame: (S, S, 3) uint8 front-camera frame of the step's observation (or (3, S, S)), or
                 None for a model that does not read `target_view`.
+            previous_action: (7,) the action executed at the previous step (None at an episode's first
+                step, and for a model that does not read `command`).
 
         Returns:
             (H, 4) float64: [h, k] = probability that failure type k happens within horizons[h]
@@ -209,6 +216,10 @@ class OnlinePredictor:
                 x_now[where] = state
             elif source == "motion":
                 x_now[where] = self._motion.update(state)
+            elif source == "command":
+                if self._command is None:
+                    self._command = CommandTracker()
+                x_now[where] = self._command.update(state, previous_action)
             elif source == "view":
                 if self._view is None:
                     self._view = TargetView(np.asarray(frame).shape[1])
@@ -254,12 +265,14 @@ class OnlinePredictor:
 
     def episode(self, signals: np.ndarray, features: np.ndarray | None = None,
                 hidden: np.ndarray | None = None, states: np.ndarray | None = None,
-                frames: np.ndarray | None = None) -> np.ndarray:
+                frames: np.ndarray | None = None, actions: np.ndarray | None = None) -> np.ndarray:
         """(T, H, 4) probabilities of a recorded episode, step by step as online (after `bind`);
-        `frames` (T, 3, S, S) or (T, S, S, 3) uint8 front-camera frames, for a model reading `target_view`."""
+        `frames` (T, 3, S, S) or (T, S, S, 3) uint8 front-camera frames, for a model reading `target_view`;
+        `actions` (T, 7) executed actions, for a model reading `command`."""
         self.reset()
         rows = [self.step(signals[t], None if features is None else features[t], None if hidden is None else hidden[t],
-                          None if states is None else states[t], None if frames is None else frames[t])
+                          None if states is None else states[t], None if frames is None else frames[t],
+                          None if actions is None or t == 0 else actions[t - 1])
                 for t in range(len(signals))]
         return np.stack(rows) if rows else np.zeros((0, self._horizons, self._types))
 

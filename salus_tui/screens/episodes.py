@@ -87,13 +87,13 @@ class Monitor:
 
     def probabilities(self, signals: np.ndarray, features: np.ndarray | None = None,
                       hidden: np.ndarray | None = None, states: np.ndarray | None = None,
-                      frames: np.ndarray | None = None) -> np.ndarray:
+                      frames: np.ndarray | None = None, actions: np.ndarray | None = None) -> np.ndarray:
         """(T, H, 4) float64 probabilities for an episode's (T, 6) signals (and (T, F) family
-        columns, (T, D) hidden features, (T, 8) robot states, (T, 3, S, S) front-camera frames, for a
-        predictor that reads them)."""
+        columns, (T, D) hidden features, (T, 8) robot states, (T, 3, S, S) front-camera frames, (T, 7)
+        executed actions, for a predictor that reads them)."""
         if not len(signals):
             return np.zeros((0, 0, 4))
-        return self.predictor.episode(signals, features, hidden, states, frames)
+        return self.predictor.episode(signals, features, hidden, states, frames, actions)
 
     def alarm_scores(self, probabilities: np.ndarray) -> np.ndarray | None:
         """(T,) float64 running alarm score of an episode's (T, H, 4) probabilities: at step t the
@@ -175,7 +175,8 @@ def signal_columns(rows: list[EpisodeRow], arrays: list[dict[str, np.ndarray]], 
         if monitor is not None and monitor.threshold is not None:
             frames = recorded_frames(store, row.episode_id) if monitor.reads_frames else None
             first_alarm = monitor.first_alarm(monitor.probabilities(
-                episode_signals, read.get("features"), read.get("hidden_features"), read.get("states"), frames))
+                episode_signals, read.get("features"), read.get("hidden_features"), read.get("states"), frames,
+                read.get("actions")))
         top = float(episode_signals[:, 0].max()) if len(episode_signals) else 0.0
         filled.append(replace(row, max_uncertainty=top, first_alarm=first_alarm))
     return filled

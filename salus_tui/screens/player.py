@@ -199,7 +199,7 @@ class EpisodePlayer(Screen):
         self.control_hz = float(sim_config.get("control_hz", DEFAULT_CONTROL_HZ))
         frames = recorded_frames(store, self.meta.episode_id) if monitor is not None and monitor.reads_frames else None
         self.probabilities = None if monitor is None else monitor.probabilities(
-            self.signals, episode.features, episode.hidden_features, self.states, frames)
+            self.signals, episode.features, episode.hidden_features, self.states, frames, self.actions)
         self.alarm_step = monitor.first_alarm(self.probabilities) if monitor is not None else None
         self.alarm_scores = monitor.alarm_scores(self.probabilities) if monitor is not None else None
         """(T,) running alarm score (`Monitor.alarm_scores`), or None without an evaluated checkpoint."""
