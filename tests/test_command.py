@@ -17,8 +17,7 @@ from salus_engine.predictor.inputs import store_arrays
 from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.sim import PickPlaceEnv
 from salus_engine.sim.env import WORKSPACE_LOW_M
-from salus_engine.store import EpisodeStore
-from tests.test_outcome_model import HORIZONS, assert_online_equals_offline, store  # noqa: F401 (store: a fixture)
+from tests.test_outcome_model import assert_online_equals_offline, monitored_episode, store  # noqa: F401 (store: a fixture)
 from tests.test_predictor import one_thread  # noqa: F401 (a fixture)
 
 
@@ -98,19 +97,10 @@ def test_a_model_reading_the_command_gives_the_same_scores_online(store, tmp_pat
 def test_a_monitored_rollout_feeds_the_executed_actions_to_the_command_family(store, tmp_path):  # noqa: F811
     """The closed loop gives the predictor the action executed at the previous step: the probabilities
     recorded live equal the same predictor run afterwards on the recorded states and actions."""
-    from salus_engine.jobs import run_collection
-    from tests.conftest import tiny_settings
-
     run = tmp_path / "command"
     assert salus_main(["train", "--data", store, "--out", str(run), "--features", "command,time", "--epochs", "3",
                        "--threads", "1"]) == 0
-    config = tiny_settings(tmp_path / "monitored", episodes=1, seed=11)
-    config.monitor.run = str(run)
-    config.monitor.threshold = 0.5
-    config.monitor.horizon = HORIZONS[-1]
-    config.monitor.trigger = "none"  # scores and records, never acts
-    run_collection(config)
-    episode = EpisodeStore.open(config.out).episode(0)
+    episode = monitored_episode(str(run), tmp_path / "monitored")
     recorded = np.asarray(episode.array("monitor_probabilities")[:], dtype=np.float64)
     online = OnlinePredictor.load(str(run))
     online.bind({}, 0, ())

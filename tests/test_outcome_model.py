@@ -89,11 +89,11 @@ def test_motion_is_the_state_change_within_each_episode_offline_and_online():
     np.testing.assert_array_equal(np.stack(online), motion)
 
 
-def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view(trained, store):
+def test_default_training_is_the_outcome_model_on_state_time_the_target_view_and_the_command(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
-    assert tuple(config["model"]["features"]) == ("target_view", "state", "time")
-    assert len(config["model"]["signal_names"]) == 12 and model.spec.n_inputs == 36
+    assert tuple(config["model"]["features"]) == ("target_view", "state", "command", "time")
+    assert len(config["model"]["signal_names"]) == 16 and model.spec.n_inputs == 48
     data = load_signal_data(store)
     scores = scores_of(model, data)
     assert scores.shape == (len(data.signals), len(HORIZONS), 4)
@@ -150,29 +150,36 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert not any(name.startswith("signal:joint") for name in scorers)  # the state is not thresholded as a signal
     assert metrics["model"]["kind"] == "outcome"
     variants = [row["variant"] for row in metrics["ablation"]]
-    assert variants == ["full", "without target_view", "without state", "without time", "target_view alone",
-                        "state alone", "time alone"]
+    assert variants == ["full", "without target_view", "without state", "without command", "without time",
+                        "target_view alone", "state alone", "command alone", "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
+
+
+def monitored_episode(run: str, out):
+    """The recorded episode of a one-episode tiny collection (seed 11) with the predictor `run` as a
+    monitor that scores and records every step and never acts."""
+    from salus_engine.jobs import run_collection
+    from tests.conftest import tiny_settings
+
+    config = tiny_settings(out, episodes=1, seed=11)
+    config.monitor.run = run
+    config.monitor.threshold = 0.5
+    config.monitor.horizon = HORIZONS[-1]
+    config.monitor.trigger = "none"
+    run_collection(config)
+    return EpisodeStore.open(config.out).episode(0)
 
 
 def test_a_monitored_rollout_feeds_the_robot_state_to_the_outcome_model(trained, tmp_path):
     """The closed loop gives the predictor each observation's state: the probabilities recorded live
     in a real rollout equal the same predictor run afterwards on the recorded signals and states."""
-    from salus_engine.jobs import run_collection
-    from tests.conftest import tiny_settings
-
-    config = tiny_settings(tmp_path / "monitored", episodes=1, seed=11)
-    config.monitor.run = trained
-    config.monitor.threshold = 0.5
-    config.monitor.horizon = HORIZONS[-1]
-    config.monitor.trigger = "none"  # scores and records, never acts
-    run_collection(config)
-    episode = EpisodeStore.open(config.out).episode(0)
+    episode = monitored_episode(trained, tmp_path / "monitored")
     recorded = np.asarray(episode.array("monitor_probabilities")[:], dtype=np.float64)
     online = OnlinePredictor.load(trained)
     online.bind({}, 0, ("front",))
-    states, frames = np.asarray(episode.states), episode.images[:, 0]
-    np.testing.assert_allclose(recorded, online.episode(episode.signals, None, None, states, frames), atol=1e-6)
-    assert not np.allclose(recorded, online.episode(episode.signals, None, None, np.zeros_like(states), frames),
+    states, frames, actions = np.asarray(episode.states), episode.images[:, 0], np.asarray(episode.actions)
+    np.testing.assert_allclose(recorded, online.episode(episode.signals, None, None, states, frames, actions),
+                               atol=1e-6)
+    assert not np.allclose(recorded, online.episode(episode.signals, None, None, np.zeros_like(states), frames, actions),
                            atol=1e-3)

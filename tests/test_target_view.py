@@ -26,7 +26,7 @@ from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.sim import PickPlaceEnv
 from salus_engine.store import EpisodeRecord, EpisodeStore
 from salus_engine.target_view import TARGET_VIEW, TARGET_VIEW_COLUMNS, TargetView
-from tests.test_outcome_model import ONLINE_CHECKED, assert_online_equals_offline
+from tests.test_outcome_model import ONLINE_CHECKED, assert_online_equals_offline, monitored_episode
 from tests.test_predictor import episode_record, one_thread, write_store  # noqa: F401 (one_thread: a fixture)
 
 TABLE = np.array([150, 120, 90], np.uint8)
@@ -188,16 +188,7 @@ def test_evaluation_scores_the_view_family(trained, store, tmp_path):
 def test_a_monitored_rollout_gives_the_predictor_the_live_front_frame(trained, tmp_path):
     """In a real rollout the probabilities recorded live equal the same predictor run afterwards on
     the recorded frames and states, and blank frames would have given others."""
-    from salus_engine.jobs import run_collection
-    from tests.conftest import tiny_settings
-
-    config = tiny_settings(tmp_path / "monitored", episodes=1, seed=11)
-    config.monitor.run = trained
-    config.monitor.threshold = 0.5
-    config.monitor.horizon = 20
-    config.monitor.trigger = "none"
-    run_collection(config)
-    episode = EpisodeStore.open(config.out).episode(0)
+    episode = monitored_episode(trained, tmp_path / "monitored")
     recorded = np.asarray(episode.array("monitor_probabilities")[:], dtype=np.float64)
     online = OnlinePredictor.load(trained)
     online.bind({}, 0, ("front",))
