@@ -24,7 +24,7 @@ from salus_engine.predictor.evaluation import scores_of
 from salus_engine.predictor.inputs import available_columns
 from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.sim import PickPlaceEnv
-from salus_engine.store import EpisodeRecord, EpisodeStore
+from salus_engine.store import EpisodeRecord
 from salus_engine.target_view import TARGET_VIEW, TARGET_VIEW_COLUMNS, TargetView
 from tests.test_outcome_model import ONLINE_CHECKED, assert_online_equals_offline, monitored_episode
 from tests.test_predictor import episode_record, one_thread, write_store  # noqa: F401 (one_thread: a fixture)
