@@ -1,16 +1,22 @@
-"""Prints how sets of input families compare on the validation split, over several training seeds:
-the figures that choose `salus train`'s default `--features`, without touching the test split or a
-fresh store.
+"""Prints how sets of input families compare on held-out episodes of the training store, over several
+training seeds: the figures that choose `salus train`'s default `--features`, without touching the test
+split or a fresh store.
 
 For every set (`--sets`, separated by `;`) and training seed (`--seeds`), the outcome model is trained
 as `salus train` trains it (same split, seed 0, same settings; the seed changes only the initialisation
 and the shuffling), then scored on the validation split: the episode-level ROC-AUC of the running-max
 alarm score, and detection, false-alarm rate and collisions detected at the conformal threshold
-(α = `--alpha`) calibrated on the calibration split's successful episodes. Then the mean of every set
-and, per seed, each set's ROC-AUC minus the first set's.
+(alpha = `--alpha`) calibrated on the calibration split's successful episodes. Then the mean of every
+set and, per seed, each set's ROC-AUC minus the first set's.
+
+With `--folds K` the validation split is replaced by K-fold cross-validation over the training and
+validation splits together (stratified by outcome, seeded by the training seed): each fold in turn is
+held out, used for early stopping and scored, the rest trains, and the scores of all held-out folds
+are pooled, so that every one of those episodes is scored once per seed. The test and calibration
+splits are never trained on or scored (the calibration successes give the thresholds, as above).
 
     .venv/bin/python bench/feature_choice.py --data data/families \\
-        --sets "state,time,target_view;state,time,target_view,command" --seeds 0,1,2,3,4
+        --sets "state,time,target_view;state,time,target_view,command" --seeds 0,1,2,3,4 [--folds 5]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,46 +38,71 @@ from salus_engine.predictor.models import build_model  # noqa: E402
 from salus_engine.predictor.training import build_spec, fit, model_inputs, prepare_inputs, torch_threads  # noqa: E402
 
 
+def held_out_maxima(spec, data, x_all, train_ids, held_ids, calibration, seed):
+    """(running-max alarm score at the end of each held-out episode, in data order; the calibration
+    successes' ones) of the outcome model trained on `train_ids` with early stopping on `held_ids`."""
+    x_train, y_train, train_offsets = prepare_inputs(spec, data, np.sort(train_ids), x_all)
+    x_held, y_held, held_offsets = prepare_inputs(spec, data, np.sort(held_ids), x_all)
+    with torch_threads(2):
+        result = fit(spec, x_train, y_train, x_held, y_held, seed=seed, train_offsets=train_offsets,
+                     val_offsets=held_offsets)
+    model = build_model(spec)
+    model.load_state_dict(result.best_state)
+    model.eval()
+    held = set(np.asarray(held_ids).tolist())
+    held_episodes = [e for e in data.episodes if e.episode_id in held]
+    held_max = episode_alarm_maxima(model_scores(model, x_held).max(axis=(1, 2)), held_episodes, held_offsets)
+    ids = [e.episode_id for e in calibration]
+    calibration_max = episode_alarm_maxima(model_scores(model, x_all[data.rows(ids)]).max(axis=(1, 2)), calibration,
+                                           data.offsets_of(ids))
+    return held_episodes, held_max, calibration_max
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="collection store folder")
     parser.add_argument("--sets", required=True, help="input-family sets, ';'-separated, each as --features takes it")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
+    parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation over train + val (0: the val split)")
     parser.add_argument("--alpha", type=float, default=0.1)
     args = parser.parse_args()
 
     data = load_signal_data(args.data)
     splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
     seeds = [int(s) for s in args.seeds.split(",")]
-    val_ids, calibration_ids = splits["val"], splits["calibration"]
-    val = [e for e in data.episodes if e.episode_id in set(val_ids.tolist())]
-    calibration = [e for e in data.episodes if e.episode_id in set(calibration_ids.tolist()) and e.failure_type == -1]
-    failed = np.array([e.failure_type >= 0 for e in val])
-    collision = np.array([e.failure_type == 0 for e in val])
-    print(f"{args.data}: validation split {len(val)} episodes ({failed.sum()} failed), calibration "
-          f"{len(calibration)} successes, alpha {args.alpha}")
+    calibration_ids = set(splits["calibration"].tolist())
+    calibration = [e for e in data.episodes if e.episode_id in calibration_ids and e.failure_type == -1]
+    pool = np.sort(np.concatenate([splits["train"], splits["val"]]))
+    outcome_of = {e.episode_id: e.failure_type for e in data.episodes}
+    where = f"{args.folds}-fold cross-validation over {len(pool)} train + val episodes" if args.folds else \
+        f"the validation split ({len(splits['val'])} episodes)"
+    print(f"{args.data}: {where}; calibration {len(calibration)} successes; alpha {args.alpha}")
     results: dict[str, list[dict[str, float]]] = {}
     for features in args.sets.split(";"):
         spec = build_spec(data, "outcome", features)
         x_all = model_inputs(spec, data)
-        x_train, y_train, train_offsets = prepare_inputs(spec, data, splits["train"], x_all)
-        x_val, y_val, val_offsets = prepare_inputs(spec, data, val_ids, x_all)
-        calibration_rows = data.rows([e.episode_id for e in calibration])
-        calibration_offsets = data.offsets_of([e.episode_id for e in calibration])
         for seed in seeds:
-            with torch_threads(2):
-                result = fit(spec, x_train, y_train, x_val, y_val, seed=seed, train_offsets=train_offsets,
-                             val_offsets=val_offsets)
-            model = build_model(spec)
-            model.load_state_dict(result.best_state)
-            model.eval()
-            val_max = episode_alarm_maxima(model_scores(model, x_val).max(axis=(1, 2)), val, val_offsets)
-            calibration_max = episode_alarm_maxima(model_scores(model, x_all[calibration_rows]).max(axis=(1, 2)),
-                                                   calibration, calibration_offsets)
-            threshold = conformal_threshold(calibration_max, args.alpha)
-            row = {"auroc": episode_ranking(val_max, val)["auroc"], "detected": float((val_max[failed] > threshold).mean()),
-                   "false_alarms": float((val_max[~failed] > threshold).mean()),
-                   "collisions": float((val_max[collision] > threshold).mean())}
+            if args.folds:
+                folds = StratifiedKFold(args.folds, shuffle=True, random_state=seed).split(
+                    pool, [outcome_of[i] for i in pool])
+                runs = [(pool[train], pool[held]) for train, held in folds]
+            else:
+                runs = [(splits["train"], splits["val"])]
+            episodes, maxima, detected, false_alarms, collisions = [], [], [], [], []
+            for train_ids, held_ids in runs:
+                held_episodes, held_max, calibration_max = held_out_maxima(spec, data, x_all, train_ids, held_ids,
+                                                                           calibration, seed)
+                threshold = conformal_threshold(calibration_max, args.alpha)
+                failed = np.array([e.failure_type >= 0 for e in held_episodes])
+                episodes += held_episodes
+                maxima.append(held_max)
+                detected += list(held_max[failed] > threshold)
+                false_alarms += list(held_max[~failed] > threshold)
+                collisions += list(held_max[[e.failure_type == 0 for e in held_episodes]] > threshold)
+            # pooled over folds: each fold's model ranks its own episodes (fold models differ slightly)
+            row = {"auroc": episode_ranking(np.concatenate(maxima), episodes)["auroc"],
+                   "detected": float(np.mean(detected)), "false_alarms": float(np.mean(false_alarms)),
+                   "collisions": float(np.mean(collisions))}
             results.setdefault(features, []).append(row)
             print(f"  {features:40s} seed {seed}: ROC-AUC {row['auroc']:.4f}, detected {row['detected']:.3f}, "
                   f"false alarms {row['false_alarms']:.3f}, collisions detected {row['collisions']:.3f}", flush=True)

@@ -261,16 +261,16 @@ class TrainConfig:
     episode's outcome, 4 outputs), `temporal` (causal dilated convolutions over the episode so far, 16
     outputs), `multi-horizon` (an MLP over the current step, or `window` steps, 16 outputs) or
     `single-horizon` (the seeds' 6-64-64-4 MLP, failure within the longest horizon)."""
-    features: Annotated[str, Field(min_length=1)] = "state,time,target_view,command"
+    features: Annotated[str, Field(min_length=1)] = "state,time,target_view"
     """Input families, comma-separated (`salus_engine.predictor.inputs`): six, chunk_consistency,
     flow_disagreement, chunk_entropy, hidden_state, action_jerk, target_view, state, motion, command,
     time; `all`: every family the store offers (older stores: six, state, motion, command, time and,
-    with the front camera, target_view). The default, the robot state, the step index, the front
-    camera's view of the cube relative to the gripper and the controller's commanded target, ranked
-    episodes best on the validation split of the 2,000-episode store (README "Measured",
-    `bench/feature_choice.py`); adding the policy's signals made the outcome model overfit there, and
-    adding `motion` did not rank the test and fresh episodes better. A store without the front camera
-    needs `--features state,time,command`."""
+    with the front camera, target_view). The default, the robot state, the step index and the front
+    camera's view of the cube relative to the gripper, ranked episodes best on the validation split of
+    the 2,000-episode store (README "Measured"); adding the policy's signals made the outcome model
+    overfit there, and neither `motion` nor `command` ranked the test and fresh episodes better (for
+    `command`, 5-fold cross-validation over the training and validation episodes agreed:
+    `bench/feature_choice.py`). A store without the front camera needs `--features state,time`."""
     window: Count = Field(1, ge=1)
     """Steps of signals per input of the multi-horizon MLP (1 for the other models)."""
     hidden: tuple[Annotated[Count, Field(ge=1)], ...] | None = None

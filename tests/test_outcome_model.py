@@ -89,11 +89,11 @@ def test_motion_is_the_state_change_within_each_episode_offline_and_online():
     np.testing.assert_array_equal(np.stack(online), motion)
 
 
-def test_default_training_is_the_outcome_model_on_state_time_the_target_view_and_the_command(trained, store):
+def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
-    assert tuple(config["model"]["features"]) == ("target_view", "state", "command", "time")
-    assert len(config["model"]["signal_names"]) == 16 and model.spec.n_inputs == 48
+    assert tuple(config["model"]["features"]) == ("target_view", "state", "time")
+    assert len(config["model"]["signal_names"]) == 12 and model.spec.n_inputs == 36
     data = load_signal_data(store)
     scores = scores_of(model, data)
     assert scores.shape == (len(data.signals), len(HORIZONS), 4)
@@ -150,8 +150,8 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert not any(name.startswith("signal:joint") for name in scorers)  # the state is not thresholded as a signal
     assert metrics["model"]["kind"] == "outcome"
     variants = [row["variant"] for row in metrics["ablation"]]
-    assert variants == ["full", "without target_view", "without state", "without command", "without time",
-                        "target_view alone", "state alone", "command alone", "time alone"]
+    assert variants == ["full", "without target_view", "without state", "without time", "target_view alone",
+                        "state alone", "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
 
