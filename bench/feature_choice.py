@@ -38,14 +38,14 @@ from salus_engine.predictor.models import build_model  # noqa: E402
 from salus_engine.predictor.training import build_spec, fit, model_inputs, prepare_inputs, torch_threads  # noqa: E402
 
 
-def held_out_maxima(spec, data, x_all, train_ids, held_ids, calibration, seed):
+def held_out_maxima(spec, data, x_all, train_ids, held_ids, calibration, seed, settings):
     """(running-max alarm score at the end of each held-out episode, in data order; the calibration
     successes' ones) of the outcome model trained on `train_ids` with early stopping on `held_ids`."""
     x_train, y_train, train_offsets = prepare_inputs(spec, data, np.sort(train_ids), x_all)
     x_held, y_held, held_offsets = prepare_inputs(spec, data, np.sort(held_ids), x_all)
     with torch_threads(2):
         result = fit(spec, x_train, y_train, x_held, y_held, seed=seed, train_offsets=train_offsets,
-                     val_offsets=held_offsets)
+                     val_offsets=held_offsets, **settings)
     model = build_model(spec)
     model.load_state_dict(result.best_state)
     model.eval()
@@ -65,7 +65,12 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation over train + val (0: the val split)")
     parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--lr", type=float, help="learning rate (default: salus train's)")
+    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: salus train's)")
+    parser.add_argument("--hidden", help="hidden layer widths, comma-separated (default: salus train's)")
     args = parser.parse_args()
+    settings = {k: v for k, v in (("lr", args.lr), ("weight_decay", args.weight_decay)) if v is not None}
+    hidden = tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None
 
     data = load_signal_data(args.data)
     splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
@@ -76,10 +81,11 @@ def main() -> int:
     outcome_of = {e.episode_id: e.failure_type for e in data.episodes}
     where = f"{args.folds}-fold cross-validation over {len(pool)} train + val episodes" if args.folds else \
         f"the validation split ({len(splits['val'])} episodes)"
-    print(f"{args.data}: {where}; calibration {len(calibration)} successes; alpha {args.alpha}")
+    print(f"{args.data}: {where}; calibration {len(calibration)} successes; alpha {args.alpha}; "
+          f"training settings {settings or 'default'}, hidden {hidden or 'default'}")
     results: dict[str, list[dict[str, float]]] = {}
     for features in args.sets.split(";"):
-        spec = build_spec(data, "outcome", features)
+        spec = build_spec(data, "outcome", features, hidden=hidden)
         x_all = model_inputs(spec, data)
         for seed in seeds:
             if args.folds:
@@ -91,7 +97,7 @@ def main() -> int:
             episodes, maxima, detected, false_alarms, collisions = [], [], [], [], []
             for train_ids, held_ids in runs:
                 held_episodes, held_max, calibration_max = held_out_maxima(spec, data, x_all, train_ids, held_ids,
-                                                                           calibration, seed)
+                                                                           calibration, seed, settings)
                 threshold = conformal_threshold(calibration_max, args.alpha)
                 failed = np.array([e.failure_type >= 0 for e in held_episodes])
                 episodes += held_episodes

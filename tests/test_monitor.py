@@ -10,6 +10,7 @@ import os
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported anywhere  # noqa: E402
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,15 +83,20 @@ def test_alarm_rule_threshold_hysteresis_and_cooldown():
 def test_intervention_rules_from_toml_and_their_errors(tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text('[[rule]]\nfailure_types = ["collision"]\nhorizon_at_most = 10\nintervention = "stop"\n\n'
-                    '[[rule]]\nintervention = "slow"\nfactor = 0.25\n')
+                    '[[rule]]\nintervention = "slow"\nfactor = 0.25\nstep_at_most = 40\n')
     rules = load_rules(path)
     assert [r.intervention for r in rules] == ["stop", "slow"]
     assert rules[1].parameters == {"factor": 0.25, "steps": 15}
+    assert rules[1].to_dict()["step_at_most"] == 40
+    miss = Alarm(step=40, failure_type="miss", horizon=6, probability=0.9)
+    assert choose(rules, miss) is rules[1]
+    assert choose(rules, replace(miss, step=41)) is None  # too late for the only rule that covers misses
     assert load_rules("") == DEFAULT_RULES
     for text, match in [('[[rule]]\nintervention = "pray"\n', "not one of slow"),
                         ('[[rule]]\nintervention = "slow"\nfactor = 3\n', "factor = 3 must be a number in"),
                         ('[[rule]]\nintervention = "replan"\nsteps = 3\n', "replan has no parameter 'steps'"),
                         ('[[rule]]\nfailure_types = ["fall"]\nintervention = "stop"\n', "must be among"),
+                        ('[[rule]]\nintervention = "stop"\nstep_at_most = -1\n', "step_at_most -1 must be a whole"),
                         ('[rules]\n', "must hold \\[\\[rule\\]\\] tables only")]:
         path.write_text(text)
         with pytest.raises(InterventionError, match=match):

@@ -54,7 +54,7 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         "and its alarms start interventions (threshold and alarm horizon from RUN/evaluation, see "
                         "'salus evaluate'); the store records the monitor (format 4)")
     parser.add_argument("--interventions", metavar="FILE.toml", help="intervention rules, [[rule]] tables: failure_types, "
-                        "horizon_at_most, probability_at_least, intervention = slow | replan | retreat | handover | "
+                        "horizon_at_most, probability_at_least, step_at_most, intervention = slow | replan | retreat | handover | "
                         "stop and its parameters (default: collision/miss/drop -> handover until the expert has lifted "
                         "the cube, at most 120 steps; timeout -> replan)")
     parser.add_argument("--monitor-threshold", type=float, help="alarm threshold on the monitor's score (default: the "

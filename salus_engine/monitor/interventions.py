@@ -24,6 +24,7 @@ intervention for an alarm:
 failure_types = ["collision"]    # optional, default: every type
 horizon_at_most = 10             # optional: the alarm's predicted horizon, steps
 probability_at_least = 0.5       # optional
+step_at_most = 90                # optional: the latest control step (0-based) of an alarm it acts on
 intervention = "retreat"         # slow | replan | retreat | handover | stop
 height_m = 0.05                  # the kind's parameters, each optional (defaults in PARAMETERS)
 ```
@@ -78,11 +79,14 @@ class InterventionRule:
     failure_types: tuple[str, ...] = FAILURE_TYPES
     horizon_at_most: int | None = None
     probability_at_least: float = 0.0
+    step_at_most: int | None = None
+    """The latest control step (0-based) of an alarm that the rule acts on; None: any step."""
 
     def matches(self, alarm: Alarm) -> bool:
         return (alarm.failure_type in self.failure_types
                 and (self.horizon_at_most is None or alarm.horizon <= self.horizon_at_most)
-                and alarm.probability >= self.probability_at_least)
+                and alarm.probability >= self.probability_at_least
+                and (self.step_at_most is None or alarm.step <= self.step_at_most))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"intervention": self.intervention, **self.parameters}
@@ -92,6 +96,8 @@ class InterventionRule:
             out["horizon_at_most"] = self.horizon_at_most
         if self.probability_at_least:
             out["probability_at_least"] = self.probability_at_least
+        if self.step_at_most is not None:
+            out["step_at_most"] = self.step_at_most
         return out
 
 
@@ -113,8 +119,11 @@ def make_rule(table: dict[str, Any], where: str = "rule") -> InterventionRule:
         raise InterventionError(f"{where}: failure_types {types} must be among {', '.join(FAILURE_TYPES)}; fix the rule")
     horizon = table.pop("horizon_at_most", None)
     probability = table.pop("probability_at_least", 0.0)
-    if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
+    latest = table.pop("step_at_most", None)
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1):
         raise InterventionError(f"{where}: horizon_at_most {horizon!r} must be a whole number of steps >= 1")
+    if latest is not None and (isinstance(latest, bool) or not isinstance(latest, int) or latest < 0):
+        raise InterventionError(f"{where}: step_at_most {latest!r} must be a whole number of steps >= 0")
     if not isinstance(probability, (int, float)) or not 0.0 <= probability <= 1.0:
         raise InterventionError(f"{where}: probability_at_least {probability!r} must be in [0, 1]")
     parameters = dict(PARAMETERS[kind])
@@ -127,7 +136,7 @@ def make_rule(table: dict[str, Any], where: str = "rule") -> InterventionRule:
             raise InterventionError(f"{where}: {key} = {value!r} must be a number in [{low}, {high}]")
         parameters[key] = float(value)
     return InterventionRule(intervention=kind, parameters=parameters, failure_types=tuple(types),
-                            horizon_at_most=horizon, probability_at_least=float(probability))
+                            horizon_at_most=horizon, probability_at_least=float(probability), step_at_most=latest)
 
 
 DEFAULT_RULES: tuple[InterventionRule, ...] = (
