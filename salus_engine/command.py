@@ -74,11 +74,17 @@ class CommandTracker:
 
         Returns:
             (4,) float32 in `COMMAND_COLUMNS` order.
+
+        Raises:
+            ValueError: `previous_action` is None after an episode's first step (the target would be lost).
         """
         x, y, z = self._kinematics.position(np.asarray(state)[:7])
         gripper = -1.0
-        if self._target is None or previous_action is None:
+        if self._target is None:
             self._target = [x, y, z]
+        elif previous_action is None:
+            raise ValueError("the command family needs the action executed at the previous step after an "
+                             "episode's first step; pass previous_action (or reset() at a new episode)")
         else:
             action = np.asarray(previous_action, dtype=np.float32).tolist()
             target = self._target

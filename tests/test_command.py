@@ -40,8 +40,9 @@ def test_the_tracked_target_is_the_simulators_own_target():
     observation, _ = env.reset(seed=1)
     tracker = CommandTracker()
     actions = pressing_actions(36)
-    rows, previous = [], None
+    rows, states, previous = [], [], None
     for action in actions:
+        states.append(observation["state"])
         row = tracker.update(observation["state"], previous)
         truth = env.task_state()
         target, pinch = truth.target_pos, truth.pinch_pos
@@ -62,17 +63,7 @@ def test_the_tracked_target_is_the_simulators_own_target():
     assert rows[:, 2].min() == np.float32(WORKSPACE_LOW_M[2])
     assert rows[:, 0].min() < -0.01
     # offline, from the recorded states and actions, the same rows
-    states = np.stack([row for row in _replayed_states(actions[:len(rows)])])
-    np.testing.assert_array_equal(CommandTracker().episode(states, actions[:len(rows)]), rows)
-
-
-def _replayed_states(actions: np.ndarray):
-    """The observed states of the same seed under the same actions (episodes replay identically)."""
-    env = PickPlaceEnv(SimConfig(cameras=(), image_size=64, max_steps=40))
-    observation, _ = env.reset(seed=1)
-    for action in actions:
-        yield observation["state"]
-        observation, *_ = env.step(action)
+    np.testing.assert_array_equal(CommandTracker().episode(np.stack(states), actions[:len(rows)]), rows)
 
 
 def test_every_store_offers_the_command_family_from_states_and_actions(store):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
-from salus_engine.command import COMMAND, CommandTracker
+from salus_engine.command import COMMAND, COMMAND_COLUMNS, CommandTracker
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import assemble, available_columns, resolve_families
@@ -115,7 +115,7 @@ class SignalData:
             offsets = self.offsets
             parts = [tracker.episode(self.states[offsets[e]:offsets[e + 1]], self.actions[offsets[e]:offsets[e + 1]])
                      for e in range(len(self.episodes))]
-            self.commands = (np.concatenate(parts) if parts else np.zeros((0, 4))).astype(np.float32)
+            self.commands = (np.concatenate(parts) if parts else np.zeros((0, len(COMMAND_COLUMNS)))).astype(np.float32)
         return self.commands
 
     def target_views(self) -> np.ndarray:
