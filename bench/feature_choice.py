@@ -15,6 +15,9 @@ held out, used for early stopping and scored, the rest trains, and the scores of
 are pooled, so that every one of those episodes is scored once per seed. The test and calibration
 splits are never trained on or scored (the calibration successes give the thresholds, as above).
 
+With `--average` the folds are the same for every seed, and the mean of the seeds' models'
+probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
+
     .venv/bin/python bench/feature_choice.py --data data/families \\
         --sets "state,time,target_view;state,time,target_view,command" --seeds 0,1,2,3,4 [--folds 5]
 """
@@ -38,9 +41,10 @@ from salus_engine.predictor.models import build_model  # noqa: E402
 from salus_engine.predictor.training import build_spec, fit, model_inputs, prepare_inputs, torch_threads  # noqa: E402
 
 
-def held_out_maxima(spec, data, x_all, train_ids, held_ids, calibration, seed, settings):
-    """(running-max alarm score at the end of each held-out episode, in data order; the calibration
-    successes' ones) of the outcome model trained on `train_ids` with early stopping on `held_ids`."""
+def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings):
+    """(held-out episodes in data order, their per-step probabilities (N, H, C), their row offsets;
+    the calibration successes' per-step probabilities) of the outcome model trained on `train_ids`
+    with early stopping on `held_ids`."""
     x_train, y_train, train_offsets = prepare_inputs(spec, data, np.sort(train_ids), x_all)
     x_held, y_held, held_offsets = prepare_inputs(spec, data, np.sort(held_ids), x_all)
     with torch_threads(2):
@@ -51,11 +55,39 @@ def held_out_maxima(spec, data, x_all, train_ids, held_ids, calibration, seed, s
     model.eval()
     held = set(np.asarray(held_ids).tolist())
     held_episodes = [e for e in data.episodes if e.episode_id in held]
-    held_max = episode_alarm_maxima(model_scores(model, x_held).max(axis=(1, 2)), held_episodes, held_offsets)
     ids = [e.episode_id for e in calibration]
-    calibration_max = episode_alarm_maxima(model_scores(model, x_all[data.rows(ids)]).max(axis=(1, 2)), calibration,
-                                           data.offsets_of(ids))
-    return held_episodes, held_max, calibration_max
+    return held_episodes, model_scores(model, x_held), held_offsets, model_scores(model, x_all[data.rows(ids)])
+
+
+def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities, alpha):
+    """(running-max alarm scores of the held-out episodes, of the calibration successes) for one
+    model's probabilities or the mean of several models'."""
+    held_max = episode_alarm_maxima(held_probabilities.max(axis=(1, 2)), held_episodes, held_offsets)
+    calibration_max = episode_alarm_maxima(calibration_probabilities.max(axis=(1, 2)), calibration,
+                                           data.offsets_of([e.episode_id for e in calibration]))
+    return held_max, calibration_max
+
+
+def pooled_row(parts, alpha):
+    """The pooled figures over folds from [(held episodes, held maxima, calibration maxima)]: each
+    fold's model ranks its own episodes (fold models differ slightly)."""
+    episodes, maxima, detected, false_alarms, collisions = [], [], [], [], []
+    for held_episodes, held_max, calibration_max in parts:
+        threshold = conformal_threshold(calibration_max, alpha)
+        failed = np.array([e.failure_type >= 0 for e in held_episodes])
+        episodes += held_episodes
+        maxima.append(held_max)
+        detected += list(held_max[failed] > threshold)
+        false_alarms += list(held_max[~failed] > threshold)
+        collisions += list(held_max[[e.failure_type == 0 for e in held_episodes]] > threshold)
+    return {"auroc": episode_ranking(np.concatenate(maxima), episodes)["auroc"],
+            "detected": float(np.mean(detected)), "false_alarms": float(np.mean(false_alarms)),
+            "collisions": float(np.mean(collisions))}
+
+
+def print_row(name, row):
+    print(f"  {name:48s}: ROC-AUC {row['auroc']:.4f}, detected {row['detected']:.3f}, "
+          f"false alarms {row['false_alarms']:.3f}, collisions detected {row['collisions']:.3f}", flush=True)
 
 
 def main() -> int:
@@ -65,6 +97,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation over train + val (0: the val split)")
     parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--average", action="store_true", help="also score the mean of the seeds' models' "
+                        "probabilities (the folds are then the same for every seed)")
     parser.add_argument("--lr", type=float, help="learning rate (default: salus train's)")
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: salus train's)")
     parser.add_argument("--hidden", help="hidden layer widths, comma-separated (default: salus train's)")
@@ -87,31 +121,36 @@ def main() -> int:
     for features in args.sets.split(";"):
         spec = build_spec(data, "outcome", features, hidden=hidden)
         x_all = model_inputs(spec, data)
+        averaged: list[list[tuple]] = []  # per run: (episodes, held probabilities, offsets, calibration) per seed
         for seed in seeds:
             if args.folds:
-                folds = StratifiedKFold(args.folds, shuffle=True, random_state=seed).split(
+                folds = StratifiedKFold(args.folds, shuffle=True, random_state=0 if args.average else seed).split(
                     pool, [outcome_of[i] for i in pool])
                 runs = [(pool[train], pool[held]) for train, held in folds]
             else:
                 runs = [(splits["train"], splits["val"])]
-            episodes, maxima, detected, false_alarms, collisions = [], [], [], [], []
-            for train_ids, held_ids in runs:
-                held_episodes, held_max, calibration_max = held_out_maxima(spec, data, x_all, train_ids, held_ids,
+            parts = []
+            for r, (train_ids, held_ids) in enumerate(runs):
+                episodes, held_p, offsets, calibration_p = held_out_scores(spec, data, x_all, train_ids, held_ids,
                                                                            calibration, seed, settings)
-                threshold = conformal_threshold(calibration_max, args.alpha)
-                failed = np.array([e.failure_type >= 0 for e in held_episodes])
-                episodes += held_episodes
-                maxima.append(held_max)
-                detected += list(held_max[failed] > threshold)
-                false_alarms += list(held_max[~failed] > threshold)
-                collisions += list(held_max[[e.failure_type == 0 for e in held_episodes]] > threshold)
-            # pooled over folds: each fold's model ranks its own episodes (fold models differ slightly)
-            row = {"auroc": episode_ranking(np.concatenate(maxima), episodes)["auroc"],
-                   "detected": float(np.mean(detected)), "false_alarms": float(np.mean(false_alarms)),
-                   "collisions": float(np.mean(collisions))}
+                parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p,
+                                                args.alpha)))
+                if args.average:
+                    if len(averaged) <= r:
+                        averaged.append([])
+                    averaged[r].append((episodes, held_p, offsets, calibration_p))
+            row = pooled_row(parts, args.alpha)
             results.setdefault(features, []).append(row)
-            print(f"  {features:40s} seed {seed}: ROC-AUC {row['auroc']:.4f}, detected {row['detected']:.3f}, "
-                  f"false alarms {row['false_alarms']:.3f}, collisions detected {row['collisions']:.3f}", flush=True)
+            print_row(f"{features} seed {seed}", row)
+        if args.average:
+            parts = []
+            for members in averaged:
+                episodes, _, offsets, _ = members[0]
+                held_p = np.mean([m[1] for m in members], axis=0)
+                calibration_p = np.mean([m[3] for m in members], axis=0)
+                parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p,
+                                                args.alpha)))
+            print_row(f"{features} mean of the {len(seeds)} seeds' models", pooled_row(parts, args.alpha))
     first = next(iter(results))
     print("mean over seeds:")
     for features, rows in results.items():

@@ -313,6 +313,14 @@ class EvaluateConfig:
     """Also retrain the model with each input family removed and each family alone (slow: 2F trainings)."""
 
 
+DEFAULT_MONITOR_ALPHA = 0.3
+"""The false-alarm rate at which the monitor in the loop alarms by default: with the default
+intervention rules (`salus_engine.monitor.interventions.DEFAULT_RULES`) an alarm costs a handover of
+at most a few seconds, and a lower threshold catches more failing episodes early enough to act.
+Chosen with those rules on tuning trials (seeds 300000-300079); the evaluation's own alpha (0.1 by
+default) stays the alpha of `salus evaluate`'s figures."""
+
+
 @dataclass(config=SECTION)
 class MonitorConfig:
     """The runtime monitor in the loop (`salus collect --monitor RUN`, `salus trial`; `[monitor]` table;
@@ -331,8 +339,8 @@ class MonitorConfig:
     alpha: Annotated[Real, Field(gt=0, lt=1)] | None = None
     """False-alarm rate the monitor accepts: the threshold is the evaluation's conformal threshold for
     this alpha, one of the alphas of its detection-vs-lead-time curve (0.02, 0.05, 0.1, 0.15, 0.2,
-    0.3, 0.5). A larger alpha alarms earlier and on more successful episodes. None: the alpha the
-    evaluation ran with (0.1 by default). Not together with `threshold`."""
+    0.3, 0.5). A larger alpha alarms earlier and on more successful episodes. None:
+    `DEFAULT_MONITOR_ALPHA` (0.3), unless `threshold` is set. Not together with `threshold`."""
     horizon: Annotated[Count, Field(ge=1)] | None = None
     """Alarm horizon, steps (one of the predictor's); None: the evaluation's."""
     hysteresis: Real = Field(0.2, ge=0, lt=1)

@@ -18,8 +18,10 @@ import pytest
 
 from salus_engine import STOPPED
 from salus_engine.cli import main as salus_main
+from salus_engine.config import DEFAULT_MONITOR_ALPHA, MonitorConfig
 from salus_engine.jobs import StepExtractors, family_layout, load_monitor, run_collection, run_episode
-from salus_engine.monitor import Alarm, AlarmMonitor, ClosedLoop, InterventionError, ScheduledIntervention, load_rules
+from salus_engine.monitor import (Alarm, AlarmMonitor, ClosedLoop, InterventionError, MonitorSetup, ScheduledIntervention,
+                                  load_rules)
 from salus_engine.monitor.interventions import DEFAULT_RULES, choose, code_of
 from salus_engine.monitor.trial import ArmEpisodes, paired_table, parse_arms, placebo_schedules, read_trial, run_trial
 from salus_engine.predictor.errors import PredictorError
@@ -92,6 +94,12 @@ def test_intervention_rules_from_toml_and_their_errors(tmp_path):
     assert choose(rules, miss) is rules[1]
     assert choose(rules, replace(miss, step=41)) is None  # too late for the only rule that covers misses
     assert load_rules("") == DEFAULT_RULES
+    # the default rules: every failure type up to step 55 a handover until the cube is lifted, later nothing
+    for kind in ("collision", "miss", "drop", "timeout"):
+        early = Alarm(step=55, failure_type=kind, horizon=6, probability=0.9)
+        assert choose(DEFAULT_RULES, early).intervention == "handover"
+        assert choose(DEFAULT_RULES, replace(early, step=56)) is None
+    assert DEFAULT_RULES[0].parameters == {"steps": 120, "until_lift": 1.0}
     for text, match in [('[[rule]]\nintervention = "pray"\n', "not one of slow"),
                         ('[[rule]]\nintervention = "slow"\nfactor = 3\n', "factor = 3 must be a number in"),
                         ('[[rule]]\nintervention = "replan"\nsteps = 3\n', "replan has no parameter 'steps'"),
@@ -114,6 +122,14 @@ def test_the_monitor_threshold_for_another_alpha_comes_from_the_evaluation_curve
     assert alarm_settings(tmp_path, alpha=0.3) == (0.6, horizon)
     with pytest.raises(PredictorError, match=r"no threshold calibrated for alpha 0.2 \(it has: 0.1, 0.3\)"):
         alarm_settings(tmp_path, alpha=0.2)
+    # the monitor in the loop alarms at DEFAULT_MONITOR_ALPHA unless told otherwise, and records it
+    config = MonitorConfig(run=str(RUN), evaluation=str(tmp_path))
+    assert DEFAULT_MONITOR_ALPHA == 0.3
+    setup = MonitorSetup.load(config)
+    assert (setup.threshold, setup.alpha, setup.store_attrs()["alpha"]) == (0.6, 0.3, 0.3)
+    assert MonitorSetup.load(replace(config, alpha=0.1)).threshold == 0.8
+    given = MonitorSetup.load(replace(config, threshold=0.55))
+    assert (given.threshold, given.alpha) == (0.55, None) and "alpha" not in given.store_attrs()
 
 
 def test_command_line_mistakes_about_the_monitor_end_in_one_line(tmp_path, capsys):
@@ -244,13 +260,12 @@ def test_a_handover_until_lift_hands_back_once_the_expert_has_lifted_the_cube(ro
 
 def test_alarms_start_the_first_matching_rule(rollout, tmp_path):
     """A threshold the collision probability of this predictor always exceeds: the alarm comes at step
-    0 and the default rules answer a predicted collision with a retreat."""
+    0 and the default rules answer an early alarm, whatever its type, with a handover."""
     record, _ = rollout(None, trigger="monitor")
     assert record.alarm.any()
     first = record.interventions[0]
     assert first["trigger"] == "monitor" and first["alarm"]["step"] == first["step"]
-    assert first["intervention"] == {"collision": "handover", "miss": "handover", "drop": "handover",
-                                     "timeout": "replan"}[first["alarm"]["failure_type"]]
+    assert first["intervention"] == "handover" and first["until_lift"] == 1.0
     assert choose(DEFAULT_RULES, Alarm(**first["alarm"])).intervention == first["intervention"]
     assert record.intervention[first["step"]] == code_of(first["intervention"])
 

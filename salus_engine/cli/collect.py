@@ -7,7 +7,8 @@ import signal
 import threading
 
 from salus_engine import OUTCOME_NAMES, STOPPED
-from salus_engine.config import CollectConfig, MonitorConfig, PolicyConfig, SimConfig, default_of, load_collect_config
+from salus_engine.config import (DEFAULT_MONITOR_ALPHA, CollectConfig, MonitorConfig, PolicyConfig, SimConfig, default_of,
+                                 load_collect_config)
 
 
 def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -55,14 +56,14 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         "'salus evaluate'); the store records the monitor (format 4)")
     parser.add_argument("--interventions", metavar="FILE.toml", help="intervention rules, [[rule]] tables: failure_types, "
                         "horizon_at_most, probability_at_least, step_at_most, intervention = slow | replan | retreat | handover | "
-                        "stop and its parameters (default: collision/miss/drop -> handover until the expert has lifted "
-                        "the cube, at most 120 steps; timeout -> replan)")
+                        "stop and its parameters (default: an alarm up to step 55, whatever its type -> handover until "
+                        "the expert has lifted the cube, at most 120 steps; later alarms are not acted on)")
     parser.add_argument("--monitor-threshold", type=float, help="alarm threshold on the monitor's score (default: the "
                         "conformal threshold of RUN/evaluation)")
     parser.add_argument("--monitor-alpha", type=float, help="false-alarm rate the monitor accepts: its threshold is "
                         "RUN/evaluation's conformal threshold for this alpha, one of 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, "
-                        "0.5; larger alarms earlier, and on more successful episodes (default: the evaluation's "
-                        "alpha, 0.1)")
+                        "0.5; larger alarms earlier, and on more successful episodes (default "
+                        f"{DEFAULT_MONITOR_ALPHA}, chosen with the default interventions)")
     parser.add_argument("--cooldown-steps", type=int, help="steps after an alarm without a new one (default "
                         f"{default_of(MonitorConfig, 'cooldown_steps')})")
     parser.add_argument("--hysteresis", type=float, help="re-arm once the score falls below threshold x (1 - hysteresis) "

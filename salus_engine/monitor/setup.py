@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salus_engine.config import MonitorConfig
+from salus_engine.config import DEFAULT_MONITOR_ALPHA, MonitorConfig
 from salus_engine.monitor.alarm import AlarmMonitor
 from salus_engine.monitor.interventions import InterventionRule, load_rules
 from salus_engine.predictor.errors import PredictorError
@@ -25,11 +25,14 @@ class MonitorSetup:
     horizon: int
     """Alarm horizon, steps."""
     rules: tuple[InterventionRule, ...]
+    alpha: float | None = None
+    """The false-alarm rate whose conformal threshold is `threshold`; None: a threshold given as such."""
 
     @classmethod
     def load(cls, config: MonitorConfig) -> MonitorSetup:
-        """Loads the run's predictor, the evaluation's threshold (for `config.alpha` when set) and
-        horizon (unless `config` sets them) and the intervention rules.
+        """Loads the run's predictor, the evaluation's conformal threshold for `config.alpha`
+        (`DEFAULT_MONITOR_ALPHA` when unset) and its alarm horizon (unless `config` sets them) and the
+        intervention rules.
 
         Raises:
             PredictorError: the run or its evaluation is missing or damaged, the horizon is not one of
@@ -41,9 +44,10 @@ class MonitorSetup:
         threshold, horizon = config.threshold, config.horizon
         if threshold is not None and config.alpha is not None:
             raise PredictorError("give the monitor either a threshold or an alpha, not both")
+        alpha = None if threshold is not None else (DEFAULT_MONITOR_ALPHA if config.alpha is None else config.alpha)
         if threshold is None or horizon is None:
             evaluation = Path(config.evaluation or Path(config.run) / "evaluation")
-            calibrated, calibrated_horizon = alarm_settings(evaluation, alpha=config.alpha)
+            calibrated, calibrated_horizon = alarm_settings(evaluation, alpha=alpha)
             threshold = calibrated if threshold is None else threshold
             horizon = calibrated_horizon if horizon is None else horizon
         horizons = tuple(int(h) for h in predictor.spec.horizons)
@@ -54,7 +58,7 @@ class MonitorSetup:
             raise PredictorError(f"monitor threshold {threshold} is not a probability in (0, 1); run 'salus evaluate' "
                                  "again or set monitor.threshold")
         return cls(config=config, predictor=predictor, threshold=float(threshold), horizon=int(horizon),
-                   rules=load_rules(config.interventions))
+                   rules=load_rules(config.interventions), alpha=alpha)
 
     def bind(self, feature_families: dict[str, list[str]], hidden_dim: int, cameras: tuple[str, ...] = ()) -> None:
         """Declares the collection's signal families and rendered cameras to the predictor.
@@ -82,7 +86,7 @@ class MonitorSetup:
             "features": list(self.predictor.spec.features),
             "horizons": [int(h) for h in self.predictor.spec.horizons],
             "threshold": self.threshold,
-            **({} if self.config.alpha is None else {"alpha": self.config.alpha}),
+            **({} if self.alpha is None else {"alpha": self.alpha}),
             "horizon": self.horizon,
             "hysteresis": self.config.hysteresis,
             "cooldown_steps": self.config.cooldown_steps,
