@@ -101,6 +101,8 @@ def main() -> int:
                         "probabilities (the folds are then the same for every seed)")
     parser.add_argument("--lr", type=float, help="learning rate (default: salus train's)")
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: salus train's)")
+    parser.add_argument("--members", type=int, default=1, help="members of each outcome model, trained side by side "
+                        "and averaged (default 1)")
     parser.add_argument("--hidden", help="hidden layer widths, comma-separated (default: salus train's)")
     args = parser.parse_args()
     settings = {k: v for k, v in (("lr", args.lr), ("weight_decay", args.weight_decay)) if v is not None}
@@ -116,10 +118,10 @@ def main() -> int:
     where = f"{args.folds}-fold cross-validation over {len(pool)} train + val episodes" if args.folds else \
         f"the validation split ({len(splits['val'])} episodes)"
     print(f"{args.data}: {where}; calibration {len(calibration)} successes; alpha {args.alpha}; "
-          f"training settings {settings or 'default'}, hidden {hidden or 'default'}")
+          f"training settings {settings or 'default'}, hidden {hidden or 'default'}, members {args.members}")
     results: dict[str, list[dict[str, float]]] = {}
     for features in args.sets.split(";"):
-        spec = build_spec(data, "outcome", features, hidden=hidden)
+        spec = build_spec(data, "outcome", features, hidden=hidden, members=args.members)
         x_all = model_inputs(spec, data)
         averaged: list[list[tuple]] = []  # per run: (episodes, held probabilities, offsets, calibration) per seed
         for seed in seeds:

@@ -14,15 +14,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from salus_engine.cli import main as salus_main
 from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.dataset import history_features, load_signal_data
 from salus_engine.predictor.evaluation import scores_of
 from salus_engine.predictor.inputs import MotionTracker, state_motion
-from salus_engine.predictor.models import ModelSpec
+from salus_engine.predictor.models import ModelSpec, build_model
 from salus_engine.predictor.online import OnlinePredictor
-from salus_engine.predictor.training import episode_weights, targets_for
+from salus_engine.predictor.training import episode_weights, model_inputs, targets_for
 from salus_engine.store import EpisodeRecord, EpisodeStore
 from salus_engine.store.layout import STATE_NAMES
 from tests.test_predictor import HORIZONS, episode_record, one_thread, write_store  # noqa: F401 (one_thread: a fixture)
@@ -138,6 +139,34 @@ def test_a_model_reading_the_motion_gives_the_same_scores_online(store, tmp_path
     _, config = load_model(str(out))
     assert config["model"]["signal_names"][8:16] == [f"{name}_delta" for name in STATE_NAMES]
     assert_online_equals_offline(str(out), store)
+
+
+def test_members_train_side_by_side_and_their_mean_is_scored_online_as_offline(store, tmp_path):
+    """`--members 3`: three independently initialised MLPs in one run; each member is exactly a
+    one-member model with its weights, the model's probabilities are their mean, and the online path
+    gives the offline scores."""
+    out = tmp_path / "members"
+    assert salus_main(["train", "--data", store, "--out", str(out), "--features", "state,time", "--members", "3",
+                       "--epochs", "3", "--threads", "1"]) == 0
+    model, config = load_model(str(out))
+    assert config["model"]["members"] == 3
+    first = model.net[0].weight.detach()
+    assert first.shape[0] == 3 and not np.allclose(first[0], first[1])  # members start apart and stay apart
+    data = load_signal_data(store)
+    x = torch.from_numpy(model_inputs(model.spec, data)[:200])
+    alone = []
+    for m in range(3):
+        single = build_model(replace(model.spec, members=1))
+        state = {"input_mean": model.input_mean, "input_std": model.input_std}
+        for i in range(0, len(model.net), 2):
+            state[f"net.{i}.weight"], state[f"net.{i}.bias"] = model.net[i].weight[m].T, model.net[i].bias[m]
+        single.load_state_dict(state)
+        alone.append(single.probabilities(x).numpy())
+    np.testing.assert_allclose(model.probabilities(x).numpy(), np.mean(alone, axis=0), atol=1e-6)
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)
+    assert_online_equals_offline(str(out), store)
+    assert salus_main(["train", "--data", store, "--out", str(tmp_path / "t"), "--model", "temporal",
+                       "--members", "2"]) == 2
 
 
 def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, store, tmp_path):

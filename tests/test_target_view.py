@@ -136,7 +136,7 @@ def store(tmp_path_factory) -> str:
 def trained(store, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("run") / "run"
     assert salus_main(["train", "--data", store, "--out", str(out), "--features", "target_view,time",
-                       "--epochs", "15", "--lr", "3e-3", "--threads", "1"]) == 0
+                       "--epochs", "30", "--lr", "3e-3", "--threads", "1"]) == 0
     return str(out)
 
 

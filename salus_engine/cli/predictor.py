@@ -14,6 +14,7 @@ import threading
 from salus_engine.config import EvaluateConfig, TrainConfig, build_settings, default_of
 from salus_engine.predictor import MODEL_KINDS, SPLIT_NAMES
 from salus_engine.predictor.checkpoint import default_run_dir
+from salus_engine.predictor.spec import DEFAULT_MEMBERS
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -37,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = build_settings(TrainConfig, data=args.data, out=args.out or default_run_dir(), epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                             patience=args.patience, seed=args.seed, model=args.model, window=args.window,
-                            threads=args.threads, features=args.features)
+                            threads=args.threads, features=args.features, members=args.members)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -123,6 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "change since the previous step), command (the controller's target against the gripper), time, or "
                    f"all (every family the store offers; default {train_default('features')})")
     p.add_argument("--window", type=int, help=f"steps of signals per input, multi-horizon only (default {train_default('window')})")
+    p.add_argument("--members", type=int, help="MLP members trained side by side from independent initialisations, "
+                   f"their probabilities averaged (default {DEFAULT_MEMBERS} for the outcome model, 1 for the others; "
+                   "exactly 1 for temporal)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "
                    f"(default {train_default('patience')})")
     p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {train_default('weight_decay')})")

@@ -164,7 +164,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[Any, dict[str,
 def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor of the network built from `spec` (computed without torch): the
     input standardisation buffers, then for an MLP the Linear layers at even indices of `net` (ReLUs
-    between), for the temporal model `convs.<i>` (out, in, kernel) and the 1x1 `head`."""
+    between; (members, in, out) weights and (members, out) biases for more than one member), for the temporal model `convs.<i>` (out, in, kernel) and the 1x1 `head`."""
     shapes: dict[str, tuple[int, ...]] = {"input_mean": (spec.n_inputs,), "input_std": (spec.n_inputs,)}
     width = spec.n_inputs
     if spec.kind == "temporal":
@@ -176,8 +176,12 @@ def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
         shapes["head.bias"] = (spec.n_outputs,)
         return shapes
     for i, size in enumerate((*spec.hidden, spec.n_outputs)):
-        shapes[f"net.{2 * i}.weight"] = (size, width)
-        shapes[f"net.{2 * i}.bias"] = (size,)
+        if spec.members == 1:
+            shapes[f"net.{2 * i}.weight"] = (size, width)
+            shapes[f"net.{2 * i}.bias"] = (size,)
+        else:  # models.MemberLinear
+            shapes[f"net.{2 * i}.weight"] = (spec.members, width, size)
+            shapes[f"net.{2 * i}.bias"] = (spec.members, size)
         width = size
     return shapes
 

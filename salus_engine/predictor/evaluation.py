@@ -198,7 +198,9 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
         if stop is not None and stop.is_set():
             return
         sink(ProgressUpdate(len(scorers), len(scorers) + 1, f"training {label}"))
-        variant = build_spec(data, model_kind, features, hidden=hidden)
+        # a control or baseline of the model's own kind has as many members as the model
+        variant = build_spec(data, model_kind, features, hidden=hidden,
+                             members=spec.members if model_kind == spec.kind else 1)
         network = _train_network(variant, settings, data, splits, seed + CONTROL_SEED_OFFSET, stop, labels)
         scorers.append(Scorer(name, label, short, kind, lambda d: scores_of(network, d)))
 
@@ -268,9 +270,10 @@ def _model_label(spec: ModelSpec) -> str:
     inputs = "+".join(spec.features)
     if spec.kind == "temporal":
         return f"temporal convolution ({spec.receptive_field} steps; {inputs})"
+    averaged = f", mean of {spec.members} members" if spec.members > 1 else ""
     if spec.kind == "outcome":
-        return f"episode-outcome MLP (step, running mean and max; {inputs})"
-    return f"MLP {spec.kind}" + (f" (window {spec.window})" if spec.window > 1 else "") + f" ({inputs})"
+        return f"episode-outcome MLP (step, running mean and max; {inputs}{averaged})"
+    return f"MLP {spec.kind}" + (f" x{spec.members}" if spec.members > 1 else "") + (f" (window {spec.window})" if spec.window > 1 else "") + f" ({inputs})"
 
 
 def _model_short(spec: ModelSpec) -> str:
@@ -475,7 +478,7 @@ def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, 
         if stop is not None and stop.is_set():
             return None
         sink(ProgressUpdate(i, len(variants), f"ablation: {name}"))
-        variant = build_spec(data, spec.kind, features, spec.window, spec.hidden)
+        variant = build_spec(data, spec.kind, features, spec.window, spec.hidden, spec.members)
         network = _train_network(variant, settings, data, splits, seed, stop)
         row: dict[str, Any] = {"variant": name, "features": list(features)}
         for label, source, subset in (("test", data, evaluated), ("fresh", fresh, fresh_subset)):

@@ -25,23 +25,52 @@ Four kinds (`ModelSpec.kind`):
 
 Inputs are standardised inside the network with the training split's per-signal mean and standard
 deviation, stored as buffers and so saved with the weights.
+
+An MLP of `ModelSpec.members` = M > 1 holds M independently initialised members that read the same
+inputs and train side by side (each member's loss is its own; they share the mini-batches); its
+probabilities are the mean of the members' (a deep ensemble, Lakshminarayanan et al. 2017). The
+members' layers are stacked, (M, in, out) weights, so that each layer is one batched product.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from salus_engine.predictor.spec import TEMPORAL_KERNEL, ModelSpec
 
-__all__ = ["ModelSpec", "SignalMLP", "TemporalConvNet", "build_model", "count_parameters"]
+__all__ = ["MemberLinear", "ModelSpec", "SignalMLP", "TemporalConvNet", "build_model", "count_parameters"]
+
+
+class MemberLinear(nn.Module):
+    """M independent linear layers applied to the same or to per-member inputs.
+
+    `weight` (M, in, out) and `bias` (M, out) float32, each member initialised as `nn.Linear`
+    initialises its own. `forward(x)`: x (N, in) or (M, N, in) -> (M, N, out).
+    """
+
+    def __init__(self, members: int, width: int, size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, width, size))
+        self.bias = nn.Parameter(torch.empty(members, size))
+        bound = 1.0 / math.sqrt(width)  # nn.Linear's default: kaiming_uniform(a=sqrt(5)) and its bias rule
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return torch.einsum("ni,mio->mno", x, self.weight) + self.bias[:, None, :]
+        return torch.baddbmm(self.bias[:, None, :], x, self.weight)
 
 
 class SignalMLP(nn.Module):
     """ReLU MLP with built-in input standardisation.
 
     `forward(x)`: x (N, n_inputs) float32 raw signals (window-stacked, oldest first) -> logits
-    (N, n_outputs) float32. `probabilities(x)` -> (N, H, 4) float32 sigmoid probabilities.
+    (N, members x n_outputs) float32, member by member. `probabilities(x)` -> (N, H, 4) float32
+    sigmoid probabilities, the mean over members.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -51,10 +80,11 @@ class SignalMLP(nn.Module):
         self.register_buffer("input_std", torch.ones(spec.n_inputs))
         layers: list[nn.Module] = []
         width = spec.n_inputs
+        members = spec.members
         for size in spec.hidden:
-            layers += [nn.Linear(width, size), nn.ReLU()]
+            layers += [nn.Linear(width, size) if members == 1 else MemberLinear(members, width, size), nn.ReLU()]
             width = size
-        layers.append(nn.Linear(width, spec.n_outputs))
+        layers.append(nn.Linear(width, spec.n_outputs) if members == 1 else MemberLinear(members, width, spec.n_outputs))
         self.net = nn.Sequential(*layers)
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -64,13 +94,18 @@ class SignalMLP(nn.Module):
         self.input_std.copy_(std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.input_mean) / self.input_std)
+        z = self.net((x - self.input_mean) / self.input_std)
+        if self.spec.members == 1:
+            return z
+        return z.permute(1, 0, 2).reshape(len(x), -1)  # (M, N, out) -> (N, M x out), member by member
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, H, 4) probabilities; a `single-horizon` or `outcome` model's 4 outputs are repeated for every
-        horizon."""
+        """(N, H, 4) probabilities (the mean over members); a `single-horizon` or `outcome` model's 4
+        outputs are repeated for every horizon."""
         p = torch.sigmoid(self.forward(x))
+        if self.spec.members > 1:
+            p = p.reshape(len(x), self.spec.members, -1).mean(dim=1)
         types = len(self.spec.failure_types)
         if self.spec.same_at_every_horizon:
             return p[:, None, :].expand(-1, len(self.spec.horizons), types).contiguous()

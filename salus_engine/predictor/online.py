@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
+from scipy.linalg import block_diag
 
 from salus_engine.command import COMMAND, CommandTracker
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config
@@ -82,8 +83,13 @@ class OnlinePredictor:
             self._head_bias = np.asarray(state["head.bias"], dtype=np.float64)
         else:
             layer_ids = sorted({int(k.split(".")[1]) for k in state if k.startswith("net.") and k.endswith(".weight")})
-            weights = [np.asarray(state[f"net.{i}.weight"], dtype=np.float64).T for i in layer_ids]
-            biases = [np.asarray(state[f"net.{i}.bias"], dtype=np.float64) for i in layer_ids]
+            if spec.members == 1:
+                weights = [np.asarray(state[f"net.{i}.weight"], dtype=np.float64).T for i in layer_ids]
+                biases = [np.asarray(state[f"net.{i}.bias"], dtype=np.float64) for i in layer_ids]
+            else:  # the members side by side: the first layer's outputs concatenated, later layers block-diagonal
+                stacked = [np.asarray(state[f"net.{i}.weight"], dtype=np.float64) for i in layer_ids]  # (M, in, out)
+                weights = [np.concatenate(list(stacked[0]), axis=1)] + [block_diag(*w) for w in stacked[1:]]
+                biases = [np.asarray(state[f"net.{i}.bias"], dtype=np.float64).reshape(-1) for i in layer_ids]
             # (x - mean) / std @ W + b  ==  x @ (W / std[:, None]) + (b - (mean / std) @ W)
             biases[0] = biases[0] - (mean / std) @ weights[0]
             weights[0] = weights[0] / std[:, None]
@@ -94,6 +100,7 @@ class OnlinePredictor:
             # each hidden layer's output, followed by the constant 1 that the next layer reads
             self._activations = [np.ones(w.shape[1] + 1) for w in weights[:-1]]
             self._units = [a[:-1] for a in self._activations]  # the outputs alone, written by the layers
+        self._members = spec.members
         self._signals = len(spec.signal_names)
         self._history = spec.kind == "outcome"
         self._input = np.ones(spec.n_inputs + 1, dtype=np.float64)  # the MLP's input, then the constant 1
@@ -259,6 +266,8 @@ class OnlinePredictor:
         np.exp(p, out=p)
         p += 1.0
         np.divide(1.0, p, out=p)
+        if self._members > 1:  # the mean of the members' probabilities
+            p = p.reshape(self._members, -1).mean(axis=0)
         if self.spec.same_at_every_horizon:
             return p[None].repeat(self._horizons, axis=0)
         return p.reshape(self._horizons, self._types)

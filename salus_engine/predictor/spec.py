@@ -19,6 +19,9 @@ TEMPORAL_KERNEL = 3
 DEFAULT_HIDDEN = {"outcome": (64, 64), "multi-horizon": (64, 64), "single-horizon": (64, 64),
                   "temporal": (32, 32, 32, 32)}
 """Hidden widths (or channels) per model kind when none are given."""
+DEFAULT_MEMBERS = 5
+"""Members of the outcome model when none are given (`TrainConfig.members`; the other kinds have one
+unless told otherwise, the temporal model exactly one)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class ModelSpec:
     failure_types: tuple[str, ...] = FAILURE_TYPES
     features: tuple[str, ...] = ("six",)
     """The input families (`salus_engine.predictor.inputs.INPUT_FAMILIES`) whose columns are the inputs."""
+    members: int = 1
+    """Independently initialised copies of an MLP trained side by side whose probabilities are
+    averaged (a deep ensemble, Lakshminarayanan et al. 2017, "Simple and Scalable Predictive
+    Uncertainty Estimation using Deep Ensembles"); 1 for `temporal`."""
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -50,6 +57,8 @@ class ModelSpec:
         if not isinstance(self.horizons, tuple) or not self.horizons or not all(
                 _is_count(h) and h >= 1 for h in self.horizons):
             raise PredictorError(f"horizons must be one or more positive step counts, got {self.horizons!r}")
+        if not _is_count(self.members) or self.members < 1 or (self.kind == "temporal" and self.members != 1):
+            raise PredictorError(f"members must be >= 1 (exactly 1 for the temporal model), got {self.members!r}")
         for name in ("signal_names", "failure_types", "features"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
@@ -77,6 +86,8 @@ class ModelSpec:
 
     @property
     def n_outputs(self) -> int:
+        """Outputs of one member: a probability per failure type (and per horizon unless
+        `same_at_every_horizon`)."""
         types = len(self.failure_types)
         return types if self.same_at_every_horizon else len(self.horizons) * types
 

@@ -40,7 +40,7 @@ from salus_engine.predictor.dataset import (
 )
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import input_names, parse_input_families
-from salus_engine.predictor.spec import DEFAULT_HIDDEN
+from salus_engine.predictor.spec import DEFAULT_HIDDEN, DEFAULT_MEMBERS
 from salus_engine.predictor.models import ModelSpec, build_model, count_parameters
 
 MAX_POS_WEIGHT = 1000.0
@@ -200,7 +200,8 @@ def fit(
     if per_episode and (train_offsets is None or val_offsets is None):
         raise ValueError("the outcome model weights each episode equally: pass train_offsets and val_offsets")
     pos_weight = np.ones(y_train.shape[1], np.float32) if per_episode else positive_weights(y_train)
-    criterion = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pos_weight), reduction="none")
+    members = spec.members  # each member's outputs follow the previous member's, each with its own loss
+    criterion = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(np.tile(pos_weight, members)), reduction="none")
     wt = torch.from_numpy(episode_weights(train_offsets)) if per_episode else None
     wv = torch.from_numpy(episode_weights(val_offsets)) if per_episode else None
     if sequences:
@@ -216,7 +217,7 @@ def fit(
 
     def loss_of(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
                 weight: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-        per_output = criterion(model(x), y)
+        per_output = criterion(model(x), y if members == 1 else y.repeat(*(1,) * (y.dim() - 1), members))
         if weight is not None:
             return (per_output.mean(dim=1) * weight).sum() / weight.sum(), len(x)
         if mask is None:
@@ -276,6 +277,8 @@ def _check_config(config: TrainConfig) -> None:
     if config.model != "multi-horizon" and config.window != 1:
         raise PredictorError(f"--window must be 1 for --model {config.model} (only the multi-horizon MLP stacks "
                              f"past steps), got {config.window}")
+    if config.model == "temporal" and config.members not in (None, 1):
+        raise PredictorError(f"--members must be 1 for --model temporal (members are MLPs), got {config.members}")
     parse_input_families(config.features)
     out = Path(config.out)
     check_out_folder(out)
@@ -284,7 +287,7 @@ def _check_config(config: TrainConfig) -> None:
 
 
 def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], window: int = 1,
-               hidden: tuple[int, ...] | None = None) -> ModelSpec:
+               hidden: tuple[int, ...] | None = None, members: int = 1) -> ModelSpec:
     """The network for a store: its input columns are the store's columns of `features`.
 
     Raises:
@@ -292,7 +295,7 @@ def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], win
     """
     families = data.resolve(parse_input_families(features))
     return ModelSpec(kind=kind, window=window, hidden=tuple(hidden or DEFAULT_HIDDEN[kind]), horizons=data.horizons,
-                     signal_names=input_names(families, data.columns), features=families)
+                     signal_names=input_names(families, data.columns), features=families, members=members)
 
 
 def model_inputs(spec: ModelSpec, data: SignalData) -> np.ndarray:
@@ -340,7 +343,8 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     train_counts = data.outcome_counts(splits["train"])
     if train_counts["success"] == sum(train_counts.values()):
         raise PredictorError(f"{data.path}: the training split holds no failed episode; collect more episodes")
-    spec = build_spec(data, config.model, config.features, config.window, config.hidden)
+    members = config.members or (DEFAULT_MEMBERS if config.model == "outcome" else 1)
+    spec = build_spec(data, config.model, config.features, config.window, config.hidden, members)
     started = time.perf_counter()
     x_all = model_inputs(spec, data)  # reads the front camera's frames when target_view is an input
     inputs_seconds = time.perf_counter() - started
