@@ -4,14 +4,15 @@ split or a fresh store.
 
 For every set (`--sets`, separated by `;`) and training seed (`--seeds`), the outcome model is trained
 as `salus train` trains it (same split, seed 0, same settings; the seed changes only the initialisation
-and the shuffling), then scored on the validation split: the episode-level ROC-AUC of the running-max
+and the shuffling), except that early stopping watches a tenth of the training episodes, never the
+episodes it scores; then it is scored on the validation split: the episode-level ROC-AUC of the running-max
 alarm score, and detection, false-alarm rate and collisions detected at the conformal threshold
 (alpha = `--alpha`) calibrated on the calibration split's successful episodes. Then the mean of every
 set and, per seed, each set's ROC-AUC minus the first set's.
 
 With `--folds K` the validation split is replaced by K-fold cross-validation over the training and
 validation splits together (stratified by outcome, seeded by the training seed): each fold in turn is
-held out, used for early stopping and scored, the rest trains, and the scores of all held-out folds
+held out and scored, the rest trains (a tenth of it for early stopping), and the scores of all held-out folds
 are pooled, so that every one of those episodes is scored once per seed. The test and calibration
 splits are never trained on or scored (the calibration successes give the thresholds, as above).
 
@@ -29,7 +30,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,15 +42,23 @@ from salus_engine.predictor.models import build_model  # noqa: E402
 from salus_engine.predictor.training import build_spec, fit, model_inputs, prepare_inputs, torch_threads  # noqa: E402
 
 
-def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings):
+EARLY_STOPPING_SHARE = 0.1
+"""Share of the training episodes that early stopping watches (not trained on, not scored)."""
+
+
+def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of):
     """(held-out episodes in data order, their per-step probabilities (N, H, C), their row offsets;
-    the calibration successes' per-step probabilities) of the outcome model trained on `train_ids`
-    with early stopping on `held_ids`."""
-    x_train, y_train, train_offsets = prepare_inputs(spec, data, np.sort(train_ids), x_all)
-    x_held, y_held, held_offsets = prepare_inputs(spec, data, np.sort(held_ids), x_all)
+    the calibration successes' per-step probabilities) of the outcome model trained on `train_ids`.
+    Early stopping watches a tenth of `train_ids` (stratified by outcome, seeded), never the held-out
+    episodes that are scored."""
+    fit_ids, stop_ids = train_test_split(np.asarray(train_ids), test_size=EARLY_STOPPING_SHARE, random_state=seed,
+                                         stratify=[outcome_of[i] for i in train_ids])
+    x_train, y_train, train_offsets = prepare_inputs(spec, data, np.sort(fit_ids), x_all)
+    x_stop, y_stop, stop_offsets = prepare_inputs(spec, data, np.sort(stop_ids), x_all)
+    x_held, _, held_offsets = prepare_inputs(spec, data, np.sort(held_ids), x_all)
     with torch_threads(2):
-        result = fit(spec, x_train, y_train, x_held, y_held, seed=seed, train_offsets=train_offsets,
-                     val_offsets=held_offsets, **settings)
+        result = fit(spec, x_train, y_train, x_stop, y_stop, seed=seed, train_offsets=train_offsets,
+                     val_offsets=stop_offsets, **settings)
     model = build_model(spec)
     model.load_state_dict(result.best_state)
     model.eval()
@@ -134,7 +143,7 @@ def main() -> int:
             parts = []
             for r, (train_ids, held_ids) in enumerate(runs):
                 episodes, held_p, offsets, calibration_p = held_out_scores(spec, data, x_all, train_ids, held_ids,
-                                                                           calibration, seed, settings)
+                                                                           calibration, seed, settings, outcome_of)
                 parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p,
                                                 args.alpha)))
                 if args.average:

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
-from scipy.linalg import block_diag
 
 from salus_engine.command import COMMAND, CommandTracker
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config
@@ -83,23 +82,30 @@ class OnlinePredictor:
             self._head_bias = np.asarray(state["head.bias"], dtype=np.float64)
         else:
             layer_ids = sorted({int(k.split(".")[1]) for k in state if k.startswith("net.") and k.endswith(".weight")})
-            if spec.members == 1:
-                weights = [np.asarray(state[f"net.{i}.weight"], dtype=np.float64).T for i in layer_ids]
-                biases = [np.asarray(state[f"net.{i}.bias"], dtype=np.float64) for i in layer_ids]
-            else:  # the members side by side: the first layer's outputs concatenated, later layers block-diagonal
-                stacked = [np.asarray(state[f"net.{i}.weight"], dtype=np.float64) for i in layer_ids]  # (M, in, out)
-                weights = [np.concatenate(list(stacked[0]), axis=1)] + [block_diag(*w) for w in stacked[1:]]
-                biases = [np.asarray(state[f"net.{i}.bias"], dtype=np.float64).reshape(-1) for i in layer_ids]
+            members = spec.members
+            # (M, in, out) weights and (M, out) biases; one member: M = 1
+            weights = [np.asarray(state[f"net.{i}.weight"], dtype=np.float64).reshape(members, *state[f"net.{i}.weight"].shape[-2:])
+                       for i in layer_ids]
+            if members == 1:
+                weights = [w[0].T[None] for w in weights]  # nn.Linear stores (out, in)
+            biases = [np.asarray(state[f"net.{i}.bias"], dtype=np.float64).reshape(members, -1) for i in layer_ids]
             # (x - mean) / std @ W + b  ==  x @ (W / std[:, None]) + (b - (mean / std) @ W)
-            biases[0] = biases[0] - (mean / std) @ weights[0]
-            weights[0] = weights[0] / std[:, None]
+            biases[0] = biases[0] - np.einsum("i,mio->mo", mean / std, weights[0])
+            weights[0] = weights[0] / std[None, :, None]
             # x @ W + b  ==  [x, 1] @ [W; b]: each layer's input ends with a constant 1 (one numpy call per
             # layer); the last layer is negated: it gives -z, so the sigmoid 1 / (1 + exp(-z)) needs no negation
             biases[-1], weights[-1] = -biases[-1], -weights[-1]
-            self._layers = [np.ascontiguousarray(np.vstack([w, b])) for w, b in zip(weights, biases)]
+            layers = [np.concatenate([w, b[:, None, :]], axis=1) for w, b in zip(weights, biases)]  # (M, in + 1, out)
+            # the first layer reads the same input for every member: its outputs side by side, (in + 1, M x out);
+            # the later layers, member by member, one batched product (M, 1, in + 1) @ (M, in + 1, out)
+            self._layers = [np.ascontiguousarray(np.concatenate(list(layers[0]), axis=1))]
+            self._layers += [np.ascontiguousarray(layer[0] if members == 1 else layer) for layer in layers[1:]]
             # each hidden layer's output, followed by the constant 1 that the next layer reads
-            self._activations = [np.ones(w.shape[1] + 1) for w in weights[:-1]]
-            self._units = [a[:-1] for a in self._activations]  # the outputs alone, written by the layers
+            self._activations = [np.ones((members, w.shape[2] + 1)) for w in weights[:-1]]
+            self._units = [a[:, :-1] for a in self._activations]  # the outputs alone, written by the layers
+            if members == 1:
+                self._activations = [a[0] for a in self._activations]
+                self._units = [u[0] for u in self._units]
         self._members = spec.members
         self._signals = len(spec.signal_names)
         self._history = spec.kind == "outcome"
@@ -258,16 +264,22 @@ class OnlinePredictor:
             self._buffer.reshape(-1, s)[:] = x_now
             self._started = True
         x = self._input
-        for layer, units, activation in zip(self._layers, self._units, self._activations):
-            x.dot(layer, out=units)
-            np.maximum(units, 0.0, out=units)
-            x = activation
-        p = x.dot(self._layers[-1])  # minus the logits (a new array: the caller may keep it)
+        if self._members == 1:
+            for layer, units, activation in zip(self._layers, self._units, self._activations):
+                x.dot(layer, out=units)
+                np.maximum(units, 0.0, out=units)
+                x = activation
+            p = x.dot(self._layers[-1])  # minus the logits (a new array: the caller may keep it)
+        else:
+            p = x.dot(self._layers[0]).reshape(self._members, -1)
+            for layer, units, activation in zip(self._layers[1:], self._units, self._activations):
+                np.maximum(p, 0.0, out=units)
+                p = np.matmul(activation[:, None, :], layer)[:, 0]  # (M, out)
         np.exp(p, out=p)
         p += 1.0
         np.divide(1.0, p, out=p)
         if self._members > 1:  # the mean of the members' probabilities
-            p = p.reshape(self._members, -1).mean(axis=0)
+            p = p.mean(axis=0)
         if self.spec.same_at_every_horizon:
             return p[None].repeat(self._horizons, axis=0)
         return p.reshape(self._horizons, self._types)

@@ -20,8 +20,8 @@ DEFAULT_HIDDEN = {"outcome": (64, 64), "multi-horizon": (64, 64), "single-horizo
                   "temporal": (32, 32, 32, 32)}
 """Hidden widths (or channels) per model kind when none are given."""
 DEFAULT_MEMBERS = 5
-"""Members of the outcome model when none are given (`TrainConfig.members`; the other kinds have one
-unless told otherwise, the temporal model exactly one)."""
+"""Members of the outcome model when none are given (`TrainConfig.members`); the other kinds have
+one unless told otherwise, the temporal model exactly one."""
 
 
 @dataclass(frozen=True)
