@@ -90,12 +90,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="torch threads for training (default: torch's)")
     parser.add_argument("--model", help="model kind (default: salus train's)")
     parser.add_argument("--features", help="input families (default: salus train's, all the store records)")
+    parser.add_argument("--members", help="members of the outcome model (default: salus train's); several, "
+                        "comma-separated, are trained one after the other on the same store, e.g. 1,5")
     parser.add_argument("--work", help="folder for the benchmark store and run (default: a temporary folder)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="salus-bench-train-") as tmp:
         work = Path(args.work or tmp)
-        store, run = work / "store", work / "run"
+        store = work / "store"
         if args.data:
             store = Path(args.data)
             metas = EpisodeStore.open(store).metas()
@@ -105,33 +107,49 @@ def main() -> int:
             t0 = time.perf_counter()
             episodes, steps = build_store(Path(args.source), store, args.episodes * args.steps, args.steps)
             print(f"recorded {episodes} episodes, {steps} steps into {store} in {time.perf_counter() - t0:.1f} s")
-        command = [sys.executable, "-m", "salus_engine.cli", "train", "--data", str(store), "--out", str(run),
-                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--patience", "0"]
-        if args.threads:
-            command += ["--threads", str(args.threads)]
-        for flag, value in (("--model", args.model), ("--features", args.features)):
-            if value:
-                command += [flag, value]
-        t0 = time.perf_counter()
-        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
-            return proc.returncode
-        config = json.loads((run / "config.json").read_text())
-        history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-        loop = sum(row["seconds"] for row in history)
-        print(f"training samples: {config['samples']['train']} train + {config['samples']['val']} val steps "
-              f"({steps} steps in the store)")
-        print(f"salus train, {len(history)} epochs: {wall:.1f} s wall-clock (command total), "
-              f"{config['result']['seconds']:.1f} s in run_training")
-        print(f"  load (signals + labels of {config['store']['episodes']} episodes): "
-              f"{config['store']['load_seconds']:.1f} s")
-        print(f"  inputs (the model's columns; target_view reads the front camera): "
-              f"{config['store'].get('inputs_seconds', 0.0):.1f} s")
-        print(f"  train (epoch loop): {loop:.1f} s")
-        print(f"  model: {config['model']['kind']}, {config['parameters']} parameters, "
-              f"{len(config['model']['signal_names'])} input columns ({'+'.join(config['model'].get('features', ['six']))})")
+        loops = {}
+        for members in (args.members or "").split(",") if args.members else [None]:
+            loops[members] = train_once(args, store, work / f"run-{members or 'default'}", steps, members)
+            if loops[members] is None:
+                return 1
+        if len(loops) > 1:
+            first = next(iter(loops))
+            print("epoch loop relative to --members " + first + ": " +
+                  ", ".join(f"{m} members {loop / loops[first]:.2f}x" for m, loop in loops.items()))
+    return 0
+
+
+def train_once(args, store: Path, run: Path, steps: int, members: str | None) -> float | None:
+    """Runs `salus train` once, prints its times; returns the epoch loop's seconds (None: it failed)."""
+    command = [sys.executable, "-m", "salus_engine.cli", "train", "--data", str(store), "--out", str(run),
+               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--patience", "0"]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    for flag, value in (("--model", args.model), ("--features", args.features), ("--members", members)):
+        if value:
+            command += [flag, value]
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+        return None
+    config = json.loads((run / "config.json").read_text())
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    loop = sum(row["seconds"] for row in history)
+    print(f"training samples: {config['samples']['train']} train + {config['samples']['val']} val steps "
+          f"({steps} steps in the store)")
+    print(f"salus train, {len(history)} epochs: {wall:.1f} s wall-clock (command total), "
+          f"{config['result']['seconds']:.1f} s in run_training")
+    print(f"  load (signals + labels of {config['store']['episodes']} episodes): "
+          f"{config['store']['load_seconds']:.1f} s")
+    print(f"  inputs (the model's columns; target_view reads the front camera): "
+          f"{config['store'].get('inputs_seconds', 0.0):.1f} s")
+    print(f"  train (epoch loop): {loop:.1f} s")
+    print(f"  model: {config['model']['kind']}, {config['model'].get('members', 1)} member(s), {config['parameters']} "
+          f"parameters, {len(config['model']['signal_names'])} input columns "
+          f"({'+'.join(config['model'].get('features', ['six']))})")
+    return loop
     return 0
 
 
