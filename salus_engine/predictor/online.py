@@ -67,7 +67,8 @@ class OnlinePredictor:
 
     def __init__(self, spec: ModelSpec, state: dict[str, np.ndarray]) -> None:
         """Args: spec, and the checkpoint's state dict as numpy arrays (`input_mean`, `input_std`, and
-        `net.<i>.weight` (out, in) / `net.<i>.bias` for an MLP, `convs.<i>.weight` (out, in, kernel),
+        `net.<i>.weight` (out, in) / `net.<i>.bias` for an MLP ((M, in, out) / (M, out) for one of
+        M > 1 members, whose probabilities are averaged), `convs.<i>.weight` (out, in, kernel),
         `convs.<i>.bias`, `head.weight`, `head.bias` for the temporal model)."""
         self.spec = spec
         mean = np.asarray(state["input_mean"], dtype=np.float64)
