@@ -68,7 +68,7 @@ def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, s
     return held_episodes, model_scores(model, x_held), held_offsets, model_scores(model, x_all[data.rows(ids)])
 
 
-def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities, alpha):
+def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities):
     """(running-max alarm scores of the held-out episodes, of the calibration successes) for one
     model's probabilities or the mean of several models'."""
     held_max = episode_alarm_maxima(held_probabilities.max(axis=(1, 2)), held_episodes, held_offsets)
@@ -144,8 +144,7 @@ def main() -> int:
             for r, (train_ids, held_ids) in enumerate(runs):
                 episodes, held_p, offsets, calibration_p = held_out_scores(spec, data, x_all, train_ids, held_ids,
                                                                            calibration, seed, settings, outcome_of)
-                parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p,
-                                                args.alpha)))
+                parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p)))
                 if args.average:
                     if len(averaged) <= r:
                         averaged.append([])
@@ -159,8 +158,7 @@ def main() -> int:
                 episodes, _, offsets, _ = members[0]
                 held_p = np.mean([m[1] for m in members], axis=0)
                 calibration_p = np.mean([m[3] for m in members], axis=0)
-                parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p,
-                                                args.alpha)))
+                parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p)))
             print_row(f"{features} mean of the {len(seeds)} seeds' models", pooled_row(parts, args.alpha))
     first = next(iter(results))
     print("mean over seeds:")

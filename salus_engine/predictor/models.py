@@ -81,10 +81,14 @@ class SignalMLP(nn.Module):
         layers: list[nn.Module] = []
         width = spec.n_inputs
         members = spec.members
+
+        def linear(width: int, size: int) -> nn.Module:
+            return nn.Linear(width, size) if members == 1 else MemberLinear(members, width, size)
+
         for size in spec.hidden:
-            layers += [nn.Linear(width, size) if members == 1 else MemberLinear(members, width, size), nn.ReLU()]
+            layers += [linear(width, size), nn.ReLU()]
             width = size
-        layers.append(nn.Linear(width, spec.n_outputs) if members == 1 else MemberLinear(members, width, spec.n_outputs))
+        layers.append(linear(width, spec.n_outputs))
         self.net = nn.Sequential(*layers)
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:

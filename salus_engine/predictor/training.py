@@ -217,7 +217,7 @@ def fit(
 
     def loss_of(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
                 weight: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-        per_output = criterion(model(x), y if members == 1 else y.repeat(*(1,) * (y.dim() - 1), members))
+        per_output = criterion(model(x), y if members == 1 else y.repeat(1, members))  # members: MLPs, y (N, out)
         if weight is not None:
             return (per_output.mean(dim=1) * weight).sum() / weight.sum(), len(x)
         if mask is None:
