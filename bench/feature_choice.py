@@ -16,11 +16,15 @@ held out and scored, the rest trains (a tenth of it for early stopping), and the
 are pooled, so that every one of those episodes is scored once per seed. The test and calibration
 splits are never trained on or scored (the calibration successes give the thresholds, as above).
 
+With `--alarm-scores` the same trained models are scored by several per-step alarm scores (`ALARM_SCORES`),
+each pooled and reported as its own row.
+
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
 probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
 
     .venv/bin/python bench/feature_choice.py --data data/families \\
-        --sets "state,time,target_view;state,time,target_view,command" --seeds 0,1,2,3,4 [--folds 5]
+        --sets "state,time,target_view;state,time,target_view,command" --seeds 0,1,2,3,4 [--folds 5] \\
+        [--members 5] [--alarm-scores max,noisy-or]
 """
 
 from __future__ import annotations
@@ -34,16 +38,31 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from salus_engine.predictor.conformal import conformal_threshold  # noqa: E402
+from salus_engine import FAILURE_TYPES  # noqa: E402
+from salus_engine.predictor.alarm_score import alarm_scores  # noqa: E402
+from salus_engine.predictor.conformal import conformal_threshold, first_alarms  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
 from salus_engine.predictor.evaluation import model_scores  # noqa: E402
 from salus_engine.predictor.metrics import episode_alarm_maxima, episode_ranking  # noqa: E402
 from salus_engine.predictor.models import build_model  # noqa: E402
+from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
 from salus_engine.predictor.training import build_spec, fit, model_inputs, prepare_inputs, torch_threads  # noqa: E402
 
 
+MISS = FAILURE_TYPES.index("miss")
 EARLY_STOPPING_SHARE = 0.1
 """Share of the training episodes that early stopping watches (not trained on, not scored)."""
+
+
+def trained_model(spec, train, stop, seed, settings, threads=2):
+    """(the outcome model at its best epoch, in eval mode; its `FitResult`) trained on `train` with early
+    stopping on `stop`, each (inputs, targets, row offsets) from `prepare_inputs`."""
+    with torch_threads(threads):
+        result = fit(spec, *train[:2], *stop[:2], seed=seed, train_offsets=train[2], val_offsets=stop[2], **settings)
+    model = build_model(spec)
+    model.load_state_dict(result.best_state)
+    model.eval()
+    return model, result
 
 
 def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of):
@@ -56,32 +75,59 @@ def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, s
     x_train, y_train, train_offsets = prepare_inputs(spec, data, np.sort(fit_ids), x_all)
     x_stop, y_stop, stop_offsets = prepare_inputs(spec, data, np.sort(stop_ids), x_all)
     x_held, _, held_offsets = prepare_inputs(spec, data, np.sort(held_ids), x_all)
-    with torch_threads(2):
-        result = fit(spec, x_train, y_train, x_stop, y_stop, seed=seed, train_offsets=train_offsets,
-                     val_offsets=stop_offsets, **settings)
-    model = build_model(spec)
-    model.load_state_dict(result.best_state)
-    model.eval()
+    model, _ = trained_model(spec, (x_train, y_train, train_offsets), (x_stop, y_stop, stop_offsets), seed, settings)
     held = set(np.asarray(held_ids).tolist())
     held_episodes = [e for e in data.episodes if e.episode_id in held]
     ids = [e.episode_id for e in calibration]
     return held_episodes, model_scores(model, x_held), held_offsets, model_scores(model, x_all[data.rows(ids)])
 
 
-def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities):
-    """(running-max alarm scores of the held-out episodes, of the calibration successes) for one
-    model's probabilities or the mean of several models'."""
-    held_max = episode_alarm_maxima(held_probabilities.max(axis=(1, 2)), held_episodes, held_offsets)
-    calibration_max = episode_alarm_maxima(calibration_probabilities.max(axis=(1, 2)), calibration,
-                                           data.offsets_of([e.episode_id for e in calibration]))
-    return held_max, calibration_max
+def causal_mean(values, offsets, window):
+    """(N,) mean of each step's value over the last `window` steps of its own episode (fewer at the start)."""
+    out = np.empty(len(values), np.float64)
+    for start, end in zip(offsets[:-1], offsets[1:]):
+        cumulative = np.concatenate([[0.0], np.cumsum(values[start:end], dtype=np.float64)])
+        index = np.arange(1, end - start + 1)
+        lower = np.maximum(0, index - window)
+        out[start:end] = (cumulative[index] - cumulative[lower]) / (index - lower)
+    return out
+
+
+ALARM_SCORES = {
+    "max": lambda p, offsets: alarm_scores(p[:, 0, :], "max"),
+    "noisy-or": lambda p, offsets: alarm_scores(p[:, 0, :], "noisy-or"),
+    "sum": lambda p, offsets: np.minimum(1.0, p.sum(axis=(1, 2))),
+    "max-mean3": lambda p, offsets: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
+    "max-mean6": lambda p, offsets: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
+    "sum-mean6": lambda p, offsets: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
+}
+"""Per-step alarm scores from an outcome model's (N, 1, C) failure-type probabilities and the episodes'
+(E + 1,) row offsets: the two rules of `salus_engine.predictor.alarm_score` (`max`, `noisy-or`), and
+candidates tried against them: the types' sum clipped to 1 (the probability of any failure if the
+types' probabilities were those of exclusive events) and causal means over the last few steps of the
+episode."""
+
+
+def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities,
+           alarm_score=DEFAULT_ALARM_SCORE["outcome"]):
+    """(running-max alarm scores of the held-out episodes, of the calibration successes; the held-out
+    episodes' per-step alarm scores and their row offsets) for one model's probabilities or the mean of
+    several models'."""
+    reduce = ALARM_SCORES[alarm_score]
+    calibration_offsets = data.offsets_of([e.episode_id for e in calibration])
+    held_scores = reduce(held_probabilities, held_offsets)
+    held_max = episode_alarm_maxima(held_scores, held_episodes, held_offsets)
+    calibration_max = episode_alarm_maxima(reduce(calibration_probabilities, calibration_offsets), calibration,
+                                           calibration_offsets)
+    return held_max, calibration_max, held_scores, held_offsets
 
 
 def pooled_row(parts, alpha):
-    """The pooled figures over folds from [(held episodes, held maxima, calibration maxima)]: each
-    fold's model ranks its own episodes (fold models differ slightly)."""
-    episodes, maxima, detected, false_alarms, collisions = [], [], [], [], []
-    for held_episodes, held_max, calibration_max in parts:
+    """The pooled figures over folds from [(held episodes, held maxima, calibration maxima, held per-step
+    scores, held row offsets)]: each fold's model ranks its own episodes (fold models differ slightly).
+    `miss_lead`: the median lead (steps from the first alarm to the label) over the detected misses."""
+    episodes, maxima, detected, false_alarms, collisions, miss_leads = [], [], [], [], [], []
+    for held_episodes, held_max, calibration_max, held_scores, held_offsets in parts:
         threshold = conformal_threshold(calibration_max, alpha)
         failed = np.array([e.failure_type >= 0 for e in held_episodes])
         episodes += held_episodes
@@ -89,14 +135,18 @@ def pooled_row(parts, alpha):
         detected += list(held_max[failed] > threshold)
         false_alarms += list(held_max[~failed] > threshold)
         collisions += list(held_max[[e.failure_type == 0 for e in held_episodes]] > threshold)
+        alarms = first_alarms(held_scores, held_offsets, threshold)
+        miss_leads += [e.failure_step - a for e, a in zip(held_episodes, alarms)
+                       if e.failure_type == MISS and 0 <= a <= e.failure_step]
     return {"auroc": episode_ranking(np.concatenate(maxima), episodes)["auroc"],
             "detected": float(np.mean(detected)), "false_alarms": float(np.mean(false_alarms)),
-            "collisions": float(np.mean(collisions))}
+            "collisions": float(np.mean(collisions)), "miss_lead": float(np.median(miss_leads)) if miss_leads else np.nan}
 
 
 def print_row(name, row):
     print(f"  {name:48s}: ROC-AUC {row['auroc']:.4f}, detected {row['detected']:.3f}, "
-          f"false alarms {row['false_alarms']:.3f}, collisions detected {row['collisions']:.3f}", flush=True)
+          f"false alarms {row['false_alarms']:.3f}, collisions detected {row['collisions']:.3f}, "
+          f"miss lead {row['miss_lead']:.1f} steps", flush=True)
 
 
 def main() -> int:
@@ -110,12 +160,19 @@ def main() -> int:
                         "probabilities (the folds are then the same for every seed)")
     parser.add_argument("--lr", type=float, help="learning rate (default: salus train's)")
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: salus train's)")
-    parser.add_argument("--members", type=int, default=1, help="members of each outcome model, trained side by side "
-                        "and averaged (default 1)")
+    parser.add_argument("--members", type=int, default=DEFAULT_MEMBERS, help="members of each outcome model, trained "
+                        f"side by side and averaged (default {DEFAULT_MEMBERS}, salus train's)")
     parser.add_argument("--hidden", help="hidden layer widths, comma-separated (default: salus train's)")
+    parser.add_argument("--alarm-scores", default=DEFAULT_ALARM_SCORE["outcome"],
+                        help="per-step alarm scores to compare on the same models, comma-separated, of "
+                        f"{', '.join(ALARM_SCORES)} (default {DEFAULT_ALARM_SCORE['outcome']}, salus train's)")
     args = parser.parse_args()
     settings = {k: v for k, v in (("lr", args.lr), ("weight_decay", args.weight_decay)) if v is not None}
     hidden = tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None
+    alarm_scores = args.alarm_scores.split(",")
+    unknown = [a for a in alarm_scores if a not in ALARM_SCORES]
+    if unknown:
+        parser.error(f"unknown alarm score {unknown[0]!r}: choose from {', '.join(ALARM_SCORES)}")
 
     data = load_signal_data(args.data)
     splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
@@ -140,26 +197,31 @@ def main() -> int:
                 runs = [(pool[train], pool[held]) for train, held in folds]
             else:
                 runs = [(splits["train"], splits["val"])]
-            parts = []
+            parts = {a: [] for a in alarm_scores}
             for r, (train_ids, held_ids) in enumerate(runs):
                 episodes, held_p, offsets, calibration_p = held_out_scores(spec, data, x_all, train_ids, held_ids,
                                                                            calibration, seed, settings, outcome_of)
-                parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p)))
+                for a in alarm_scores:
+                    parts[a].append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a)))
                 if args.average:
                     if len(averaged) <= r:
                         averaged.append([])
                     averaged[r].append((episodes, held_p, offsets, calibration_p))
-            row = pooled_row(parts, args.alpha)
-            results.setdefault(features, []).append(row)
-            print_row(f"{features} seed {seed}", row)
+            for a in alarm_scores:
+                name = features if len(alarm_scores) == 1 else f"{features} [{a}]"
+                row = pooled_row(parts[a], args.alpha)
+                results.setdefault(name, []).append(row)
+                print_row(f"{name} seed {seed}", row)
         if args.average:
-            parts = []
-            for members in averaged:
-                episodes, _, offsets, _ = members[0]
-                held_p = np.mean([m[1] for m in members], axis=0)
-                calibration_p = np.mean([m[3] for m in members], axis=0)
-                parts.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p)))
-            print_row(f"{features} mean of the {len(seeds)} seeds' models", pooled_row(parts, args.alpha))
+            for a in alarm_scores:
+                parts_a = []
+                for members in averaged:
+                    episodes, _, offsets, _ = members[0]
+                    held_p = np.mean([m[1] for m in members], axis=0)
+                    calibration_p = np.mean([m[3] for m in members], axis=0)
+                    parts_a.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a)))
+                name = features if len(alarm_scores) == 1 else f"{features} [{a}]"
+                print_row(f"{name} mean of the {len(seeds)} seeds' models", pooled_row(parts_a, args.alpha))
     first = next(iter(results))
     print("mean over seeds:")
     for features, rows in results.items():
@@ -167,7 +229,8 @@ def main() -> int:
         difference = [r["auroc"] - f["auroc"] for r, f in zip(rows, results[first])]
         print(f"  {features:40s} ROC-AUC {means['auroc']:.4f} (range {min(r['auroc'] for r in rows):.4f}-"
               f"{max(r['auroc'] for r in rows):.4f}), detected {means['detected']:.3f}, false alarms "
-              f"{means['false_alarms']:.3f}, collisions detected {means['collisions']:.3f}; ROC-AUC minus "
+              f"{means['false_alarms']:.3f}, collisions detected {means['collisions']:.3f}, miss lead "
+              f"{means['miss_lead']:.1f} steps; ROC-AUC minus "
               f"{first} per seed: {', '.join(f'{d:+.4f}' for d in difference)}")
     return 0
 

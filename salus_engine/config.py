@@ -282,6 +282,13 @@ class TrainConfig:
     model has exactly 1). Five ranked the training and validation episodes of the 2,000-episode store
     better than one on every seed of a 5-fold cross-validation (ROC-AUC 0.891 against 0.882), and
     ten no better than five (README "Measured", `bench/feature_choice.py --members`)."""
+    alarm_score: Literal["max", "noisy-or"] | None = None
+    """How a step's failure-type probabilities become the alarm score that the conformal threshold is
+    calibrated on and the monitor watches (`salus_engine.predictor.alarm_score`): `max`, the largest, or
+    `noisy-or`, the probability of any failure type; None: `noisy-or` for the outcome model, `max` for
+    the other kinds. For the outcome model, `noisy-or` ranked the training and validation episodes of
+    the 2,000-episode store higher than `max` on every seed of a 5-fold cross-validation (ROC-AUC 0.899
+    against 0.891; README "Measured", `bench/feature_choice.py --alarm-scores`)."""
     episodes_per_batch: Count = Field(16, ge=1)
     """Episodes per mini-batch of the temporal model (the MLPs use `batch_size` steps)."""
     threads: Annotated[Count, Field(ge=1)] | None = 1

@@ -20,6 +20,7 @@ from salus_engine import STOPPED
 from salus_engine.cli import main as salus_main
 from salus_engine.config import DEFAULT_MONITOR_ALPHA, MonitorConfig
 from salus_engine.jobs import StepExtractors, family_layout, load_monitor, run_collection, run_episode
+from salus_engine.predictor.alarm_score import alarm_scores
 from salus_engine.monitor import (Alarm, AlarmMonitor, ClosedLoop, InterventionError, MonitorSetup, ScheduledIntervention,
                                   load_rules)
 from salus_engine.monitor.interventions import DEFAULT_RULES, choose, code_of
@@ -80,6 +81,22 @@ def test_alarm_rule_threshold_hysteresis_and_cooldown():
     assert fired == [0, 6]  # re-armed at once, but no alarm within 5 steps of the previous one
     with pytest.raises(ValueError, match="not one of the predictor's horizons"):
         AlarmMonitor(0.5, horizons, 7)
+
+
+def test_the_noisy_or_alarm_score_fires_on_belief_spread_over_failure_types():
+    """Two types at 0.4 each: no failure type reaches 0.5, but the probability of either,
+    1 - 0.6 * 0.6 = 0.64, does; the alarm names the likelier type."""
+    p = np.zeros((2, 4))
+    p[:, 0], p[:, 2] = 0.4, 0.41
+    np.testing.assert_allclose(alarm_scores(p, "noisy-or"), [1 - 0.6 * 0.59] * 2)
+    np.testing.assert_allclose(alarm_scores(p, "max"), [0.41, 0.41])
+    assert AlarmMonitor(0.5, (10, 20), 20).update(0, p) is None
+    alarm = AlarmMonitor(0.5, (10, 20), 20, alarm_score="noisy-or").update(0, p)
+    assert (alarm.failure_type, alarm.horizon, alarm.probability) == ("miss", 10, pytest.approx(1 - 0.6 * 0.59))
+    with pytest.raises(ValueError, match="alarm score 'mean' is unknown"):
+        alarm_scores(p, "mean")
+    with pytest.raises(ValueError, match="alarm score 'mean' is unknown"):
+        AlarmMonitor(0.5, (10, 20), 20, alarm_score="mean")
 
 
 def test_intervention_rules_from_toml_and_their_errors(tmp_path):

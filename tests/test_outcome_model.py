@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from salus_engine.cli import main as salus_main
 from salus_engine.predictor.checkpoint import load_model
@@ -93,6 +95,7 @@ def test_motion_is_the_state_change_within_each_episode_offline_and_online():
 def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
+    assert config["model"]["alarm_score"] == "noisy-or"
     assert tuple(config["model"]["features"]) == ("target_view", "state", "time")
     assert len(config["model"]["signal_names"]) == 12 and model.spec.n_inputs == 36
     data = load_signal_data(store)
@@ -183,6 +186,18 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
                         "state alone", "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
+    # the model and the networks of its kind are scored by its alarm score, the other scorers by the maximum
+    assert [scorers[name]["alarm_score"] for name in ("model", "state_only", "time_only", "permutation_control")] == \
+        ["noisy-or"] * 4
+    assert scorers["seeds_mlp"]["alarm_score"] == "max"
+    # the episode ranking is that of the running maximum of the noisy-or of the four types' probabilities
+    model, _ = load_model(trained)
+    data = load_signal_data(store)
+    test_ids = np.asarray(json.loads((Path(trained) / "splits.json").read_text())["test"])
+    test = [e for e in data.episodes if e.episode_id in set(test_ids.tolist())]
+    any_failure = 1.0 - np.prod(1.0 - scores_of(model, data)[:, -1, :].astype(np.float64), axis=1)
+    maxima = [any_failure[data.rows([e.episode_id])].max() for e in test]
+    assert ranking == pytest.approx(roc_auc_score([e.failure_type >= 0 for e in test], maxima))
 
 
 def monitored_episode(run: str, out):

@@ -14,6 +14,7 @@ import threading
 from salus_engine.config import EvaluateConfig, TrainConfig, build_settings, default_of
 from salus_engine.predictor import MODEL_KINDS, SPLIT_NAMES
 from salus_engine.predictor.checkpoint import default_run_dir
+from salus_engine.predictor.alarm_score import ALARM_SCORES
 from salus_engine.predictor.spec import DEFAULT_MEMBERS
 
 
@@ -38,7 +39,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = build_settings(TrainConfig, data=args.data, out=args.out or default_run_dir(), epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                             patience=args.patience, seed=args.seed, model=args.model, window=args.window,
-                            threads=args.threads, features=args.features, members=args.members)
+                            threads=args.threads, features=args.features, members=args.members,
+                            alarm_score=args.alarm_score)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -127,6 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--members", type=int, help="MLP members trained side by side from independent initialisations, "
                    f"their probabilities averaged (default {DEFAULT_MEMBERS} for the outcome model, 1 for the others; "
                    "exactly 1 for temporal)")
+    p.add_argument("--alarm-score", choices=ALARM_SCORES,
+                   help="how a step's failure-type probabilities become the alarm score the threshold is calibrated "
+                   "on: max (the largest) or noisy-or (the probability of any failure type; default noisy-or for the "
+                   "outcome model, max for the others)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "
                    f"(default {train_default('patience')})")
     p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {train_default('weight_decay')})")

@@ -1,8 +1,9 @@
 """`AlarmMonitor`: the runtime monitor's alarm rule over the predictor's per-step probabilities.
 
 At each control step the monitor reads the predictor's (H, 4) failure probabilities and scores the
-step as the largest probability over failure types at the alarm horizon, exactly the score that
-`salus evaluate` calibrates its conformal threshold on (`salus_engine.predictor.evaluation`: an
+step from the failure types' probabilities at the alarm horizon by the checkpoint's alarm-score rule
+(`salus_engine.predictor.alarm_score`: the largest, or the probability of any failure type), exactly
+the score that `salus evaluate` calibrates its conformal threshold on (`salus_engine.predictor.evaluation`: an
 episode alarms when its score exceeds the threshold). Online, two rules keep one episode from
 ringing at every step:
 
@@ -11,8 +12,8 @@ ringing at every step:
 - cooldown: no alarm within `cooldown_steps` steps of the previous one.
 
 Each alarm names the failure type with the highest probability at the alarm horizon, the shortest
-of the predictor's horizons at which that type's probability exceeds the threshold (the predicted
-time to failure, steps), and the probability itself.
+of the predictor's horizons at which the score exceeds the threshold (the predicted time to failure,
+steps), and the score itself.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from salus_engine import FAILURE_TYPES
+from salus_engine.predictor.alarm_score import ALARM_SCORES, alarm_scores
 
 
 @dataclass(frozen=True)
@@ -51,14 +53,16 @@ class AlarmMonitor:
         alarm_horizon: the horizon the threshold was calibrated at (one of `horizons`).
         hysteresis: fraction in [0, 1): re-arm once the score falls below threshold * (1 - hysteresis).
         cooldown_steps: steps after an alarm during which no new alarm is raised (>= 0).
+        alarm_score: the rule that combines the failure types' probabilities into the score, one of
+            `salus_engine.predictor.alarm_score.ALARM_SCORES` (the checkpoint's `ModelSpec.alarm_score`).
 
     Raises:
-        ValueError: threshold outside (0, 1), an alarm horizon that is not one of `horizons`, or a
-            hysteresis / cooldown out of range.
+        ValueError: threshold outside (0, 1), an alarm horizon that is not one of `horizons`, a
+            hysteresis / cooldown out of range, or an unknown alarm score.
     """
 
     def __init__(self, threshold: float, horizons: tuple[int, ...], alarm_horizon: int,
-                 hysteresis: float = 0.2, cooldown_steps: int = 15) -> None:
+                 hysteresis: float = 0.2, cooldown_steps: int = 15, alarm_score: str = "max") -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"alarm threshold {threshold} is not a probability in (0, 1); run 'salus evaluate' "
                              "again or give --monitor-threshold")
@@ -72,6 +76,9 @@ class AlarmMonitor:
         self.alarm_horizon = int(alarm_horizon)
         self.hysteresis = float(hysteresis)
         self.cooldown_steps = int(cooldown_steps)
+        if alarm_score not in ALARM_SCORES:
+            raise ValueError(f"alarm score {alarm_score!r} is unknown; choose one of {', '.join(ALARM_SCORES)}")
+        self.alarm_score = alarm_score
         self._h = self.horizons.index(self.alarm_horizon)
         self.reset()
 
@@ -89,9 +96,9 @@ class AlarmMonitor:
             probabilities: (H, 4) float, the predictor's output for this step (`OnlinePredictor.step`).
         """
         p = np.asarray(probabilities, dtype=np.float64)
-        at_alarm = p[self._h]
-        kind = int(np.argmax(at_alarm))
-        self.score = float(at_alarm[kind])
+        scores = alarm_scores(p, self.alarm_score)  # (H,)
+        kind = int(np.argmax(p[self._h]))
+        self.score = float(scores[self._h])
         if not self._armed and self.score < self.threshold * (1.0 - self.hysteresis):
             self._armed = True
         cooling = self._last_alarm is not None and step - self._last_alarm <= self.cooldown_steps
@@ -99,6 +106,6 @@ class AlarmMonitor:
             return None
         self._armed = False
         self._last_alarm = step
-        over = [h for h, row in zip(self.horizons, p) if row[kind] > self.threshold]
+        over = [h for h, score in zip(self.horizons, scores) if score > self.threshold]
         return Alarm(step=int(step), failure_type=FAILURE_TYPES[kind],
                      horizon=min(over) if over else self.alarm_horizon, probability=self.score)

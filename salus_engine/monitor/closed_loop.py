@@ -112,7 +112,8 @@ class ClosedLoop:
 
     @property
     def score(self) -> float:
-        """The latest step's alarm score (probability at the alarm horizon, max over types)."""
+        """The latest step's alarm score (the failure types' probabilities at the alarm horizon combined by
+        the checkpoint's alarm-score rule)."""
         return self._alarms.score
 
     def step(self, step: int, observation: dict, action: np.ndarray, signals: np.ndarray,

@@ -75,7 +75,7 @@ class MonitorSetup:
     def alarm_monitor(self) -> AlarmMonitor:
         """A fresh alarm rule with these settings."""
         return AlarmMonitor(self.threshold, tuple(self.predictor.spec.horizons), self.horizon,
-                            self.config.hysteresis, self.config.cooldown_steps)
+                            self.config.hysteresis, self.config.cooldown_steps, self.predictor.spec.alarm_score)
 
     def store_attrs(self) -> dict[str, Any]:
         """The store's root attribute `monitor` (JSON-serialisable)."""
@@ -86,6 +86,7 @@ class MonitorSetup:
             "features": list(self.predictor.spec.features),
             "horizons": [int(h) for h in self.predictor.spec.horizons],
             "threshold": self.threshold,
+            "alarm_score": self.predictor.spec.alarm_score,
             **({} if self.alpha is None else {"alpha": self.alpha}),
             "horizon": self.horizon,
             "hysteresis": self.config.hysteresis,

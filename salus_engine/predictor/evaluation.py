@@ -20,9 +20,10 @@ Scorers (all trained on the checkpoint's train split, early-stopped on its val s
 
 Every scorer is treated alike: per-output decision thresholds are chosen on the validation split
 (max F1), the conformal alarm threshold on the calibration split's successful episodes, and all
-metrics are measured on the evaluated split (default `test`). The alarm score of a step is the
-maximum over failure types of the score at the alarm horizon (default: the longest horizon); an
-episode's score is its running maximum. With `ablation`, the model is retrained with each input
+metrics are measured on the evaluated split (default `test`). The alarm score of a step combines the
+failure types' scores at the alarm horizon (default: the longest horizon) by the scorer's rule
+(`salus_engine.predictor.alarm_score`: the checkpoint's own for the model and for the networks of its
+kind, the maximum for the others); an episode's score is its running maximum. With `ablation`, the model is retrained with each input
 family removed and with each family alone, and scored the same way.
 """
 
@@ -41,6 +42,7 @@ import torch
 from salus_engine import FAILURE_TYPES
 from salus_engine.config import EvaluateConfig
 from salus_engine.events import EvaluationFinished, EvaluationStarted, EventSink, JobFinished, LogLine, ProgressUpdate, discard
+from salus_engine.predictor.alarm_score import alarm_scores
 from salus_engine.predictor.baselines import LogisticBaseline, RNDNovelty, SignalThreshold, fiper_gate, permuted_labels
 from salus_engine.predictor.checkpoint import check_out_folder, check_store_matches, folder_writes, load_model
 from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores
@@ -135,6 +137,8 @@ class Scorer:
     """data -> (N, H, 4) float32 scores of every row (higher = more likely to fail)."""
     has_types: bool = True
     """False when the score is one number broadcast to every type and horizon."""
+    alarm_score: str = "max"
+    """How a step's (4,) type scores become its alarm score (`salus_engine.predictor.alarm_score`)."""
 
 
 def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: SignalData,
@@ -191,18 +195,21 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
     seed = int(settings.get("seed", 0))
     horizons = len(data.horizons)
     train_rows = data.rows(splits["train"])
-    scorers = [Scorer("model", _model_label(spec), _model_short(spec), "model", lambda d: scores_of(model, d))]
+    scorers = [Scorer("model", _model_label(spec), _model_short(spec), "model", lambda d: scores_of(model, d),
+                      alarm_score=spec.alarm_score)]
 
     def trained(name: str, label: str, short: str, kind: str, features: tuple[str, ...], model_kind: str,
                 labels: np.ndarray | None = None, hidden: tuple[int, ...] | None = None) -> None:
         if stop is not None and stop.is_set():
             return
         sink(ProgressUpdate(len(scorers), len(scorers) + 1, f"training {label}"))
-        # a control or baseline of the model's own kind has as many members as the model
-        variant = build_spec(data, model_kind, features, hidden=hidden,
-                             members=spec.members if model_kind == spec.kind else 1)
+        # a control or baseline of the model's own kind has as many members, and the same alarm score
+        own_kind = model_kind == spec.kind
+        variant = build_spec(data, model_kind, features, hidden=hidden, members=spec.members if own_kind else 1,
+                             alarm_score=spec.alarm_score if own_kind else None)
         network = _train_network(variant, settings, data, splits, seed + CONTROL_SEED_OFFSET, stop, labels)
-        scorers.append(Scorer(name, label, short, kind, lambda d: scores_of(network, d)))
+        scorers.append(Scorer(name, label, short, kind, lambda d: scores_of(network, d),
+                              alarm_score=variant.alarm_score))
 
     trained("seeds_mlp", "seeds' MLP (six signals, 6-64-64-4)", "seeds' MLP", "baseline", ("six",), "single-horizon")
     sink(ProgressUpdate(len(scorers), len(scorers) + 1, "logistic regression"))
@@ -366,9 +373,10 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
             all_scores = scorer.score(data)
         thresholds = choose_thresholds(all_scores[val.rows], data.labels[val.rows], train_prevalence)
         split_scores = np.asarray(all_scores[evaluated.rows])
-        entry: dict[str, Any] = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind}
+        entry: dict[str, Any] = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
+                                 "alarm_score": scorer.alarm_score}
         entry.update(step_metrics(split_scores, data.labels[evaluated.rows], thresholds, data.horizons, primary))
-        alarm_all = all_scores[:, primary, :].max(axis=1)
+        alarm_all = alarm_scores(all_scores[:, primary, :], scorer.alarm_score)
         calibration_max = episode_max_scores(alarm_all[calibration_successes.rows], calibration_successes.offsets)
         threshold = conformal_threshold(calibration_max, config.alpha)
         entry["episode"] = _monitor_metrics(alarm_all, split_scores[:, primary, :] if scorer.has_types else None,
@@ -380,8 +388,9 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         if fresh is not None:
             with torch_threads(config.threads):
                 fresh_scores = scorer.score(fresh)
-            fresh_alarm = fresh_scores[:, primary, :].max(axis=1)
-            fresh_entry = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind}
+            fresh_alarm = alarm_scores(fresh_scores[:, primary, :], scorer.alarm_score)
+            fresh_entry = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
+                           "alarm_score": scorer.alarm_score}
             fresh_entry.update(step_metrics(fresh_scores, fresh.labels, thresholds, data.horizons, primary))
             fresh_entry["episode"] = _monitor_metrics(
                 fresh_alarm, fresh_scores[:, primary, :] if scorer.has_types else None, fresh_subset, threshold,
@@ -478,16 +487,16 @@ def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, 
         if stop is not None and stop.is_set():
             return None
         sink(ProgressUpdate(i, len(variants), f"ablation: {name}"))
-        variant = build_spec(data, spec.kind, features, spec.window, spec.hidden, spec.members)
+        variant = build_spec(data, spec.kind, features, spec.window, spec.hidden, spec.members, spec.alarm_score)
         network = _train_network(variant, settings, data, splits, seed, stop)
         row: dict[str, Any] = {"variant": name, "features": list(features)}
         for label, source, subset in (("test", data, evaluated), ("fresh", fresh, fresh_subset)):
             if source is None:
                 continue
             scores = scores_of(network, source)[:, primary, :]
-            alarm = scores.max(axis=1)
+            alarm = alarm_scores(scores, variant.alarm_score)
             if label == "test":
-                own = scores_of(network, data)[:, primary, :].max(axis=1)
+                own = alarm_scores(scores_of(network, data)[:, primary, :], variant.alarm_score)
                 calibration_max = episode_max_scores(own[calibration_successes.rows], calibration_successes.offsets)
                 threshold = conformal_threshold(calibration_max, alpha)
             episode = episode_metrics(alarm[subset.rows], None, subset.episodes, subset.offsets, threshold,

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.predictor import MODEL_KINDS
+from salus_engine.predictor.alarm_score import ALARM_SCORES
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.signals import SIGNAL_NAMES
 
@@ -22,6 +23,9 @@ DEFAULT_HIDDEN = {"outcome": (64, 64), "multi-horizon": (64, 64), "single-horizo
 DEFAULT_MEMBERS = 5
 """Members of the outcome model when none are given (`TrainConfig.members`); the other kinds have
 one unless told otherwise, the temporal model exactly one."""
+DEFAULT_ALARM_SCORE = {"outcome": "noisy-or"}
+"""Alarm-score rule (`salus_engine.predictor.alarm_score`) per model kind when none is given; `max` for
+the kinds not named."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class ModelSpec:
     """Independently initialised copies of an MLP trained side by side whose probabilities are
     averaged (a deep ensemble, Lakshminarayanan et al. 2017, "Simple and Scalable Predictive
     Uncertainty Estimation using Deep Ensembles"); 1 for `temporal`."""
+    alarm_score: str = "max"
+    """How a step's failure-type probabilities become its alarm score (`salus_engine.predictor.alarm_score`);
+    `max` for checkpoints that do not name one."""
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -59,6 +66,8 @@ class ModelSpec:
             raise PredictorError(f"horizons must be one or more positive step counts, got {self.horizons!r}")
         if not _is_count(self.members) or self.members < 1 or (self.kind == "temporal" and self.members != 1):
             raise PredictorError(f"members must be >= 1 (exactly 1 for the temporal model), got {self.members!r}")
+        if self.alarm_score not in ALARM_SCORES:
+            raise PredictorError(f"alarm score {self.alarm_score!r} is unknown; choose one of {', '.join(ALARM_SCORES)}")
         for name in ("signal_names", "failure_types", "features"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):

@@ -40,7 +40,7 @@ from salus_engine.predictor.dataset import (
 )
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import input_names, parse_input_families
-from salus_engine.predictor.spec import DEFAULT_HIDDEN, DEFAULT_MEMBERS
+from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_HIDDEN, DEFAULT_MEMBERS
 from salus_engine.predictor.models import ModelSpec, build_model, count_parameters
 
 MAX_POS_WEIGHT = 1000.0
@@ -287,15 +287,17 @@ def _check_config(config: TrainConfig) -> None:
 
 
 def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], window: int = 1,
-               hidden: tuple[int, ...] | None = None, members: int = 1) -> ModelSpec:
-    """The network for a store: its input columns are the store's columns of `features`.
+               hidden: tuple[int, ...] | None = None, members: int = 1, alarm_score: str | None = None) -> ModelSpec:
+    """The network for a store: its input columns are the store's columns of `features`; `alarm_score`
+    None takes the kind's default (`DEFAULT_ALARM_SCORE`).
 
     Raises:
-        PredictorError: an unknown family, or one the store does not record.
+        PredictorError: an unknown family, or one the store does not record; an unknown alarm score.
     """
     families = data.resolve(parse_input_families(features))
     return ModelSpec(kind=kind, window=window, hidden=tuple(hidden or DEFAULT_HIDDEN[kind]), horizons=data.horizons,
-                     signal_names=input_names(families, data.columns), features=families, members=members)
+                     signal_names=input_names(families, data.columns), features=families, members=members,
+                     alarm_score=alarm_score or DEFAULT_ALARM_SCORE.get(kind, "max"))
 
 
 def model_inputs(spec: ModelSpec, data: SignalData) -> np.ndarray:
@@ -344,7 +346,7 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     if train_counts["success"] == sum(train_counts.values()):
         raise PredictorError(f"{data.path}: the training split holds no failed episode; collect more episodes")
     members = config.members or (DEFAULT_MEMBERS if config.model == "outcome" else 1)
-    spec = build_spec(data, config.model, config.features, config.window, config.hidden, members)
+    spec = build_spec(data, config.model, config.features, config.window, config.hidden, members, config.alarm_score)
     started = time.perf_counter()
     x_all = model_inputs(spec, data)  # reads the front camera's frames when target_view is an input
     inputs_seconds = time.perf_counter() - started

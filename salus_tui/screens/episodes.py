@@ -27,6 +27,7 @@ from textual.widgets import DataTable, Footer, Input, Label
 from salus_engine import OUTCOME_NAMES, STOPPED
 from salus_engine.errors import SalusError
 from salus_engine.predictor.inputs import store_arrays
+from salus_engine.predictor.alarm_score import alarm_scores
 from salus_engine.target_view import TARGET_VIEW, recorded_frames
 from salus_tui.screens.base import SalusScreen
 from salus_tui.widgets.form_field import FormField
@@ -97,15 +98,15 @@ class Monitor:
 
     def alarm_scores(self, probabilities: np.ndarray) -> np.ndarray | None:
         """(T,) float64 running alarm score of an episode's (T, H, 4) probabilities: at step t the
-        maximum over steps <= t and failure types of the probability at the alarm horizon (the
-        episode's alarm score so far, as the conformal threshold is calibrated on); None without a
-        threshold."""
+        maximum over steps <= t of the step's alarm score at the alarm horizon (the checkpoint's rule,
+        `salus_engine.predictor.alarm_score`; the episode's alarm score so far, as the conformal
+        threshold is calibrated on); None without a threshold."""
         if self.threshold is None:
             return None
         if len(probabilities) == 0:
             return np.zeros(0)
         h = list(self.predictor.spec.horizons).index(self.alarm_horizon)
-        return np.maximum.accumulate(np.asarray(probabilities[:, h, :], dtype=np.float64).max(axis=1))
+        return np.maximum.accumulate(alarm_scores(probabilities[:, h, :], self.predictor.spec.alarm_score))
 
     def first_alarm(self, probabilities: np.ndarray) -> int | None:
         """First step whose alarm score reaches the threshold, or None."""

@@ -362,7 +362,8 @@ class EvaluateScreen(JobScreen):
                        f"{format_value(resplits.get('mean'), 2)}, share > alpha+0.05 "
                        f"{format_value(resplits.get('share_above_alpha_plus_0.05'), 2)}, > 0.15 "
                        f"{format_value(resplits.get('share_above_0.15'), 2)}\n")
-        summary.append(f"alarm: max over types of P(fail within {horizon} steps = {horizon / hz:.2f} s) "
+        rule = (metrics.get("model") or {}).get("alarm_score", "max")  # metrics written before the rule: max
+        summary.append(f"alarm: {rule} over types of P(fail within {horizon} steps = {horizon / hz:.2f} s) "
                        f">= {format_value(episode['threshold'])}\n", style="dim")
         summary.append(f"threshold by split conformal on {conformal['calibration_episodes']} successful episodes: "
                        f"{conformal['guarantee']}; ep: per episode (running max)", style="dim")

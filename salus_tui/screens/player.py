@@ -8,8 +8,8 @@ the state and action values, the horizon labels of the step and, with a predicto
 gets one more row, the running alarm score against the conformal threshold.
 
 An episode of a store whose collection ran the runtime monitor (format 4, root attribute `monitor`)
-also shows what the monitor did: the recorded alarm score (the largest failure probability at the
-monitor's horizon) against the recorded threshold as a timeline row, the interventions row (the
+also shows what the monitor did: the recorded alarm score (the failure probabilities at the monitor's
+horizon combined by its alarm-score rule) against the recorded threshold as a timeline row, the interventions row (the
 letter of the intervention acting per step, ! at the alarm steps), and at the cursor the score, the
 alarm, the intervention acting (with the alarm that started it) and who acted (policy or expert);
 without a checkpoint the probability grid shows the monitor's recorded probabilities. `a` jumps to
@@ -35,6 +35,7 @@ from salus_engine import FAILURE_TYPES, OUTCOME_NAMES, STOPPED
 from salus_engine.events import hidden_change
 from salus_engine.store.layout import ACTORS, INTERVENTION_KINDS
 from salus_engine.target_view import recorded_frames
+from salus_engine.predictor.alarm_score import alarm_scores
 from salus_tui.widgets.camera_view import CameraView
 from salus_tui.widgets.terminal_graphics import pixel_image_widget
 from salus_tui.widgets.nav_bar import NavBar
@@ -66,7 +67,8 @@ class RecordedMonitor:
     probabilities: np.ndarray
     """(T, H_m, 4) float32 failure probabilities per step."""
     scores: np.ndarray
-    """(T,) float64 alarm score per step: the largest probability over failure types at `horizon`."""
+    """(T,) float64 alarm score per step: the failure types' probabilities at `horizon` combined by the
+    monitor's alarm-score rule (`salus_engine.predictor.alarm_score`; `max` for stores that name none)."""
     alarm: np.ndarray
     """(T,) bool: an alarm was raised at the step."""
     intervention: np.ndarray
@@ -91,7 +93,8 @@ class RecordedMonitor:
         horizons = tuple(int(h) for h in settings.get("horizons") or ())
         horizon = int(settings.get("horizon") or (horizons[-1] if horizons else 0))
         h = horizons.index(horizon) if horizon in horizons else probabilities.shape[1] - 1
-        scores = probabilities[:, h, :].astype(np.float64).max(axis=1) if len(probabilities) else np.zeros(0)
+        rule = str(settings.get("alarm_score") or "max")  # stores recorded before the rule was: max
+        scores = alarm_scores(probabilities[:, h, :], rule) if len(probabilities) else np.zeros(0)
         return cls(threshold=float(settings["threshold"]), horizon=horizon, horizons=horizons,
                    probabilities=probabilities, scores=scores, alarm=np.asarray(episode.array("alarm")[:]).astype(bool),
                    intervention=np.asarray(episode.array("intervention")[:], dtype=np.uint8),

@@ -1,0 +1,100 @@
+"""Prints how far one configuration's episode-level figures move with the training seed alone, on the
+test split and on a fresh store: the spread behind every single-training figure in the README.
+
+The outcome model is trained as `salus train` trains it with its defaults (`--features`, `--members`,
+the split of seed 0, early stopping on the validation split), once per seed of `--seeds`; the seed
+changes only the initialisation and the shuffling, so seed 0 is `salus train`'s own model. Each model
+is scored as `salus evaluate` scores it: the episode-level ROC-AUC of the running-max alarm score, and
+detection and false-alarm rate at the conformal threshold (alpha = `--alpha`) calibrated on the
+calibration split's successful episodes, on the test split and, with `--fresh`, on every episode of
+that store. The same models are scored under each alarm score of `--alarm-scores`
+(`bench/feature_choice.py`'s `ALARM_SCORES`). Then the mean, standard deviation and range per figure.
+
+Nothing here chooses a setting: it measures the configuration already chosen by cross-validation.
+
+    MUJOCO_GL=egl .venv/bin/python bench/seed_spread.py --data data/families --fresh data/fresh \\
+        --seeds 0,1,2,3,4 [--alarm-scores max,noisy-or]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from feature_choice import ALARM_SCORES, pooled_row, scored, trained_model  # noqa: E402  (bench/: the script's folder)
+from salus_engine.config import TrainConfig, default_of  # noqa: E402
+from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
+from salus_engine.predictor.evaluation import model_scores  # noqa: E402
+from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
+from salus_engine.predictor.training import build_spec, model_inputs, prepare_inputs  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the training store")
+    parser.add_argument("--fresh", help="a store from another seed range, scored whole")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="training seeds, comma-separated")
+    parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--alarm-scores", default=DEFAULT_ALARM_SCORE["outcome"],
+                        help=f"alarm scores, comma-separated, of {', '.join(ALARM_SCORES)}")
+    args = parser.parse_args()
+    alarm_scores = args.alarm_scores.split(",")
+    unknown = [a for a in alarm_scores if a not in ALARM_SCORES]
+    if unknown:
+        parser.error(f"unknown alarm score {unknown[0]!r}: choose from {', '.join(ALARM_SCORES)}")
+
+    started = time.perf_counter()
+    data = load_signal_data(args.data)
+    fresh = load_signal_data(args.fresh) if args.fresh else None
+    features = default_of(TrainConfig, "features")
+    spec = build_spec(data, "outcome", features, members=DEFAULT_MEMBERS)
+    splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
+    x_all = model_inputs(spec, data)
+    x_fresh = model_inputs(spec, fresh) if fresh is not None else None
+    train = prepare_inputs(spec, data, splits["train"], x_all)
+    val = prepare_inputs(spec, data, splits["val"], x_all)
+    calibration_ids = set(splits["calibration"].tolist())
+    calibration = [e for e in data.episodes if e.episode_id in calibration_ids and e.failure_type == -1]
+    test_ids = set(splits["test"].tolist())
+    test = [e for e in data.episodes if e.episode_id in test_ids]
+    sets = [("test", data, test, x_all[data.rows([e.episode_id for e in test])],
+             data.offsets_of([e.episode_id for e in test]))]
+    if fresh is not None:
+        sets.append(("fresh", fresh, fresh.episodes, x_fresh, fresh.offsets))
+    settings = {name: default_of(TrainConfig, name) for name in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
+    print(f"{args.data}: outcome model, features {features}, {DEFAULT_MEMBERS} members, split of seed 0 "
+          f"(test {len(test)} episodes, calibration {len(calibration)} successes)"
+          + (f"; fresh {args.fresh} ({len(fresh.episodes)} episodes)" if fresh is not None else "")
+          + f"; alpha {args.alpha}; inputs ready in {time.perf_counter() - started:.0f} s", flush=True)
+
+    rows: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        model, result = trained_model(spec, train, val, seed, settings, threads=1)
+        calibration_p = model_scores(model, x_all[data.rows([e.episode_id for e in calibration])])
+        for name, source, episodes, x, offsets in sets:
+            held_p = model_scores(model, x)
+            for a in alarm_scores:
+                row = pooled_row([(episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a))],
+                                 args.alpha)
+                rows.setdefault((name, a), []).append(row)
+                print(f"  seed {seed} (best epoch {result.best_epoch}) {name:5s} [{a}]: ROC-AUC {row['auroc']:.4f}, "
+                      f"detected {row['detected']:.3f}, false alarms {row['false_alarms']:.3f}, "
+                      f"collisions detected {row['collisions']:.3f}, miss lead {row['miss_lead']:.1f} steps", flush=True)
+    print("over seeds: mean ± standard deviation (range)")
+    for (name, a), values in rows.items():
+        parts = []
+        for key in ("auroc", "detected", "false_alarms", "collisions", "miss_lead"):
+            v = np.array([r[key] for r in values])
+            parts.append(f"{key} {v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f} ({v.min():.4f}-{v.max():.4f})")
+        print(f"  {name:5s} [{a}]: " + ", ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
