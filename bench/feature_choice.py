@@ -19,6 +19,9 @@ splits are never trained on or scored (the calibration successes give the thresh
 With `--alarm-scores` the same trained models are scored by several per-step alarm scores (`ALARM_SCORES`),
 each pooled and reported as its own row.
 
+A set written as family sets separated by `/` (`state,time,target_view/state,time`) is one model whose
+members read those sets in turn (`salus train --member-features`); the model's inputs are their union.
+
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
 probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
 
@@ -54,7 +57,11 @@ EARLY_STOPPING_SHARE = 0.1
 """Share of the training episodes that early stopping watches (not trained on, not scored)."""
 
 
-def trained_model(spec, train, stop, seed, settings, threads=2):
+THREADS = 2
+"""torch threads of each training (`--threads`)."""
+
+
+def trained_model(spec, train, stop, seed, settings, threads=THREADS):
     """(the outcome model at its best epoch, in eval mode; its `FitResult`) trained on `train` with early
     stopping on `stop`, each (inputs, targets, row offsets) from `prepare_inputs`."""
     with torch_threads(threads):
@@ -65,7 +72,7 @@ def trained_model(spec, train, stop, seed, settings, threads=2):
     return model, result
 
 
-def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of):
+def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of, threads=THREADS):
     """(held-out episodes in data order, their per-step probabilities (N, H, C), their row offsets;
     the calibration successes' per-step probabilities) of the outcome model trained on `train_ids`.
     Early stopping watches a tenth of `train_ids` (stratified by outcome, seeded), never the held-out
@@ -75,7 +82,8 @@ def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, s
     x_train, y_train, train_offsets = prepare_inputs(spec, data, np.sort(fit_ids), x_all)
     x_stop, y_stop, stop_offsets = prepare_inputs(spec, data, np.sort(stop_ids), x_all)
     x_held, _, held_offsets = prepare_inputs(spec, data, np.sort(held_ids), x_all)
-    model, _ = trained_model(spec, (x_train, y_train, train_offsets), (x_stop, y_stop, stop_offsets), seed, settings)
+    model, _ = trained_model(spec, (x_train, y_train, train_offsets), (x_stop, y_stop, stop_offsets), seed, settings,
+                             threads)
     held = set(np.asarray(held_ids).tolist())
     held_episodes = [e for e in data.episodes if e.episode_id in held]
     ids = [e.episode_id for e in calibration]
@@ -166,6 +174,7 @@ def main() -> int:
     parser.add_argument("--alarm-scores", default=DEFAULT_ALARM_SCORE["outcome"],
                         help="per-step alarm scores to compare on the same models, comma-separated, of "
                         f"{', '.join(ALARM_SCORES)} (default {DEFAULT_ALARM_SCORE['outcome']}, salus train's)")
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads per training (default {THREADS})")
     args = parser.parse_args()
     settings = {k: v for k, v in (("lr", args.lr), ("weight_decay", args.weight_decay)) if v is not None}
     hidden = tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None
@@ -187,7 +196,9 @@ def main() -> int:
           f"training settings {settings or 'default'}, hidden {hidden or 'default'}, members {args.members}")
     results: dict[str, list[dict[str, float]]] = {}
     for features in args.sets.split(";"):
-        spec = build_spec(data, "outcome", features, hidden=hidden, members=args.members)
+        member_features = features if "/" in features else None  # per-member sets: the model reads their union
+        union = ",".join(dict.fromkeys(f.strip() for part in features.split("/") for f in part.split(",")))
+        spec = build_spec(data, "outcome", union, hidden=hidden, members=args.members, member_features=member_features)
         x_all = model_inputs(spec, data)
         averaged: list[list[tuple]] = []  # per run: (episodes, held probabilities, offsets, calibration) per seed
         for seed in seeds:
@@ -200,7 +211,8 @@ def main() -> int:
             parts = {a: [] for a in alarm_scores}
             for r, (train_ids, held_ids) in enumerate(runs):
                 episodes, held_p, offsets, calibration_p = held_out_scores(spec, data, x_all, train_ids, held_ids,
-                                                                           calibration, seed, settings, outcome_of)
+                                                                           calibration, seed, settings, outcome_of,
+                                                                           args.threads)
                 for a in alarm_scores:
                     parts[a].append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a)))
                 if args.average:

@@ -292,6 +292,11 @@ class TrainConfig:
     the other kinds. For the outcome model, `noisy-or` ranked the training and validation episodes of
     the 2,000-episode store higher than `max` on every seed of a 5-fold cross-validation (ROC-AUC 0.899
     against 0.891; README "Measured", `bench/feature_choice.py --alarm-scores`)."""
+    member_features: str | None = None
+    """Input families per member of the MLP: family sets, each comma-separated as `features`, separated by
+    `/` and dealt to the members in turn (`state,time,target_view/state,time` with 5 members: members
+    0, 2 and 4 read all three, 1 and 3 the state and step index); each set within `features`. None:
+    every member reads all of `features`."""
     episodes_per_batch: Count = Field(16, ge=1)
     """Episodes per mini-batch of the temporal model (the MLPs use `batch_size` steps)."""
     threads: Annotated[Count, Field(ge=1)] | None = 1

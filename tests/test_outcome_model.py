@@ -25,7 +25,7 @@ from salus_engine.predictor.evaluation import scores_of
 from salus_engine.predictor.inputs import MotionTracker, state_motion
 from salus_engine.predictor.models import ModelSpec, build_model
 from salus_engine.predictor.online import OnlinePredictor
-from salus_engine.predictor.training import episode_weights, model_inputs, targets_for
+from salus_engine.predictor.training import episode_weights, model_inputs, restrict_member_features, targets_for
 from salus_engine.store import EpisodeRecord, EpisodeStore
 from salus_engine.store.layout import STATE_NAMES
 from tests.test_predictor import HORIZONS, episode_record, one_thread, write_store  # noqa: F401 (one_thread: a fixture)
@@ -170,6 +170,51 @@ def test_members_train_side_by_side_and_their_mean_is_scored_online_as_offline(s
     assert_online_equals_offline(str(out), store)
     assert salus_main(["train", "--data", store, "--out", str(tmp_path / "t"), "--model", "temporal",
                        "--members", "2"]) == 2
+
+
+def test_members_with_their_own_input_families_read_only_those(store, tmp_path, capsys):
+    """`--member-features state,time/time`: the sets are dealt to the members in turn; a member's weights
+    of the inputs it does not read start at zero and stay zero through training, so changing those
+    inputs leaves its probabilities as they were; the online path gives the offline scores."""
+    out = tmp_path / "mixed"
+    assert salus_main(["train", "--data", store, "--out", str(out), "--features", "state,time", "--members", "3",
+                       "--member-features", "state,time/time", "--epochs", "3", "--threads", "1"]) == 0
+    model, config = load_model(str(out))
+    names = config["model"]["signal_names"]
+    assert config["model"]["member_inputs"] == [names, ["step"], names]
+    first = model.net[0].weight.detach().numpy()  # (members, 3 x columns, hidden)
+    reads_step = np.tile(np.array(names) == "step", 3)
+    assert np.all(first[1][~reads_step] == 0.0) and np.all(first[1][reads_step] != 0.0)
+    assert np.count_nonzero(first[0][~reads_step]) == first[0][~reads_step].size
+    data = load_signal_data(store)
+    x = model_inputs(model.spec, data)[:300]
+    moved = x.copy()
+    moved[:, ~reads_step] += 1.0  # every state column, its running mean and maximum
+
+    def member_probabilities(inputs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.sigmoid(model(torch.from_numpy(inputs))).numpy().reshape(len(inputs), 3, -1)
+
+    before, after = member_probabilities(x), member_probabilities(moved)
+    np.testing.assert_array_equal(before[:, 1], after[:, 1])
+    assert not np.allclose(before[:, 0], after[:, 0], atol=1e-3)
+    assert_online_equals_offline(str(out), store)
+    capsys.readouterr()
+    assert salus_main(["train", "--data", store, "--out", str(tmp_path / "outside"), "--features", "state,time",
+                       "--member-features", "state,motion/time", "--epochs", "1"]) == 2
+    assert "motion is not an input family of the model" in capsys.readouterr().err
+    assert salus_main(["train", "--data", store, "--out", str(tmp_path / "one"), "--features", "state,time",
+                       "--members", "1", "--member-features", "time", "--epochs", "1"]) == 2
+    assert "two or more members" in capsys.readouterr().err
+
+
+def test_the_ablation_keeps_the_members_inputs_within_the_remaining_families():
+    assert restrict_member_features("state,time,target_view/state,time", ("state", "time")) is None
+    assert restrict_member_features("state,time,target_view/state,time", ("state", "target_view")) == \
+        "target_view,state/state"
+    assert restrict_member_features("target_view/state,time", ("state", "time")) is None
+    assert restrict_member_features("target_view/time", ("target_view", "state", "time")) == "target_view/time"
+    assert restrict_member_features(None, ("state",)) is None
 
 
 def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, store, tmp_path):

@@ -40,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                             patience=args.patience, seed=args.seed, model=args.model, window=args.window,
                             threads=args.threads, features=args.features, members=args.members,
-                            alarm_score=args.alarm_score)
+                            alarm_score=args.alarm_score, member_features=args.member_features)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -129,6 +129,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--members", type=int, help="MLP members trained side by side from independent initialisations, "
                    f"their probabilities averaged (default {DEFAULT_MEMBERS} for the outcome model, 1 for the others; "
                    "exactly 1 for temporal)")
+    p.add_argument("--member-features", help="input families per member: family sets separated by '/', dealt to the "
+                   "members in turn, each within --features (e.g. 'state,time,target_view/state,time'; default: every "
+                   "member reads all of --features)")
     p.add_argument("--alarm-score", choices=ALARM_SCORES,
                    help="how a step's failure-type probabilities become the alarm score the threshold is calibrated "
                    "on: max (the largest) or noisy-or (the probability of any failure type; default noisy-or for the "

@@ -61,7 +61,8 @@ from salus_engine.predictor.metrics import (
     step_metrics,
 )
 from salus_engine.predictor.models import ModelSpec, build_model
-from salus_engine.predictor.training import build_spec, fit, model_inputs, prepare_inputs, torch_threads
+from salus_engine.predictor.training import (build_spec, fit, model_inputs, prepare_inputs, restrict_member_features,
+                                             torch_threads)
 
 METRICS_VERSION = 2
 CONTROL_SEED_OFFSET = 1
@@ -199,14 +200,15 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
                       alarm_score=spec.alarm_score)]
 
     def trained(name: str, label: str, short: str, kind: str, features: tuple[str, ...], model_kind: str,
-                labels: np.ndarray | None = None, hidden: tuple[int, ...] | None = None) -> None:
+                labels: np.ndarray | None = None, hidden: tuple[int, ...] | None = None,
+                member_features: str | None = None) -> None:
         if stop is not None and stop.is_set():
             return
         sink(ProgressUpdate(len(scorers), len(scorers) + 1, f"training {label}"))
         # a control or baseline of the model's own kind has as many members, and the same alarm score
         own_kind = model_kind == spec.kind
         variant = build_spec(data, model_kind, features, hidden=hidden, members=spec.members if own_kind else 1,
-                             alarm_score=spec.alarm_score if own_kind else None)
+                             alarm_score=spec.alarm_score if own_kind else None, member_features=member_features)
         network = _train_network(variant, settings, data, splits, seed + CONTROL_SEED_OFFSET, stop, labels)
         scorers.append(Scorer(name, label, short, kind, lambda d: scores_of(network, d),
                               alarm_score=variant.alarm_score))
@@ -262,7 +264,8 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
         rows = data.rows(ids)
         permuted[rows] = permuted_labels(data.labels[rows], data.offsets_of(ids), seed + CONTROL_SEED_OFFSET)
     trained("permutation_control", "permutation control (labels shuffled across episodes)", "permutation control",
-            "control", spec.features, spec.kind, labels=permuted, hidden=spec.hidden)
+            "control", spec.features, spec.kind, labels=permuted, hidden=spec.hidden,
+            member_features=settings.get("member_features"))
     # the controls and the proprioception baseline use the model's own kind when it reads episode outcomes
     control_kind = "outcome" if spec.kind == "outcome" else "multi-horizon"
     if "state" in data.columns:
@@ -278,6 +281,8 @@ def _model_label(spec: ModelSpec) -> str:
     if spec.kind == "temporal":
         return f"temporal convolution ({spec.receptive_field} steps; {inputs})"
     averaged = f", mean of {spec.members} members" if spec.members > 1 else ""
+    if spec.member_inputs:
+        averaged += f" reading {len(set(spec.member_inputs))} input sets"
     if spec.kind == "outcome":
         return f"episode-outcome MLP (step, running mean and max; {inputs}{averaged})"
     return f"MLP {spec.kind}" + (f" x{spec.members}" if spec.members > 1 else "") + (f" (window {spec.window})" if spec.window > 1 else "") + f" ({inputs})"
@@ -487,7 +492,8 @@ def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, 
         if stop is not None and stop.is_set():
             return None
         sink(ProgressUpdate(i, len(variants), f"ablation: {name}"))
-        variant = build_spec(data, spec.kind, features, spec.window, spec.hidden, spec.members, spec.alarm_score)
+        variant = build_spec(data, spec.kind, features, spec.window, spec.hidden, spec.members, spec.alarm_score,
+                             restrict_member_features(settings.get("member_features"), features))
         network = _train_network(variant, settings, data, splits, seed, stop)
         row: dict[str, Any] = {"variant": name, "features": list(features)}
         for label, source, subset in (("test", data, evaluated), ("fresh", fresh, fresh_subset)):

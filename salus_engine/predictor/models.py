@@ -29,7 +29,9 @@ deviation, stored as buffers and so saved with the weights.
 An MLP of `ModelSpec.members` = M > 1 holds M independently initialised members that read the same
 inputs and train side by side (each member's loss is its own; they share the mini-batches); its
 probabilities are the mean of the members' (a deep ensemble, Lakshminarayanan et al. 2017). The
-members' layers are stacked, (M, in, out) weights, so that each layer is one batched product.
+members' layers are stacked, (M, in, out) weights, so that each layer is one batched product. With
+`ModelSpec.member_inputs` each member reads only its own columns (`MemberLinear.input_mask`), so the
+ensemble averages models of different inputs.
 """
 
 from __future__ import annotations
@@ -49,20 +51,32 @@ class MemberLinear(nn.Module):
 
     `weight` (M, in, out) and `bias` (M, out) float32, each member initialised as `nn.Linear`
     initialises its own. `forward(x)`: x (N, in) or (M, N, in) -> (M, N, out).
+
+    `input_mask` (M, in) bool, optional: member m reads input i only where it is True. The other
+    weights start at zero and the forward pass multiplies them by zero, so they get no gradient and
+    stay zero (AdamW's decay keeps a zero at zero): the saved weights alone describe the model.
     """
 
-    def __init__(self, members: int, width: int, size: int) -> None:
+    def __init__(self, members: int, width: int, size: int, input_mask: torch.Tensor | None = None) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, width, size))
         self.bias = nn.Parameter(torch.empty(members, size))
         bound = 1.0 / math.sqrt(width)  # nn.Linear's default: kaiming_uniform(a=sqrt(5)) and its bias rule
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
+        self.input_mask: torch.Tensor | None
+        if input_mask is None:
+            self.input_mask = None
+        else:  # not persistent: the zero weights are what is saved
+            self.register_buffer("input_mask", input_mask.to(torch.float32)[:, :, None], persistent=False)
+            with torch.no_grad():
+                self.weight.mul_(self.input_mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.input_mask is None else self.weight * self.input_mask
         if x.dim() == 2:
-            return torch.einsum("ni,mio->mno", x, self.weight) + self.bias[:, None, :]
-        return torch.baddbmm(self.bias[:, None, :], x, self.weight)
+            return torch.einsum("ni,mio->mno", x, weight) + self.bias[:, None, :]
+        return torch.baddbmm(self.bias[:, None, :], x, weight)
 
 
 class SignalMLP(nn.Module):
@@ -81,14 +95,17 @@ class SignalMLP(nn.Module):
         layers: list[nn.Module] = []
         width = spec.n_inputs
         members = spec.members
+        mask = spec.input_mask()
 
-        def linear(width: int, size: int) -> nn.Module:
-            return nn.Linear(width, size) if members == 1 else MemberLinear(members, width, size)
+        def linear(width: int, size: int, mask: torch.Tensor | None = None) -> nn.Module:
+            return nn.Linear(width, size) if members == 1 else MemberLinear(members, width, size, mask)
 
-        for size in spec.hidden:
-            layers += [linear(width, size), nn.ReLU()]
+        sizes = (*spec.hidden, spec.n_outputs)
+        for i, size in enumerate(sizes):  # the member input mask applies to the first layer
+            layers.append(linear(width, size, torch.from_numpy(mask) if i == 0 and mask is not None else None))
+            if i < len(spec.hidden):
+                layers.append(nn.ReLU())
             width = size
-        layers.append(linear(width, spec.n_outputs))
         self.net = nn.Sequential(*layers)
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:

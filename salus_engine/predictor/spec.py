@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from salus_engine import FAILURE_TYPES
 from salus_engine.predictor import MODEL_KINDS
 from salus_engine.predictor.alarm_score import ALARM_SCORES
@@ -52,6 +54,11 @@ class ModelSpec:
     alarm_score: str = "max"
     """How a step's failure-type probabilities become its alarm score (`salus_engine.predictor.alarm_score`);
     `max` for checkpoints that do not name one."""
+    member_inputs: tuple[tuple[str, ...], ...] = ()
+    """Per member (M entries), the input columns (names of `signal_names`) that member reads; () when
+    every member reads every column. A member's first-layer weights of the other columns are zero and
+    stay zero in training, so the members' averaged probabilities mix models of different inputs (one
+    reading the front camera's view of the cube, one not) and the online path needs nothing of this."""
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -72,6 +79,15 @@ class ModelSpec:
             value = getattr(self, name)
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
                 raise PredictorError(f"{name} must be a list of names, got {value!r}")
+        if self.member_inputs:
+            if self.kind == "temporal" or self.members < 2 or len(self.member_inputs) != self.members:
+                raise PredictorError(f"member inputs need an MLP of two or more members and one column list per "
+                                     f"member ({self.members}), got {len(self.member_inputs)}")
+            known = set(self.signal_names)
+            for columns in self.member_inputs:
+                if not isinstance(columns, tuple) or not columns or not set(columns) <= known:
+                    raise PredictorError(f"each member must read one or more of the model's input columns, got "
+                                         f"{columns!r}")
 
     @property
     def n_inputs(self) -> int:
@@ -100,8 +116,18 @@ class ModelSpec:
         types = len(self.failure_types)
         return types if self.same_at_every_horizon else len(self.horizons) * types
 
+    def input_mask(self) -> np.ndarray | None:
+        """(M, n_inputs) bool: which network inputs each member reads (every column's step value,
+        running mean and running maximum for `outcome`, every window step otherwise); None when every
+        member reads every input (`member_inputs` empty)."""
+        if not self.member_inputs:
+            return None
+        columns = np.array([[name in set(member) for name in self.signal_names] for member in self.member_inputs])
+        return np.tile(columns, (1, self.n_inputs // len(self.signal_names)))
+
     def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: [list(m) for m in v] if k == "member_inputs" else list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: dict) -> ModelSpec:
@@ -114,6 +140,8 @@ class ModelSpec:
             raise PredictorError(f"the model settings are {type(data).__name__}, not a JSON object")
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
                   if k in cls.__dataclass_fields__}
+        if isinstance(fields.get("member_inputs"), tuple):
+            fields["member_inputs"] = tuple(tuple(m) if isinstance(m, list) else m for m in fields["member_inputs"])
         return cls(**fields)
 
 

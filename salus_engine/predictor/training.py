@@ -280,6 +280,9 @@ def _check_config(config: TrainConfig) -> None:
     if config.model == "temporal" and config.members not in (None, 1):
         raise PredictorError(f"--members must be 1 for --model temporal (members are MLPs), got {config.members}")
     parse_input_families(config.features)
+    for part in (config.member_features or "").split("/"):
+        if part.strip():
+            parse_input_families(part)
     out = Path(config.out)
     check_out_folder(out)
     if out.exists() and any(out.iterdir()):
@@ -287,17 +290,45 @@ def _check_config(config: TrainConfig) -> None:
 
 
 def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], window: int = 1,
-               hidden: tuple[int, ...] | None = None, members: int = 1, alarm_score: str | None = None) -> ModelSpec:
+               hidden: tuple[int, ...] | None = None, members: int = 1, alarm_score: str | None = None,
+               member_features: str | None = None) -> ModelSpec:
     """The network for a store: its input columns are the store's columns of `features`; `alarm_score`
-    None takes the kind's default (`DEFAULT_ALARM_SCORE`).
+    None takes the kind's default (`DEFAULT_ALARM_SCORE`); `member_features` (`TrainConfig.member_features`:
+    family sets separated by `/`, dealt to the members in turn) gives each member its own inputs.
 
     Raises:
-        PredictorError: an unknown family, or one the store does not record; an unknown alarm score.
+        PredictorError: an unknown family, or one the store does not record; a member family that is
+            not among `features`; member sets on a model of one member; an unknown alarm score.
     """
     families = data.resolve(parse_input_families(features))
+    member_inputs: tuple[tuple[str, ...], ...] = ()
+    if member_features:
+        sets = [data.resolve(parse_input_families(part)) for part in member_features.split("/") if part.strip()]
+        outside = [f for family_set in sets for f in family_set if f not in families]
+        if outside:
+            raise PredictorError(f"--member-features: {outside[0]} is not an input family of the model "
+                                 f"({','.join(families)}); add it to --features or leave it out")
+        if members < 2 or kind == "temporal":
+            raise PredictorError("--member-features needs an MLP of two or more members (--members 2 or more)")
+        member_inputs = tuple(input_names(sets[m % len(sets)], data.columns) for m in range(members))
+        if all(set(m) == set(input_names(families, data.columns)) for m in member_inputs):
+            member_inputs = ()
     return ModelSpec(kind=kind, window=window, hidden=tuple(hidden or DEFAULT_HIDDEN[kind]), horizons=data.horizons,
                      signal_names=input_names(families, data.columns), features=families, members=members,
-                     alarm_score=alarm_score or DEFAULT_ALARM_SCORE.get(kind, "max"))
+                     alarm_score=alarm_score or DEFAULT_ALARM_SCORE.get(kind, "max"), member_inputs=member_inputs)
+
+
+def restrict_member_features(member_features: str | None, families: tuple[str, ...]) -> str | None:
+    """`member_features` (`/`-separated family sets) with every family outside `families` removed and the
+    sets left empty dropped; None when no set remains or every set is `families` (all members alike)."""
+    if not member_features:
+        return None
+    sets = [[f for f in parse_input_families(part) if f in families]
+            for part in member_features.split("/") if part.strip()]
+    sets = [family_set for family_set in sets if family_set]
+    if not sets or all(set(family_set) == set(families) for family_set in sets):
+        return None
+    return "/".join(",".join(family_set) for family_set in sets)
 
 
 def model_inputs(spec: ModelSpec, data: SignalData) -> np.ndarray:
@@ -346,7 +377,8 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     if train_counts["success"] == sum(train_counts.values()):
         raise PredictorError(f"{data.path}: the training split holds no failed episode; collect more episodes")
     members = config.members or (DEFAULT_MEMBERS if config.model == "outcome" else 1)
-    spec = build_spec(data, config.model, config.features, config.window, config.hidden, members, config.alarm_score)
+    spec = build_spec(data, config.model, config.features, config.window, config.hidden, members, config.alarm_score,
+                      config.member_features)
     started = time.perf_counter()
     x_all = model_inputs(spec, data)  # reads the front camera's frames when target_view is an input
     inputs_seconds = time.perf_counter() - started
