@@ -97,8 +97,8 @@ class SignalMLP(nn.Module):
         members = spec.members
         mask = spec.input_mask()
 
-        def linear(width: int, size: int, mask: torch.Tensor | None = None) -> nn.Module:
-            return nn.Linear(width, size) if members == 1 else MemberLinear(members, width, size, mask)
+        def linear(width: int, size: int, input_mask: torch.Tensor | None = None) -> nn.Module:
+            return nn.Linear(width, size) if members == 1 else MemberLinear(members, width, size, input_mask)
 
         sizes = (*spec.hidden, spec.n_outputs)
         for i, size in enumerate(sizes):  # the member input mask applies to the first layer

@@ -122,7 +122,8 @@ class ModelSpec:
         member reads every input (`member_inputs` empty)."""
         if not self.member_inputs:
             return None
-        columns = np.array([[name in set(member) for name in self.signal_names] for member in self.member_inputs])
+        reads = [set(member) for member in self.member_inputs]
+        columns = np.array([[name in member for name in self.signal_names] for member in reads])
         return np.tile(columns, (1, self.n_inputs // len(self.signal_names)))
 
     def to_json(self) -> dict:

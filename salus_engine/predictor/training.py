@@ -301,6 +301,7 @@ def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], win
             not among `features`; member sets on a model of one member; an unknown alarm score.
     """
     families = data.resolve(parse_input_families(features))
+    columns = input_names(families, data.columns)
     member_inputs: tuple[tuple[str, ...], ...] = ()
     if member_features:
         sets = [data.resolve(parse_input_families(part)) for part in member_features.split("/") if part.strip()]
@@ -311,10 +312,10 @@ def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], win
         if members < 2 or kind == "temporal":
             raise PredictorError("--member-features needs an MLP of two or more members (--members 2 or more)")
         member_inputs = tuple(input_names(sets[m % len(sets)], data.columns) for m in range(members))
-        if all(set(m) == set(input_names(families, data.columns)) for m in member_inputs):
+        if all(set(m) == set(columns) for m in member_inputs):
             member_inputs = ()
     return ModelSpec(kind=kind, window=window, hidden=tuple(hidden or DEFAULT_HIDDEN[kind]), horizons=data.horizons,
-                     signal_names=input_names(families, data.columns), features=families, members=members,
+                     signal_names=columns, features=families, members=members,
                      alarm_score=alarm_score or DEFAULT_ALARM_SCORE.get(kind, "max"), member_inputs=member_inputs)
 
 
