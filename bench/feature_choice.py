@@ -130,13 +130,13 @@ def scored(held_episodes, held_probabilities, held_offsets, data, calibration, c
     return held_max, calibration_max, held_scores, held_offsets
 
 
-def pooled_row(parts, alpha):
+def pooled_row(parts, alpha, delta=None):
     """The pooled figures over folds from [(held episodes, held maxima, calibration maxima, held per-step
     scores, held row offsets)]: each fold's model ranks its own episodes (fold models differ slightly).
     `miss_lead`: the median lead (steps from the first alarm to the label) over the detected misses."""
     episodes, maxima, detected, false_alarms, collisions, miss_leads = [], [], [], [], [], []
     for held_episodes, held_max, calibration_max, held_scores, held_offsets in parts:
-        threshold = conformal_threshold(calibration_max, alpha)
+        threshold = conformal_threshold(calibration_max, alpha, delta)
         failed = np.array([e.failure_type >= 0 for e in held_episodes])
         episodes += held_episodes
         maxima.append(held_max)
@@ -164,6 +164,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation over train + val (0: the val split)")
     parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--delta", type=float, help="training-conditional threshold (salus evaluate --delta); "
+                        "default the split-conformal one")
     parser.add_argument("--average", action="store_true", help="also score the mean of the seeds' models' "
                         "probabilities (the folds are then the same for every seed)")
     parser.add_argument("--lr", type=float, help="learning rate (default: salus train's)")
@@ -221,7 +223,7 @@ def main() -> int:
                     averaged[r].append((episodes, held_p, offsets, calibration_p))
             for a in alarm_scores:
                 name = features if len(alarm_scores) == 1 else f"{features} [{a}]"
-                row = pooled_row(parts[a], args.alpha)
+                row = pooled_row(parts[a], args.alpha, args.delta)
                 results.setdefault(name, []).append(row)
                 print_row(f"{name} seed {seed}", row)
         if args.average:
@@ -233,7 +235,7 @@ def main() -> int:
                     calibration_p = np.mean([m[3] for m in members], axis=0)
                     parts_a.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a)))
                 name = features if len(alarm_scores) == 1 else f"{features} [{a}]"
-                print_row(f"{name} mean of the {len(seeds)} seeds' models", pooled_row(parts_a, args.alpha))
+                print_row(f"{name} mean of the {len(seeds)} seeds' models", pooled_row(parts_a, args.alpha, args.delta))
     first = next(iter(results))
     print("mean over seeds:")
     for features, rows in results.items():

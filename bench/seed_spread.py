@@ -8,12 +8,15 @@ is scored as `salus evaluate` scores it: the episode-level ROC-AUC of the runnin
 detection and false-alarm rate at the conformal threshold (alpha = `--alpha`) calibrated on the
 calibration split's successful episodes, on the test split and, with `--fresh`, on every episode of
 that store. The same models are scored under each alarm score of `--alarm-scores`
-(`bench/feature_choice.py`'s `ALARM_SCORES`). Then the mean, standard deviation and range per figure.
+(`bench/feature_choice.py`'s `ALARM_SCORES`) and each threshold rule of `--deltas` (`none`: split
+conformal; a number: `salus evaluate --delta`'s training-conditional threshold). Then the mean,
+standard deviation and range per figure. `--member-features` trains `salus train --member-features`'s
+configuration instead of the default one.
 
 Nothing here chooses a setting: it measures the configuration already chosen by cross-validation.
 
     MUJOCO_GL=egl .venv/bin/python bench/seed_spread.py --data data/families --fresh data/fresh \\
-        --seeds 0,1,2,3,4 [--alarm-scores max,noisy-or]
+        --seeds 0,1,2,3,4 [--alarm-scores max,noisy-or] [--deltas none,0.1] [--member-features SETS]
 """
 
 from __future__ import annotations
@@ -43,7 +46,15 @@ def main() -> int:
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--alarm-scores", default=DEFAULT_ALARM_SCORE["outcome"],
                         help=f"alarm scores, comma-separated, of {', '.join(ALARM_SCORES)}")
+    parser.add_argument("--deltas", default="none", help="threshold rules, comma-separated: none (split conformal) "
+                        "or a delta of salus evaluate --delta")
+    parser.add_argument("--member-features", help="salus train --member-features (default: every member reads "
+                        "--features)")
     args = parser.parse_args()
+    try:
+        deltas = [None if d == "none" else float(d) for d in args.deltas.split(",")]
+    except ValueError:
+        parser.error(f"--deltas takes 'none' or numbers, comma-separated; got {args.deltas!r}")
     alarm_scores = args.alarm_scores.split(",")
     unknown = [a for a in alarm_scores if a not in ALARM_SCORES]
     if unknown:
@@ -53,7 +64,7 @@ def main() -> int:
     data = load_signal_data(args.data)
     fresh = load_signal_data(args.fresh) if args.fresh else None
     features = default_of(TrainConfig, "features")
-    spec = build_spec(data, "outcome", features, members=DEFAULT_MEMBERS)
+    spec = build_spec(data, "outcome", features, members=DEFAULT_MEMBERS, member_features=args.member_features)
     splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
     x_all = model_inputs(spec, data)
     x_fresh = model_inputs(spec, fresh) if fresh is not None else None
@@ -68,31 +79,34 @@ def main() -> int:
     if fresh is not None:
         sets.append(("fresh", fresh, fresh.episodes, x_fresh, fresh.offsets))
     settings = {name: default_of(TrainConfig, name) for name in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
-    print(f"{args.data}: outcome model, features {features}, {DEFAULT_MEMBERS} members, split of seed 0 "
+    print(f"{args.data}: outcome model, features {features}, {DEFAULT_MEMBERS} members"
+          + (f" reading {args.member_features}" if args.member_features else "") + ", split of seed 0 "
           f"(test {len(test)} episodes, calibration {len(calibration)} successes)"
           + (f"; fresh {args.fresh} ({len(fresh.episodes)} episodes)" if fresh is not None else "")
           + f"; alpha {args.alpha}; inputs ready in {time.perf_counter() - started:.0f} s", flush=True)
 
-    rows: dict[tuple[str, str], list[dict[str, float]]] = {}
+    rows: dict[tuple[str, str, float | None], list[dict[str, float]]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         model, result = trained_model(spec, train, val, seed, settings, threads=1)
         calibration_p = model_scores(model, x_all[data.rows([e.episode_id for e in calibration])])
         for name, source, episodes, x, offsets in sets:
             held_p = model_scores(model, x)
             for a in alarm_scores:
-                row = pooled_row([(episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a))],
-                                 args.alpha)
-                rows.setdefault((name, a), []).append(row)
-                print(f"  seed {seed} (best epoch {result.best_epoch}) {name:5s} [{a}]: ROC-AUC {row['auroc']:.4f}, "
-                      f"detected {row['detected']:.3f}, false alarms {row['false_alarms']:.3f}, "
-                      f"collisions detected {row['collisions']:.3f}, miss lead {row['miss_lead']:.1f} steps", flush=True)
+                parts = [(episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a))]
+                for delta in deltas:
+                    row = pooled_row(parts, args.alpha, delta)
+                    rows.setdefault((name, a, delta), []).append(row)
+                    print(f"  seed {seed} (best epoch {result.best_epoch}) {name:5s} [{a}, delta {delta}]: "
+                          f"ROC-AUC {row['auroc']:.4f}, "
+                          f"detected {row['detected']:.3f}, false alarms {row['false_alarms']:.3f}, collisions "
+                          f"detected {row['collisions']:.3f}, miss lead {row['miss_lead']:.1f} steps", flush=True)
     print("over seeds: mean ± standard deviation (range)")
-    for (name, a), values in rows.items():
-        parts = []
+    for (name, a, delta), values in rows.items():
+        cells = []
         for key in ("auroc", "detected", "false_alarms", "collisions", "miss_lead"):
             v = np.array([r[key] for r in values])
-            parts.append(f"{key} {v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f} ({v.min():.4f}-{v.max():.4f})")
-        print(f"  {name:5s} [{a}]: " + ", ".join(parts))
+            cells.append(f"{key} {v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f} ({v.min():.4f}-{v.max():.4f})")
+        print(f"  {name:5s} [{a}, delta {delta}]: " + ", ".join(cells))
     return 0
 
 

@@ -319,6 +319,10 @@ class EvaluateConfig:
     """Split to evaluate."""
     alpha: Real = Field(0.1, gt=0, lt=1)
     """False-alarm rate on successful episodes for the conformal alarm threshold."""
+    delta: Annotated[Real, Field(gt=0, lt=1)] | None = None
+    """None: the split-conformal threshold, whose false-alarm rate is at most alpha on average over
+    calibration sets. A probability: the threshold whose false-alarm rate exceeds alpha for at most this
+    share of calibration sets (training-conditional; `salus_engine.predictor.conformal`)."""
     weights: Literal["best", "final"] = "best"
     """Which weights of the run."""
     horizon: Annotated[Count, Field(ge=1)] | None = None

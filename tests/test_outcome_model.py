@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from salus_engine.cli import main as salus_main
 from salus_engine.predictor.checkpoint import load_model
+from salus_engine.predictor.conformal import conformal_rank, conformal_threshold
 from salus_engine.predictor.dataset import history_features, load_signal_data
 from salus_engine.predictor.evaluation import scores_of
 from salus_engine.predictor.inputs import MotionTracker, state_motion
@@ -220,7 +221,7 @@ def test_the_ablation_keeps_the_members_inputs_within_the_remaining_families():
 def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, store, tmp_path):
     out = tmp_path / "evaluation"
     assert salus_main(["evaluate", "--checkpoint", trained, "--data", store, "--out", str(out), "--alpha", "0.2",
-                       "--ablation", "--no-plots", "--threads", "1"]) == 0
+                       "--delta", "0.3", "--ablation", "--no-plots", "--threads", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     scorers = metrics["scorers"]
     assert {"model", "state_only", "time_only", "permutation_control"} <= set(scorers)
@@ -243,6 +244,16 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     any_failure = 1.0 - np.prod(1.0 - scores_of(model, data)[:, -1, :].astype(np.float64), axis=1)
     maxima = [any_failure[data.rows([e.episode_id])].max() for e in test]
     assert ranking == pytest.approx(roc_auc_score([e.failure_type >= 0 for e in test], maxima))
+    # --delta: the threshold is the training-conditional one of the calibration successes' maxima
+    calibration_ids = set(json.loads((Path(trained) / "splits.json").read_text())["calibration"])
+    calibration = np.array([any_failure[data.rows([e.episode_id])].max() for e in data.episodes
+                            if e.episode_id in calibration_ids and e.failure_type == -1])
+    conformal = metrics["conformal"]
+    assert conformal["delta"] == 0.3 and conformal["rank"] == conformal_rank(len(calibration), 0.2, 0.3)
+    assert "<= 0.3" in conformal["guarantee"]
+    threshold = scorers["model"]["episode"]["threshold"]
+    assert threshold == pytest.approx(conformal_threshold(calibration, 0.2, 0.3))
+    assert threshold >= conformal_threshold(calibration, 0.2)
 
 
 def monitored_episode(run: str, out):

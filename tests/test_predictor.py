@@ -25,7 +25,7 @@ from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores, first_alarms
 from salus_engine.predictor.dataset import load_signal_data, split_episodes, window_features
 from salus_engine.predictor.evaluation import model_scores
-from salus_engine.predictor.metrics import episode_metrics
+from salus_engine.predictor.metrics import episode_metrics, resplit_false_alarms
 from salus_engine.predictor.models import ModelSpec, SignalMLP, count_parameters
 from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.predictor.training import TrainConfig, fit, run_training, targets_for
@@ -162,6 +162,38 @@ def test_conformal_threshold_known_quantile():
         conformal_threshold(scores, 1.5)
     with pytest.raises(PredictorError):
         conformal_threshold(np.array([]), 0.1)
+
+
+def test_training_conditional_threshold_bounds_the_share_of_bad_calibration_sets():
+    from scipy.stats import binom
+
+    from salus_engine.predictor.conformal import conformal_rank
+
+    # n = 141 successes, alpha = 0.1: the marginal rank 128 (ceil(142 * 0.9)); with delta = 0.1 the smallest
+    # k with P(Binomial(141, 0.9) >= k) <= 0.1, one rank lower giving more than 0.1
+    k = conformal_rank(141, 0.1, 0.1)
+    assert conformal_rank(141, 0.1) == 128 and k > 128
+    assert binom.sf(k - 1, 141, 0.9) <= 0.1 < binom.sf(k - 2, 141, 0.9)
+    # over many calibration sets of uniform scores, a threshold's false-alarm rate is 1 - threshold:
+    # the marginal rule exceeds alpha about half the time, the training-conditional one at most delta
+    rng = np.random.default_rng(0)
+    sets = rng.uniform(size=(4000, 141))
+    marginal = np.array([1 - conformal_threshold(c, 0.1) for c in sets])
+    conditional = np.array([1 - conformal_threshold(c, 0.1, 0.1) for c in sets])
+    assert 0.35 < (marginal > 0.1).mean() < 0.65
+    assert (conditional > 0.1).mean() == pytest.approx(binom.sf(k - 1, 141, 0.9), abs=0.02)
+    assert marginal.mean() == pytest.approx(1 - 128 / 142, abs=0.005)  # the mean stays under alpha for both
+    assert conditional.mean() < marginal.mean()
+    # too few calibration episodes for the guarantee: no finite threshold (never alarm), not an error
+    assert conformal_rank(10, 0.1, 0.1) is None  # 0.9 ** 10 = 0.35 > 0.1 even for the largest score
+    assert conformal_threshold(np.arange(10.0), 0.1, 0.1) == float("inf")
+    with pytest.raises(PredictorError, match="--delta"):
+        conformal_threshold(np.arange(10.0), 0.1, 1.0)
+    # the re-split check applies the same rule
+    pooled = rng.uniform(size=400)
+    marginal_check = resplit_false_alarms(pooled[:141], pooled[141:], alpha=0.1, resplits=20)
+    conditional_check = resplit_false_alarms(pooled[:141], pooled[141:], alpha=0.1, resplits=20, delta=0.1)
+    assert conditional_check["mean"] < marginal_check["mean"]
 
 
 def test_first_alarm_lead_time_and_false_alarms():
@@ -530,4 +562,6 @@ def test_user_errors_are_one_line(store, trained, tmp_path, capsys):
     assert "no such folder" in one_line_error(capsys, ["report", str(tmp_path / "nothing")])
     assert "no such checkpoint" in one_line_error(
         capsys, ["evaluate", "--checkpoint", str(tmp_path / "nothing"), "--data", store, "--out", str(tmp_path / "e4")])
+    assert "delta" in one_line_error(capsys, ["evaluate", "--checkpoint", trained, "--data", store, "--out",
+                                              str(tmp_path / "e5"), "--delta", "1.5"])
     assert Path(trained, "config.json").is_file()

@@ -74,7 +74,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     console = Console()
     config = build_settings(EvaluateConfig, checkpoint=args.checkpoint, data=args.data, out=args.out,
-                            split=args.split, alpha=args.alpha, weights=args.weights, horizon=args.horizon,
+                            split=args.split, alpha=args.alpha, delta=args.delta, weights=args.weights, horizon=args.horizon,
                             threads=args.threads, plots=not args.no_plots, fresh=args.fresh,
                             ablation=args.ablation or None)
     stop = threading.Event()
@@ -83,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     def sink(event) -> None:
         if isinstance(event, EvaluationStarted):
             console.print(f"evaluating {event.checkpoint} on the {event.split} split of {event.data} "
-                          f"(alpha {event.alpha})")
+                          f"(alpha {event.alpha}" + ("" if config.delta is None else f", delta {config.delta}") + ")")
         elif isinstance(event, ProgressUpdate):
             console.print(f"  {event.message}")
         elif isinstance(event, LogLine):
@@ -153,6 +153,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for metrics.json and PNG plots")
     p.add_argument("--alpha", type=float, help="false-alarm rate on successful episodes for the conformal alarm "
                    f"threshold (default {default_of(EvaluateConfig, 'alpha')})")
+    p.add_argument("--delta", type=float, help="make the false-alarm bound hold for this calibration set with "
+                   "probability 1 - DELTA (a higher, training-conditional threshold; e.g. 0.1); default: the "
+                   "split-conformal bound, which holds on average over calibration sets")
     p.add_argument("--horizon", type=int, help="alarm horizon in steps, one of the store's (default the longest)")
     p.add_argument("--weights", choices=("best", "final"), help="which weights (default best)")
     p.add_argument("--no-plots", action="store_true", help="write metrics.json only")

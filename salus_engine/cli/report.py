@@ -110,7 +110,9 @@ def per_type_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
 def conformal_table(metrics: dict[str, Any]) -> Table:
     """The conformal re-split check of the model, the trained baselines and the controls."""
     named = resplit_rows(metrics)
-    return _table(f"conformal check: false-alarm rate over re-splits (alpha {metrics['conformal']['alpha']})",
+    conformal = metrics["conformal"]
+    return _table(f"conformal check: false-alarm rate over re-splits (alpha {conformal['alpha']}"
+                  + ("" if conformal.get("delta") is None else f", delta {conformal['delta']}") + ")",
                   resplit_columns(metrics), [cells for _, cells in named], resplit_note(metrics),
                   [_row_style(name, scorer_kind(name, metrics["scorers"][name])) for name, _ in named])
 

@@ -45,7 +45,7 @@ from salus_engine.events import EvaluationFinished, EvaluationStarted, EventSink
 from salus_engine.predictor.alarm_score import alarm_scores
 from salus_engine.predictor.baselines import LogisticBaseline, RNDNovelty, SignalThreshold, fiper_gate, permuted_labels
 from salus_engine.predictor.checkpoint import check_out_folder, check_store_matches, folder_writes, load_model
-from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores
+from salus_engine.predictor.conformal import conformal_rank, conformal_threshold, episode_max_scores
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.dataset import EpisodeInfo, SignalData, load_signal_data, load_splits
 from salus_engine.predictor.inputs import input_names
@@ -298,16 +298,18 @@ def _model_short(spec: ModelSpec) -> str:
 
 
 def _monitor_metrics(alarm: np.ndarray, type_scores: np.ndarray | None, subset: _Subset, threshold: float,
-                     calibration_maxima: np.ndarray, alpha: float, data: SignalData) -> dict[str, Any]:
+                     calibration_maxima: np.ndarray, alpha: float, data: SignalData,
+                     delta: float | None = None) -> dict[str, Any]:
     """Episode-level metrics of one scorer on one set of episodes (see `metrics`)."""
     split_alarm = alarm[subset.rows]
     entry = episode_metrics(split_alarm, type_scores, subset.episodes, subset.offsets, threshold, data.control_hz,
                             min(data.horizons))
     maxima = episode_alarm_maxima(split_alarm, subset.episodes, subset.offsets)
     entry["ranking"] = episode_ranking(maxima, subset.episodes)
-    entry["alpha_curve"] = alpha_curve(calibration_maxima, split_alarm, subset.episodes, subset.offsets, ALPHA_GRID)
+    entry["alpha_curve"] = alpha_curve(calibration_maxima, split_alarm, subset.episodes, subset.offsets, ALPHA_GRID,
+                                       delta)
     success_maxima = maxima[[e.failure_type == -1 for e in subset.episodes]]
-    entry["resplits"] = resplit_false_alarms(calibration_maxima, success_maxima, alpha, RESPLITS)
+    entry["resplits"] = resplit_false_alarms(calibration_maxima, success_maxima, alpha, RESPLITS, delta=delta)
     return entry
 
 
@@ -383,9 +385,9 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         entry.update(step_metrics(split_scores, data.labels[evaluated.rows], thresholds, data.horizons, primary))
         alarm_all = alarm_scores(all_scores[:, primary, :], scorer.alarm_score)
         calibration_max = episode_max_scores(alarm_all[calibration_successes.rows], calibration_successes.offsets)
-        threshold = conformal_threshold(calibration_max, config.alpha)
+        threshold = conformal_threshold(calibration_max, config.alpha, config.delta)
         entry["episode"] = _monitor_metrics(alarm_all, split_scores[:, primary, :] if scorer.has_types else None,
-                                            evaluated, threshold, calibration_max, config.alpha, data)
+                                            evaluated, threshold, calibration_max, config.alpha, data, config.delta)
         if scorer.has_types:
             entry["reliability"] = reliability(split_scores, data.labels[evaluated.rows])
         results[scorer.name] = entry
@@ -399,7 +401,7 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
             fresh_entry.update(step_metrics(fresh_scores, fresh.labels, thresholds, data.horizons, primary))
             fresh_entry["episode"] = _monitor_metrics(
                 fresh_alarm, fresh_scores[:, primary, :] if scorer.has_types else None, fresh_subset, threshold,
-                calibration_max, config.alpha, fresh)
+                calibration_max, config.alpha, fresh, config.delta)
             fresh_results[scorer.name] = fresh_entry
         sink(ProgressUpdate(i, len(scorers), f"scored {scorer.label}"))
         if stop is not None and stop.is_set():
@@ -407,6 +409,7 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
             return None
 
     n_cal = len(calibration_successes.episodes)
+    rank = conformal_rank(n_cal, config.alpha, config.delta)
     metrics: dict[str, Any] = {
         "format": "salus-predictor-metrics",
         "format_version": METRICS_VERSION,
@@ -423,10 +426,14 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         "samples": {name: int(len(s.rows)) for name, s in subsets.items()},
         "conformal": {
             "alpha": config.alpha,
+            "delta": config.delta,
             "calibration_episodes": n_cal,
-            "guarantee": f"P(false alarm on a successful episode) <= {config.alpha}",
-            "lower_bound": max(0.0, config.alpha - 1.0 / (n_cal + 1)),
-            "finite": 1.0 / (n_cal + 1) <= config.alpha,
+            "rank": rank,
+            "guarantee": (f"P(false alarm on a successful episode) <= {config.alpha}" if config.delta is None else
+                          f"P(this calibration's false-alarm rate > {config.alpha}) <= {config.delta}"),
+            "expected_rate": None if rank is None else 1.0 - rank / (n_cal + 1),
+            "lower_bound": max(0.0, config.alpha - 1.0 / (n_cal + 1)) if config.delta is None else None,
+            "finite": rank is not None,
             "in_sample": config.split == "calibration",
             "resplits": RESPLITS,
         },
@@ -446,7 +453,8 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     if config.ablation:
         with torch_threads(config.threads):
             metrics["ablation"] = run_ablation(spec, run_config, data, splits, subsets, calibration_successes,
-                                               primary, config.alpha, fresh, fresh_subset, sink, stop)
+                                               primary, config.alpha, fresh, fresh_subset, sink, stop,
+                                               config.delta)
         if metrics["ablation"] is None:
             sink(JobFinished(job="evaluate", stopped=True))
             return None
@@ -471,7 +479,7 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
 def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
                  subsets: dict[str, _Subset], calibration_successes: _Subset, primary: int, alpha: float,
                  fresh: SignalData | None, fresh_subset: _Subset | None, sink: EventSink,
-                 stop: threading.Event | None) -> list[dict[str, Any]] | None:
+                 stop: threading.Event | None, delta: float | None = None) -> list[dict[str, Any]] | None:
     """The model's network retrained with each input family removed and with each family alone (same
     settings and splits), scored at the episode level on the evaluated split (and the fresh store).
 
@@ -504,7 +512,7 @@ def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, 
             if label == "test":
                 own = alarm_scores(scores_of(network, data)[:, primary, :], variant.alarm_score)
                 calibration_max = episode_max_scores(own[calibration_successes.rows], calibration_successes.offsets)
-                threshold = conformal_threshold(calibration_max, alpha)
+                threshold = conformal_threshold(calibration_max, alpha, delta)
             episode = episode_metrics(alarm[subset.rows], None, subset.episodes, subset.offsets, threshold,
                                       source.control_hz, min(source.horizons))
             maxima = episode_alarm_maxima(alarm[subset.rows], subset.episodes, subset.offsets)

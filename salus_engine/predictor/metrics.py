@@ -252,14 +252,14 @@ def median_ci(values: np.ndarray, seed: int = 0, resamples: int = 2000) -> list[
 
 
 def alpha_curve(calibration_maxima: np.ndarray, alarm_scores: np.ndarray, episodes: list[EpisodeInfo],
-                offsets: np.ndarray, alphas: tuple[float, ...]) -> list[dict[str, Any]]:
+                offsets: np.ndarray, alphas: tuple[float, ...], delta: float | None = None) -> list[dict[str, Any]]:
     """Detection rate, false-alarm rate and median lead time at the conformal threshold of each alpha
-    (the detection-rate vs lead-time trade-off of a monitor)."""
+    (the detection-rate vs lead-time trade-off of a monitor); `delta` as `conformal_threshold` takes it."""
     from salus_engine.predictor.conformal import conformal_threshold
 
     rows = []
     for alpha in alphas:
-        threshold = conformal_threshold(calibration_maxima, alpha)
+        threshold = conformal_threshold(calibration_maxima, alpha, delta)
         alarms = first_alarms(alarm_scores, offsets, threshold)
         outcome = np.array([e.failure_type for e in episodes])
         failure_step = np.array([e.failure_step for e in episodes])
@@ -274,10 +274,10 @@ def alpha_curve(calibration_maxima: np.ndarray, alarm_scores: np.ndarray, episod
 
 
 def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np.ndarray, alpha: float,
-                         resplits: int = 20, seed: int = 0) -> dict[str, Any]:
+                         resplits: int = 20, seed: int = 0, delta: float | None = None) -> dict[str, Any]:
     """Checks the conformal guarantee: the calibration and test successes are pooled and re-split at
-    random `resplits` times (calibration keeps its size); each time the threshold is recalibrated and
-    the test false-alarm rate measured.
+    random `resplits` times (calibration keeps its size); each time the threshold is recalibrated (by
+    the rule of `delta`, see `conformal_threshold`) and the test false-alarm rate measured.
 
     Returns:
         rates per re-split, their mean, and the share of re-splits whose rate exceeds alpha + 0.05
@@ -294,7 +294,7 @@ def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np
         cal, test = pooled[order[:n_cal]], pooled[order[n_cal:]]
         if not len(test):
             break
-        threshold = conformal_threshold(cal, alpha)
+        threshold = conformal_threshold(cal, alpha, delta)
         rates.append(float((test > threshold).mean()))
     rates_a = np.array(rates)
     return {"resplits": len(rates), "calibration_episodes": int(n_cal), "test_episodes": int(len(pooled) - n_cal),

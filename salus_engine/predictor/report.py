@@ -256,8 +256,10 @@ def resplit_note(metrics: dict[str, Any]) -> str:
     conformal = metrics["conformal"]
     return (f"the held-out successful episodes (calibration and {metrics['split']}) are re-split at random "
             f"{conformal.get('resplits', 'several')} times; each re-split calibrates the threshold for alpha "
-            f"{conformal['alpha']} on one part and measures the false-alarm rate on the other. Split conformal "
-            "bounds the mean by alpha; single re-splits scatter around it")
+            f"{conformal['alpha']} on one part and measures the false-alarm rate on the other. "
+            + ("Split conformal bounds the mean by alpha; single re-splits scatter around it"
+               if conformal.get("delta") is None else
+               f"With delta {conformal['delta']}, at most that share of re-splits should exceed alpha"))
 
 
 ALPHA_COLUMNS = ("alpha", "threshold", "detected (TPR)", "false alarms (FAR)", "median lead (steps)", "median lead (s)")
