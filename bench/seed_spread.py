@@ -11,12 +11,14 @@ that store. The same models are scored under each alarm score of `--alarm-scores
 (`bench/feature_choice.py`'s `ALARM_SCORES`) and each threshold rule of `--deltas` (`none`: split
 conformal; a number: `salus evaluate --delta`'s training-conditional threshold). Then the mean,
 standard deviation and range per figure. `--member-features` trains `salus train --member-features`'s
-configuration instead of the default one.
+configuration instead of the default one, and `--features` other input families (the evaluation's state-only
+baseline is `--features state,time`).
 
 Nothing here chooses a setting: it measures the configuration already chosen by cross-validation.
 
     MUJOCO_GL=egl .venv/bin/python bench/seed_spread.py --data data/families --fresh data/fresh \\
-        --seeds 0,1,2,3,4 [--alarm-scores max,noisy-or] [--deltas none,0.1] [--member-features SETS]
+        --seeds 0,1,2,3,4 [--alarm-scores max,noisy-or] [--deltas none,0.1] [--member-features SETS] \\
+        [--features state,time]
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def main() -> int:
                         help=f"alarm scores, comma-separated, of {', '.join(ALARM_SCORES)}")
     parser.add_argument("--deltas", default="none", help="threshold rules, comma-separated: none (split conformal) "
                         "or a delta of salus evaluate --delta")
+    parser.add_argument("--features", default=default_of(TrainConfig, "features"),
+                        help="salus train --features (default: its default)")
     parser.add_argument("--member-features", help="salus train --member-features (default: every member reads "
                         "--features)")
     args = parser.parse_args()
@@ -63,7 +67,7 @@ def main() -> int:
     started = time.perf_counter()
     data = load_signal_data(args.data)
     fresh = load_signal_data(args.fresh) if args.fresh else None
-    features = default_of(TrainConfig, "features")
+    features = args.features
     spec = build_spec(data, "outcome", features, members=DEFAULT_MEMBERS, member_features=args.member_features)
     splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
     x_all = model_inputs(spec, data)

@@ -71,10 +71,16 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             assert evaluate.query_one("#checkpoint").value == str(run_dir)
             assert evaluate.query_one("#out").value == str(run_dir / "evaluation")
             evaluate.query_one("#plots").value = False
+            # the form runs what `salus evaluate --fresh STORE --alpha 0.3 --delta 0.3` runs
+            for field, value in (("#fresh-store", store), ("#alpha", "0.3"), ("#delta", "0.3")):
+                evaluate.query_one(field).value = value
             await pilot.press("s")
             await wait_for_jobs(pilot)  # the evaluation's result, however short the job was
             assert evaluate.metrics is not None, screen_text(app)
             metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+            assert (metrics["conformal"]["alpha"], metrics["conformal"]["delta"]) == (0.3, 0.3)
+            assert metrics["fresh"]["scorers"].keys() == metrics["scorers"].keys()
+            assert "training-conditional" in screen_text(app)
             scorers = evaluate.query_one("#scorers")
             assert scorers.row_count == len(metrics["scorers"]) >= 9
             assert evaluate.query_one("#per-class").row_count == 4 * len(metrics["scorers"])
@@ -134,6 +140,32 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
     asyncio.run(scenario())
 
 
+def test_evaluate_form_refuses_what_salus_evaluate_refuses(tmp_path):
+    async def scenario():
+        app = make_app(tmp_path, start_screen="evaluate", checkpoint="run")
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            evaluate = app.screen
+            evaluate.query_one("#data").value = "store"
+            config = evaluate.read_form()  # the defaults: split conformal at alpha 0.1, no fresh store
+            assert (config.alpha, config.delta, config.fresh, config.ablation) == (0.1, None, None, False)
+            evaluate.query_one("#fresh-store").value = "fresh-store"
+            evaluate.query_one("#delta").value = "0.05"
+            evaluate.query_one("#run-ablation").value = True
+            config = evaluate.read_form()
+            assert (config.delta, config.fresh, config.ablation) == (0.05, "fresh-store", True)
+            for field, value, said in (("#alpha", "1.5", "alpha=1.5"), ("#delta", "1", "delta=1"),
+                                       ("#alpha", "-", "alpha '-' is not a number")):
+                evaluate.query_one("#alpha").value, evaluate.query_one("#delta").value = "0.1", ""
+                evaluate.query_one(field).value = value
+                assert evaluate.read_form() is None
+                await pilot.pause()
+                assert said in list(app._notifications)[-1].message
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+
+
 def test_evaluate_screen_shows_every_table_of_a_format_2_evaluation(tmp_path):
     """A format-2 metrics.json with a fresh store and an ablation (made-up numbers, see test_predictor)
     fills the summary, alpha and checks tabs; a format-1 one shows dashes and says what it lacks."""
@@ -157,8 +189,9 @@ def test_evaluate_screen_shows_every_table_of_a_format_2_evaluation(tmp_path):
             assert keys == scorer_order(metrics) and keys[0] == "model"
             assert keys.index("logistic_regression") < keys.index("signal:tce_mse_mean") < keys.index(
                 "signal:epistemic_uncertainty") and keys[-2:] == ["permutation_control", "time_only"]
-            assert [str(c.label) for c in scorers.ordered_columns][1:3] == ["ep AUROC", "ep PR-AUC"]
-            assert scorers.get_row_at(0)[1:5] == ["0.950", "0.900", "0.50 (4/8)", "0.00 (0/7)"]
+            assert [str(c.label) for c in scorers.ordered_columns][1:4] == ["ep AUROC", "model - this", "ep PR-AUC"]
+            assert scorers.get_row_at(0)[1:6] == ["0.950", "–", "0.900", "0.50 (4/8)", "0.00 (0/7)"]
+            assert scorers.get_row_at(1)[1:3] == ["0.910", "+0.040"]  # its interval holds 0: no star
             types = evaluate.query_one("#episode-types", DataTable)
             assert types.row_count == 7
             assert types.get_row_at(0)[:4] == ["collision", "2", "0.50 (1/2; 0.01-0.99)", "14.0 (9.0-19.0)"]

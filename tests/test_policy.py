@@ -143,6 +143,27 @@ def test_save_and_load_keep_weights_equal_and_repoint_the_backbone(trained, tmp_
     assert not member.policy.training
 
 
+def test_loading_a_member_reads_lerobots_config_and_leaves_no_temporary_file(trained, tmp_path, monkeypatch):
+    import tempfile
+
+    from lerobot.configs import PreTrainedConfig
+
+    from salus_engine.policy.checkpoint import read_policy_config
+
+    source = str((trained.members / "member_0").resolve())
+    private = tmp_path / "temp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))  # this process's temp folder, for this test only
+    assert read_policy_config(source) == PreTrainedConfig.from_pretrained(source)
+    assert len(list(private.iterdir())) == 1  # lerobot's own reader leaves its parsed copy behind
+    for leftover in private.iterdir():
+        leftover.unlink()
+    load_member(source, "cpu")
+    assert list(private.iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        read_policy_config(str(tmp_path))
+
+
 def test_load_refuses_a_member_with_missing_weights(trained, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -26,6 +26,7 @@ from salus_engine.predictor.conformal import conformal_threshold, episode_max_sc
 from salus_engine.predictor.dataset import load_signal_data, split_episodes, window_features
 from salus_engine.predictor.evaluation import model_scores
 from salus_engine.predictor.metrics import episode_metrics, resplit_false_alarms
+from salus_engine.predictor.report import format_auroc
 from salus_engine.predictor.models import ModelSpec, SignalMLP, count_parameters
 from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.predictor.training import TrainConfig, fit, run_training, targets_for
@@ -196,6 +197,37 @@ def test_training_conditional_threshold_bounds_the_share_of_bad_calibration_sets
     assert conditional_check["mean"] < marginal_check["mean"]
 
 
+def test_ranking_intervals_tell_a_real_lead_from_the_draw_of_episodes():
+    from sklearn.metrics import roc_auc_score
+
+    from salus_engine.predictor.dataset import EpisodeInfo
+    from salus_engine.predictor.metrics import ranking_intervals
+
+    # 300 episodes, a third successful; "sharp" separates failures well, "blunt" less, "same" is sharp's copy
+    rng = np.random.default_rng(0)
+    failed = np.arange(300) % 3 != 0
+    episodes = [EpisodeInfo(i, 0 if f else -1, 9 if f else 0, 10) for i, f in enumerate(failed)]
+    sharp = rng.normal(size=300) + 2.0 * failed
+    blunt = rng.normal(size=300) + 0.5 * failed
+    out = ranking_intervals({"model": sharp, "blunt": blunt, "same": sharp.copy()}, episodes)
+    assert set(out) == {"model", "blunt", "same"} and "versus_reference" not in out["model"]
+    for name, scores in (("model", sharp), ("blunt", blunt)):
+        low, high = out[name]["auroc_ci95"]
+        assert low < roc_auc_score(failed, scores) < high and high - low < 0.2
+    gap = out["blunt"]["versus_reference"]
+    assert gap["difference"] == pytest.approx(roc_auc_score(failed, sharp) - roc_auc_score(failed, blunt))
+    assert gap["ci95"][0] > 0  # a lead of about 0.2 on 300 episodes is beyond the draw
+    assert out["same"]["versus_reference"]["difference"] == 0 and out["same"]["versus_reference"]["ci95"] == [0, 0]
+    # a terminal's table stars the gap whose interval excludes 0
+    from salus_engine.predictor.report import format_gap
+
+    assert format_gap(gap, compact=True) == f"{gap['difference']:+.3f}*"
+    assert format_gap(out["same"]["versus_reference"], compact=True) == "+0.000"
+    assert format_gap(None) == "–"
+    # one class only: nothing to rank
+    assert ranking_intervals({"model": sharp[failed]}, [e for e in episodes if e.failure_type >= 0]) == {}
+
+
 def test_first_alarm_lead_time_and_false_alarms():
     from salus_engine.predictor.dataset import EpisodeInfo
 
@@ -327,7 +359,16 @@ def test_evaluate_and_report(trained, store, tmp_path, capsys):
     markdown = capsys.readouterr().out
     comparison = markdown_section(markdown, "Comparison")
     assert comparison.count("| permutation control") == 1
-    assert f"| **model** | **{model['label']}** | **{model['episode']['ranking']['auroc']:.3f}** |" in comparison
+    assert f"| **model** | **{model['label']}** | **{format_auroc(model['episode']['ranking'])}** | **–** |" in comparison
+    # every other scorer carries the model's lead over it, the same difference the two AUROCs give
+    for name, entry in scorers.items():
+        ranking = entry["episode"]["ranking"]
+        if name == "model" or ranking["auroc"] is None:
+            continue
+        versus = ranking["versus_reference"]
+        assert versus["reference"] == "model"
+        assert versus["difference"] == pytest.approx(model["episode"]["ranking"]["auroc"] - ranking["auroc"])
+        assert versus["ci95"] is None or versus["ci95"][0] <= versus["ci95"][1]
 
 
 def test_stop_between_epochs(store, tmp_path):
@@ -387,11 +428,15 @@ def format_2_metrics(fresh: bool = True, ablation: bool = True) -> dict:
     for i, (name, entry) in enumerate(scorers.items()):
         _add_episode_entries(entry["episode"], round(0.95 - 0.04 * i, 2), detect=name == "model")
     scorers["signal:tce_mse_mean"]["episode"]["ranking"]["auroc"] = 0.9  # the best signal column
+    scorers["model"]["episode"]["ranking"]["auroc_ci95"] = [0.9, 0.99]
+    scorers["logistic_regression"]["episode"]["ranking"]["versus_reference"] = {
+        "reference": "model", "difference": 0.04, "ci95": [-0.01, 0.09]}
     if fresh:
         fresh_scorers = copy.deepcopy(scorers)
         for entry in fresh_scorers.values():
             entry.pop("reliability", None)
             entry["episode"]["ranking"]["auroc"] = round(entry["episode"]["ranking"]["auroc"] - 0.1, 2)
+            entry["episode"]["ranking"].pop("auroc_ci95", None)
         metrics["fresh"] = {"store": "data/fresh", "base_seed": 100000,
                             "episodes": {"success": 10, "collision": 3, "drop": 3, "miss": 2, "timeout": 2},
                             "scorers": fresh_scorers, "note": "every episode of a store the predictor never "
@@ -439,12 +484,14 @@ def test_report_of_format_2_shows_every_section(tmp_path, capsys):
     # comparison: episode-level columns first, grouped model / baselines / controls, signals by episode AUROC
     comparison = markdown_section(markdown, "Comparison")
     header = next(line for line in comparison.splitlines() if line.startswith("|  | scorer"))
-    assert header.split(" | ")[2:5] == ["episode AUROC", "episode PR-AUC", "detected (TPR)"]
+    assert header.split(" | ")[2:6] == ["episode AUROC (95% CI)", "model - this (95% CI)", "episode PR-AUC",
+                                        "detected (TPR)"]
     assert header.rstrip(" |").endswith("step AUROC (mean)")
     rows = [line for line in comparison.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == len(metrics["scorers"])
-    assert rows[0].startswith("| **model** | **MLP multi-horizon** | **0.950** | **0.900** | **0.50 (4/8)** |")
-    assert rows[1].startswith("| baselines | logistic regression")
+    assert rows[0].startswith("| **model** | **MLP multi-horizon** | **0.950 (0.900-0.990)** | **–** | **0.900** | "
+                              "**0.50 (4/8)** |")
+    assert rows[1].startswith("| baselines | logistic regression (6 signals) | 0.910 | +0.040 (-0.010 to +0.090) |")
     assert "| controls | permutation control" in rows[-2] and rows[-1].startswith("|  | time-only control")
     signals = [r for r in rows if "thresholded" in r]
     aurocs = [float(r.split(" | ")[2]) for r in signals]
@@ -485,7 +532,7 @@ def test_report_of_format_1_shows_dashes(tmp_path, capsys):
     assert salus_main(["report", str(out), "--markdown"]) == 0
     markdown = capsys.readouterr().out
     assert "format 1" in markdown and "Fresh store" not in markdown and "Ablation" not in markdown
-    assert "| **model** | **MLP multi-horizon** | **–** | **–** | **0.00 (0/8)** |" in markdown
+    assert "| **model** | **MLP multi-horizon** | **–** | **–** | **–** | **0.00 (0/8)** |" in markdown
     assert "| – | – | – | – | – | – |" in markdown_section(markdown, "Detection vs lead time over alpha")
     assert "| **MLP** | **0.00 (0/7)** | **–** | **–** | **–** | **–** | **–** |" in markdown
     assert salus_main(["report", str(out)]) == 0

@@ -42,6 +42,7 @@ from salus_engine.predictor.report import (
     scorer_groups,
     scorer_kind,
     scorer_order,
+    threshold_rule,
 )
 
 
@@ -90,14 +91,14 @@ def comparison_table(metrics: dict[str, Any], scorers: dict[str, dict[str, Any]]
         sections.add(len(rows))
         for name in names:
             s = scorers[name]
-            rows.append([s.get("short", name), *comparison_cells(s)])
+            rows.append([s.get("short", name), *comparison_cells(s, compact=True)])
             styles.append(_row_style(name, scorer_kind(name, s)))
     sections.discard(0)
     return _table(title or (f"{metrics['split']} split, per episode: alarm at the conformal threshold (alpha "
                             f"{metrics['conformal']['alpha']}, failure within {horizon} steps = "
                             f"{horizon / metrics['control_hz']:.2f} s)"),
-                  ("scorer", *COMPARISON_SHORT), rows, "ep: per episode; " + comparison_note(scorers), styles,
-                  sections)
+                  ("scorer", *COMPARISON_SHORT), rows, "ep: per episode; " + comparison_note(scorers, compact=True),
+                  styles, sections)
 
 
 def per_type_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
@@ -248,8 +249,8 @@ def print_report(target: str | Path, console: Console | None = None, markdown: b
     conformal = metrics["conformal"]
     episodes = metrics["episodes"][metrics["split"]]
     console.print(f"evaluation {metrics_path.parent}: split {metrics['split']} "
-                  f"({', '.join(f'{k} {v}' for k, v in episodes.items() if v)}); alarm threshold by split conformal "
-                  f"on {conformal['calibration_episodes']} successful calibration episodes: {conformal['guarantee']}"
+                  f"({', '.join(f'{k} {v}' for k, v in episodes.items() if v)}); alarm threshold by "
+                  f"{threshold_rule(conformal)} on {conformal['calibration_episodes']} successful calibration episodes: {conformal['guarantee']}"
                   + ("" if conformal["finite"] else " (too few calibration episodes: the threshold is infinite)"))
     note = format_note(metrics)
     if note:

@@ -8,6 +8,11 @@ in `policy_preprocessor.json`), which is wrong on any other machine or checkout:
 replaces it with `backbone` (the copy) and `load_member` re-points both at the copy's absolute path
 (lerobot 0.6.1 `SmolVLAConfig.vlm_model_name`, `TokenizerProcessorStep.tokenizer_name`).
 
+The config is read by `read_policy_config`, not by lerobot's `PreTrainedConfig.from_pretrained`, which
+writes the parsed config to a temporary JSON file and never deletes it (lerobot 0.6.1; one file in the
+system's temp folder per member load, so a long-lived console or a cluster worker fills /tmp). The
+result is the same config object (tested against lerobot's own).
+
 `from_pretrained` loads weights non-strictly (missing tensors keep their random initialisation);
 `load_member` therefore checks the loaded state against the saved file for project-saved members.
 """
@@ -151,6 +156,41 @@ def quiet(fn, *args, **kwargs):
     return result
 
 
+def read_policy_config(name: str) -> Any:
+    """The lerobot policy config (e.g. `SmolVLAConfig`) of a saved policy folder or a hub id.
+
+    The same steps as lerobot 0.6.1's `PreTrainedConfig.from_pretrained` without CLI overrides (read
+    `config.json`, locally or through the Hub's cache; pick the config class by its `type` tag; decode
+    the rest with draccus), minus the temporary file it leaves behind.
+
+    Args:
+        name: an absolute policy folder or a Hugging Face Hub id.
+
+    Raises:
+        FileNotFoundError: no `config.json` in the folder or on the Hub.
+        ValueError: the config names no policy type, or one lerobot does not know.
+    """
+    import draccus
+    from lerobot.configs import PreTrainedConfig
+
+    local = Path(name)
+    if local.is_dir():
+        config_file = local / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config.json not found in {local}")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        config_file = Path(hf_hub_download(repo_id=name, filename="config.json"))
+    raw = json.loads(config_file.read_text())
+    policy_type = raw.pop("type", None)
+    if policy_type is None:
+        raise ValueError(f"config.json of {name} names no policy 'type'")
+    config_cls = PreTrainedConfig.get_choice_class(policy_type)
+    with draccus.config_type("json"):
+        return draccus.decode(config_cls, raw)
+
+
 def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
     """Loads one lerobot policy with its pre/post processors through lerobot's own classes.
 
@@ -162,7 +202,6 @@ def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
         PolicyLoadError: the path is neither a policy folder nor a reachable hub id, the device is
             unavailable, or a project-saved member's weights do not all load.
     """
-    from lerobot.configs import PreTrainedConfig
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     check_device(device)
@@ -178,7 +217,7 @@ def load_member(path: str | Path, device: str = "cpu") -> LoadedMember:
         raise PolicyLoadError(f"policy path {source} does not exist; give a saved policy folder or a hub id")
     name = str(local.resolve()) if is_local else source
     try:
-        cfg = quiet(PreTrainedConfig.from_pretrained, name)
+        cfg = quiet(read_policy_config, name)
     except Exception as err:  # hub errors come in many types (offline, 404, auth)
         raise PolicyLoadError(
             f"cannot read policy config of {source} ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "

@@ -23,8 +23,12 @@ Every scorer is treated alike: per-output decision thresholds are chosen on the 
 metrics are measured on the evaluated split (default `test`). The alarm score of a step combines the
 failure types' scores at the alarm horizon (default: the longest horizon) by the scorer's rule
 (`salus_engine.predictor.alarm_score`: the checkpoint's own for the model and for the networks of its
-kind, the maximum for the others); an episode's score is its running maximum. With `ablation`, the model is retrained with each input
-family removed and with each family alone, and scored the same way.
+kind, the maximum for the others); an episode's score is its running maximum. Each scorer's
+episode-level ROC-AUC gets a bootstrap 95 % interval, and the model's lead over it the paired bootstrap
+95 % interval of the difference (`metrics.ranking_intervals`; metrics.json `episode.ranking.auroc_ci95`
+and `episode.ranking.versus_reference`), so that "beats a baseline" can be told from the draw of the
+evaluated episodes. With `ablation`, the model is retrained with each input family removed and with
+each family alone, and scored the same way.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from salus_engine.predictor.metrics import (
     episode_alarm_maxima,
     episode_metrics,
     episode_ranking,
+    ranking_intervals,
     reliability,
     resplit_false_alarms,
     step_metrics,
@@ -375,6 +380,7 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     fresh_results: dict[str, Any] = {}
     curves: dict[str, np.ndarray] = {}
     fresh_subset = _subset(fresh, fresh.episode_ids) if fresh is not None else None
+    maxima: dict[str, dict[str, np.ndarray]] = {"split": {}, "fresh": {}}
     for i, scorer in enumerate(scorers, start=1):
         with torch_threads(config.threads):
             all_scores = scorer.score(data)
@@ -391,6 +397,8 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         if scorer.has_types:
             entry["reliability"] = reliability(split_scores, data.labels[evaluated.rows])
         results[scorer.name] = entry
+        maxima["split"][scorer.name] = episode_alarm_maxima(alarm_all[evaluated.rows], evaluated.episodes,
+                                                            evaluated.offsets)
         curves[scorer.name] = split_scores[:, primary, :]
         if fresh is not None:
             with torch_threads(config.threads):
@@ -403,11 +411,18 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
                 fresh_alarm, fresh_scores[:, primary, :] if scorer.has_types else None, fresh_subset, threshold,
                 calibration_max, config.alpha, fresh, config.delta)
             fresh_results[scorer.name] = fresh_entry
+            maxima["fresh"][scorer.name] = episode_alarm_maxima(fresh_alarm, fresh_subset.episodes,
+                                                                fresh_subset.offsets)
         sink(ProgressUpdate(i, len(scorers), f"scored {scorer.label}"))
         if stop is not None and stop.is_set():
             sink(JobFinished(job="evaluate", stopped=True))
             return None
 
+    sink(LogLine("info", "bootstrap intervals of the episode-level ranking"))
+    for entries, episodes, key in ((results, evaluated.episodes, "split"),
+                                   (fresh_results, fresh_subset.episodes if fresh_subset else [], "fresh")):
+        for name, interval in ranking_intervals(maxima[key], episodes).items():
+            entries[name]["episode"]["ranking"].update(interval)
     n_cal = len(calibration_successes.episodes)
     rank = conformal_rank(n_cal, config.alpha, config.delta)
     metrics: dict[str, Any] = {

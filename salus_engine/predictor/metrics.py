@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, bootstrap, rankdata
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     accuracy_score,
@@ -239,6 +239,68 @@ def episode_ranking(maxima: np.ndarray, episodes: list[EpisodeInfo]) -> dict[str
         return {"auroc": None, "auprc": None, "failed": int(failed.sum()), "episodes": len(failed)}
     return {"auroc": float(roc_auc_score(failed, maxima)), "auprc": float(average_precision_score(failed, maxima)),
             "failed": int(failed.sum()), "episodes": len(failed)}
+
+
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of every bootstrap interval of the episode-level ranking."""
+
+
+def _auroc_along(failed: np.ndarray, scores: np.ndarray, axis: int = -1) -> np.ndarray:
+    """ROC-AUC along `axis` by the Mann-Whitney rank sum (ties count a half, as `roc_auc_score`
+    counts them); NaN where a resample holds one class only."""
+    failed = np.asarray(failed, dtype=bool)
+    ranks = rankdata(scores, axis=axis)
+    n_failed = failed.sum(axis=axis)
+    n_success = failed.shape[axis] - n_failed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * failed).sum(axis=axis) - n_failed * (n_failed + 1) / 2) / (n_failed * n_success)
+
+
+def _percentile_interval(data: tuple[np.ndarray, ...], statistic, seed: int) -> list[float] | None:
+    result = bootstrap(data, statistic, paired=True, vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES,
+                       method="percentile", random_state=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return None if np.isnan(low) or np.isnan(high) else [low, high]
+
+
+def ranking_intervals(maxima: dict[str, np.ndarray], episodes: list[EpisodeInfo], reference: str = "model",
+                      seed: int = 0) -> dict[str, dict[str, Any]]:
+    """How sure the episode-level ranking is: each scorer's ROC-AUC with a 95 % interval, and how far
+    the reference scorer ranks above each other one, with a 95 % interval of that difference.
+
+    Both are percentile bootstraps over episodes (`scipy.stats.bootstrap`, `BOOTSTRAP_RESAMPLES`
+    resamples); the difference is paired: both scorers are scored on the same resampled episodes, so
+    what they share cancels. An interval that excludes 0 says the reference ranks differently from that
+    scorer beyond what the choice of these episodes explains; it says nothing about the spread between
+    trainings (`bench/seed_spread.py` measures that).
+
+    Args:
+        maxima: scorer name -> (E,) running-max alarm score of each episode (`episode_alarm_maxima`).
+        episodes: the E episodes, in the same order.
+        reference: the scorer the others are compared with.
+        seed: resampling seed.
+
+    Returns:
+        scorer name -> {"auroc_ci95": [low, high] or None, and for every scorer but the reference
+        "versus_reference": {"reference", "difference" (reference's ROC-AUC minus this one's), "ci95"}};
+        {} when the episodes hold one class only. An interval is None when a resample lacked a class.
+    """
+    failed = np.array([e.failure_type >= 0 for e in episodes], dtype=bool)
+    if not _both_classes(failed.astype(int)):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in maxima.items():
+        entry: dict[str, Any] = {"auroc_ci95": _percentile_interval(
+            (failed, np.asarray(values, dtype=np.float64)), lambda y, s, axis=-1: _auroc_along(y, s, axis), seed)}
+        if name != reference and reference in maxima:
+            difference = _auroc_along(failed, maxima[reference]) - _auroc_along(failed, values)
+            entry["versus_reference"] = {
+                "reference": reference, "difference": float(difference),
+                "ci95": _percentile_interval(
+                    (failed, np.asarray(maxima[reference], dtype=np.float64), np.asarray(values, dtype=np.float64)),
+                    lambda y, a, b, axis=-1: _auroc_along(y, a, axis) - _auroc_along(y, b, axis), seed)}
+        out[name] = entry
+    return out
 
 
 def median_ci(values: np.ndarray, seed: int = 0, resamples: int = 2000) -> list[float] | None:

@@ -5,8 +5,9 @@ README. Pure formatting: computes nothing new. The rich tables of `salus report`
 
 Tables (each a list of columns and rows of strings; an en dash where metrics.json holds no value, e.g.
 a format-1 file without the episode-level ranking):
-- comparison: every scorer grouped model / baselines / controls, led by the episode-level AUROC and
-  PR-AUC of the running-max alarm score, then detection and false alarms at the conformal threshold,
+- comparison: every scorer grouped model / baselines / controls, led by the episode-level AUROC of the
+  running-max alarm score with its bootstrap 95% CI, the model's AUROC minus the scorer's with the
+  paired bootstrap 95% CI of that difference, and the PR-AUC, then detection and false alarms at the conformal threshold,
   median lead, and the step-level mean AUROC;
 - per failure type (one scorer, the model by default): detection with its 95% CI, median lead with its
   bootstrap 95% CI;
@@ -120,6 +121,32 @@ def format_lead(steps: float | None, ci95: list[float] | None = None) -> str:
     return f"{steps:.1f}" + (f" ({ci95[0]:.1f}-{ci95[1]:.1f})" if ci95 else "")
 
 
+def threshold_rule(conformal: dict[str, Any]) -> str:
+    """How metrics.json's conformal threshold was chosen, in words: split conformal, or the
+    training-conditional rule of `salus evaluate --delta` (metrics written before it: split conformal)."""
+    delta = conformal.get("delta")
+    return "split conformal" if delta is None else f"the training-conditional rule (delta {delta:g})"
+
+
+def format_auroc(ranking: dict[str, Any]) -> str:
+    """An episode-level ROC-AUC with its bootstrap 95% CI when known: `0.918 (0.890-0.943)`."""
+    interval = ranking.get("auroc_ci95")
+    return format_value(ranking.get("auroc")) + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+
+
+def format_gap(versus: dict[str, Any] | None, compact: bool = False) -> str:
+    """How far the model's episode-level ROC-AUC lies above a scorer's, with the paired bootstrap 95% CI
+    of that difference: `+0.007 (-0.012 to +0.026)`, or `compact`ly `+0.204*`, the star where the
+    interval excludes 0; an en dash for the model itself or without one."""
+    if not versus:
+        return "–"
+    interval = versus.get("ci95")
+    gap = f"{versus['difference']:+.3f}"
+    if compact:
+        return gap + ("*" if interval and (interval[0] > 0 or interval[1] < 0) else "")
+    return gap + (f" ({interval[0]:+.3f} to {interval[1]:+.3f})" if interval else "")
+
+
 def _seconds(steps: float | None, hz: float) -> str:
     return "–" if steps is None else f"{steps / hz:.2f}"
 
@@ -172,33 +199,42 @@ def scorer_order(metrics: dict[str, Any], scorers: dict[str, dict[str, Any]] | N
 
 # ---------------------------------------------------------------- table rows
 
-COMPARISON_COLUMNS = ("episode AUROC", "episode PR-AUC", "detected (TPR)", "false alarms (FAR)",
-                      "median lead (steps)", "median lead (s)", "step AUROC (mean)")
+COMPARISON_COLUMNS = ("episode AUROC (95% CI)", "model - this (95% CI)", "episode PR-AUC", "detected (TPR)",
+                      "false alarms (FAR)", "median lead (steps)", "median lead (s)", "step AUROC (mean)")
 """Columns after the scorer's name in the comparison (and fresh-store) table."""
-COMPARISON_SHORT = ("ep AUROC", "ep PR-AUC", "detected", "false alarms", "lead steps", "lead s", "step AUROC")
+COMPARISON_SHORT = ("ep AUROC", "model - this", "ep PR-AUC", "detected", "false alarms", "lead steps", "lead s",
+                    "step AUROC")
 """The same columns named for a terminal (`salus report`, the console)."""
 
 
-def comparison_cells(entry: dict[str, Any]) -> list[str]:
-    """One scorer's cells under COMPARISON_COLUMNS."""
+def comparison_cells(entry: dict[str, Any], compact: bool = False) -> list[str]:
+    """One scorer's cells under COMPARISON_COLUMNS (`compact`: under COMPARISON_SHORT, for a terminal:
+    no interval, the gap to the model starred where its interval excludes 0)."""
     episode = entry.get("episode") or {}
     ranking = episode_ranking(entry)
-    return [format_value(ranking.get("auroc")), format_value(ranking.get("auprc")), format_rate(episode.get("tpr")),
+    auroc = format_value(ranking.get("auroc")) if compact else format_auroc(ranking)
+    return [auroc, format_gap(ranking.get("versus_reference"), compact), format_value(ranking.get("auprc")),
+            format_rate(episode.get("tpr")),
             format_rate(episode.get("far")), format_lead(episode.get("median_lead_steps")),
             format_value(episode.get("median_lead_s"), 2), format_value((entry.get("mean") or {}).get("auroc"))]
 
 
-def comparison_note(scorers: dict[str, dict[str, Any]]) -> str:
-    """What the comparison's columns mean, with the PR-AUC of chance (the share of failed episodes)."""
+def comparison_note(scorers: dict[str, dict[str, Any]], compact: bool = False) -> str:
+    """What the comparison's columns mean, with the PR-AUC of chance (the share of failed episodes)
+    (`compact`: for the cells of `comparison_cells(..., compact=True)`)."""
     ranking = episode_ranking(scorers.get("model") or {})
     chance = ""
     if ranking.get("episodes"):
         chance = (f" (chance: the share of failed episodes, {ranking['failed']}/{ranking['episodes']} = "
                   f"{ranking['failed'] / ranking['episodes']:.2f})")
+    gap = ("* where the 95% CI of that difference (a paired bootstrap over the same episodes; in metrics.json and "
+           "the Markdown report) excludes 0" if compact else
+           "its 95% CI from a paired bootstrap over the same episodes (an interval above 0: the model ranks higher "
+           "beyond the choice of episodes)")
     return ("episode AUROC / PR-AUC: failed vs successful episodes ranked by the running maximum of the alarm "
-            f"score{chance}; detected / false alarms: failed / successful episodes with an alarm at the conformal "
-            "threshold; median lead: first alarm to failure over detected episodes; step AUROC: mean over failure "
-            "types x horizons, per step")
+            f"score{chance}; model - this: the model's episode AUROC minus this scorer's, {gap}; detected / false "
+            "alarms: failed / successful episodes with an alarm at the conformal threshold; median lead: first alarm "
+            "to failure over detected episodes; step AUROC: mean over failure types x horizons, per step")
 
 
 PER_TYPE_COLUMNS = ("outcome", "episodes", "detected (95% CI)", "median lead, steps (95% CI)", "median lead (s)")

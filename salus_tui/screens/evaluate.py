@@ -41,6 +41,7 @@ from textual.widgets import (
 )
 
 from salus_engine import FAILURE_TYPES
+from salus_engine.config import ConfigError, EvaluateConfig, build_settings, default_of
 from salus_engine.events import EvaluationFinished, EvaluationStarted, JobFailed, JobFinished, LogLine, ProgressUpdate
 from salus_engine.predictor import SPLIT_NAMES
 from salus_engine.predictor.report import (
@@ -61,6 +62,7 @@ from salus_engine.predictor.report import (
     resplit_rows,
     scorer_kind,
     scorer_order,
+    threshold_rule,
 )
 from salus_tui.messages import EngineEvent
 from salus_tui.screens.base import JobScreen, training_threads
@@ -135,6 +137,18 @@ class EvaluateScreen(JobScreen):
                             Checkbox("PNG plots", True, id="plots", tooltip="also write the PNG plots"))
             yield FormField("out", Input(default_evaluation_dir(self.checkpoint, "test"), id="out", compact=True,
                                          tooltip="folder for metrics.json and the PNG plots"))
+            yield FormField("fresh", Input("", id="fresh-store", compact=True, placeholder="none",
+                                           tooltip="a store from other seeds, scored whole with the same "
+                                                   "thresholds (salus evaluate --fresh)"),
+                            Checkbox("ablation", False, id="run-ablation",
+                                     tooltip="also retrain the model without / with only each input family"))
+            yield FormField("alpha", Input(f"{default_of(EvaluateConfig, 'alpha'):g}", id="alpha", type="number",
+                                           compact=True, tooltip="conformal level: the false-alarm rate allowed"),
+                            Label("delta"),
+                            Input("", id="delta", type="number", compact=True, placeholder="split conformal",
+                                  tooltip="empty: split conformal (the rate is at most alpha on average); a "
+                                          "probability: the rate exceeds alpha for at most this share of "
+                                          "calibration sets (salus evaluate --delta)"))
         with Vertical(id="status-box"):
             yield ProgressBar(total=1, show_eta=False, id="scorer-progress")
             yield Label("idle: s evaluates the checkpoint on the split, l loads an existing metrics.json", id="status-text")
@@ -208,8 +222,6 @@ class EvaluateScreen(JobScreen):
     # actions ------------------------------------------------------------------------------------
     def read_form(self):
         """The form as an `EvaluateConfig`; None (with a notification) when a field is missing."""
-        from salus_engine.config import ConfigError, EvaluateConfig, build_settings
-
         checkpoint = self.query_one("#checkpoint", Input).value.strip()
         data = self.query_one("#data", Input).value.strip()
         split = str(self.query_one("#split", Select).value)
@@ -227,9 +239,19 @@ class EvaluateScreen(JobScreen):
                 self.app.show_error(str(err).splitlines()[0], title="cannot evaluate")
                 return None
             self.query_one("#data", Input).value = data
+        numbers = {}
+        for name in ("alpha", "delta"):
+            text = self.query_one(f"#{name}", Input).value.strip()
+            try:
+                numbers[name] = float(text) if text else None
+            except ValueError:
+                self.notify(f"{name} {text!r} is not a number; give a probability such as 0.1", severity="error")
+                return None
         try:
             return build_settings(EvaluateConfig, checkpoint=checkpoint, data=data, out=out, split=split,
-                                  plots=self.query_one("#plots", Checkbox).value, threads=training_threads())
+                                  plots=self.query_one("#plots", Checkbox).value, threads=training_threads(),
+                                  fresh=self.query_one("#fresh-store", Input).value.strip() or None,
+                                  ablation=self.query_one("#run-ablation", Checkbox).value, **numbers)
         except ConfigError as err:
             self.notify(str(err), severity="error")
             return None
@@ -365,8 +387,10 @@ class EvaluateScreen(JobScreen):
         rule = (metrics.get("model") or {}).get("alarm_score", "max")  # metrics written before the rule: max
         summary.append(f"alarm: {rule} over types of P(fail within {horizon} steps = {horizon / hz:.2f} s) "
                        f">= {format_value(episode['threshold'])}\n", style="dim")
-        summary.append(f"threshold by split conformal on {conformal['calibration_episodes']} successful episodes: "
-                       f"{conformal['guarantee']}; ep: per episode (running max)", style="dim")
+        summary.append(f"threshold by {threshold_rule(conformal)} on {conformal['calibration_episodes']} successful "
+                       f"episodes: {conformal['guarantee']}; ep: per episode (running max); model - this: the "
+                       "model's ep AUROC minus the scorer's, * where its paired-bootstrap 95% CI excludes 0",
+                       style="dim")
         self.query_one("#episode-summary", Static).update(summary)
         self.query_one("#confusion", Static).update(self._confusion_table(episode.get("confusion")))
 
@@ -375,7 +399,7 @@ class EvaluateScreen(JobScreen):
         for name in scorer_order(metrics):
             s = metrics["scorers"][name]
             label = self._scorer_label(name, s)
-            scorer_rows.append((label, *comparison_cells(s)))
+            scorer_rows.append((label, *comparison_cells(s, compact=True)))
             scorer_keys.append(name)
             for t in FAILURE_TYPES:
                 r = s["per_type"][t]
@@ -407,7 +431,8 @@ class EvaluateScreen(JobScreen):
         if heading is not None:
             scorers = metrics["fresh"]["scorers"]
             for name in scorer_order(metrics, scorers):
-                fresh_rows.append((self._scorer_label(name, scorers[name]), *comparison_cells(scorers[name])))
+                fresh_rows.append((self._scorer_label(name, scorers[name]),
+                                   *comparison_cells(scorers[name], compact=True)))
                 fresh_keys.append(name)
         self.query_one("#fresh-note", Static).update(
             f"fresh store {heading}" if heading
