@@ -22,6 +22,12 @@ each pooled and reported as its own row.
 A set written as family sets separated by `/` (`state,time,target_view/state,time`) is one model whose
 members read those sets in turn (`salus train --member-features`); the model's inputs are their union.
 
+With `--type-members` the same trained models are also scored with each failure type's probability
+averaged over a chosen subset of the members instead of all of them (routes separated by `;`, each as
+four member lists in the order collision/drop/miss/timeout, e.g. `1,3/1,3/0,2,4/1,3`: the miss from the
+members that read the view, the other types from those that do not), each reported as its own row;
+`all` is the model as `salus train` builds it.
+
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
 probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
 
@@ -37,6 +43,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,7 +52,6 @@ from salus_engine import FAILURE_TYPES  # noqa: E402
 from salus_engine.predictor.alarm_score import alarm_scores  # noqa: E402
 from salus_engine.predictor.conformal import conformal_threshold, first_alarms  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
-from salus_engine.predictor.evaluation import model_scores  # noqa: E402
 from salus_engine.predictor.metrics import episode_alarm_maxima, episode_ranking  # noqa: E402
 from salus_engine.predictor.models import build_model  # noqa: E402
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
@@ -87,7 +93,38 @@ def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, s
     held = set(np.asarray(held_ids).tolist())
     held_episodes = [e for e in data.episodes if e.episode_id in held]
     ids = [e.episode_id for e in calibration]
-    return held_episodes, model_scores(model, x_held), held_offsets, model_scores(model, x_all[data.rows(ids)])
+    return (held_episodes, member_scores(model, x_held), held_offsets,
+            member_scores(model, x_all[data.rows(ids)]))
+
+
+def member_scores(model, x):
+    """(N, M, C) float32 failure-type probabilities of each member of an outcome model (M = 1 for one
+    member); their mean over members is `model_scores`'s."""
+    with torch.no_grad():
+        logits = model.forward(torch.from_numpy(np.ascontiguousarray(x)))
+    return torch.sigmoid(logits).numpy().reshape(len(x), model.spec.members, -1)
+
+
+def routed(member_probabilities, route):
+    """(N, 1, C) probabilities: type k averaged over the members `route[k]` (None: all members)."""
+    columns = [member_probabilities[:, slice(None) if members is None else list(members), k].mean(axis=1)
+               for k, members in enumerate(route)]
+    return np.stack(columns, axis=1)[:, None, :]
+
+
+def parse_routes(text, types):
+    """{name: per-type member lists} from `--type-members` (see the module docstring)."""
+    routes = {}
+    for item in text.split(";"):
+        item = item.strip()
+        if item == "all":
+            routes[item] = (None,) * types
+            continue
+        parts = item.split("/")
+        if len(parts) != types:
+            raise ValueError(f"route {item!r} names {len(parts)} member lists; give one per failure type ({types})")
+        routes[item] = tuple(tuple(int(m) for m in part.split(",")) for part in parts)
+    return routes
 
 
 def causal_mean(values, offsets, window):
@@ -177,7 +214,13 @@ def main() -> int:
                         help="per-step alarm scores to compare on the same models, comma-separated, of "
                         f"{', '.join(ALARM_SCORES)} (default {DEFAULT_ALARM_SCORE['outcome']}, salus train's)")
     parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads per training (default {THREADS})")
+    parser.add_argument("--type-members", default="all", help="per-type member routes, ';'-separated, each "
+                        "collision/drop/miss/timeout member lists (default: all, salus train's model)")
     args = parser.parse_args()
+    try:
+        routes = parse_routes(args.type_members, len(FAILURE_TYPES))
+    except ValueError as err:
+        parser.error(f"--type-members: {err}")
     settings = {k: v for k, v in (("lr", args.lr), ("weight_decay", args.weight_decay)) if v is not None}
     hidden = tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None
     alarm_scores = args.alarm_scores.split(",")
@@ -210,20 +253,25 @@ def main() -> int:
                 runs = [(pool[train], pool[held]) for train, held in folds]
             else:
                 runs = [(splits["train"], splits["val"])]
-            parts = {a: [] for a in alarm_scores}
+            parts = {(route, a): [] for route in routes for a in alarm_scores}
             for r, (train_ids, held_ids) in enumerate(runs):
-                episodes, held_p, offsets, calibration_p = held_out_scores(spec, data, x_all, train_ids, held_ids,
+                episodes, held_m, offsets, calibration_m = held_out_scores(spec, data, x_all, train_ids, held_ids,
                                                                            calibration, seed, settings, outcome_of,
                                                                            args.threads)
-                for a in alarm_scores:
-                    parts[a].append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a)))
+                for route, members in routes.items():
+                    held_p, calibration_p = routed(held_m, members), routed(calibration_m, members)
+                    for a in alarm_scores:
+                        parts[route, a].append((episodes, *scored(episodes, held_p, offsets, data, calibration,
+                                                                  calibration_p, a)))
+                held_p, calibration_p = held_m.mean(axis=1)[:, None, :], calibration_m.mean(axis=1)[:, None, :]
                 if args.average:
                     if len(averaged) <= r:
                         averaged.append([])
                     averaged[r].append((episodes, held_p, offsets, calibration_p))
-            for a in alarm_scores:
-                name = features if len(alarm_scores) == 1 else f"{features} [{a}]"
-                row = pooled_row(parts[a], args.alpha, args.delta)
+            for route, a in parts:
+                name = features + (f" [{route}]" if len(routes) > 1 else "") + (
+                    f" [{a}]" if len(alarm_scores) > 1 else "")
+                row = pooled_row(parts[route, a], args.alpha, args.delta)
                 results.setdefault(name, []).append(row)
                 print_row(f"{name} seed {seed}", row)
         if args.average:
