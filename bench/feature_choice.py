@@ -263,11 +263,11 @@ def main() -> int:
                     for a in alarm_scores:
                         parts[route, a].append((episodes, *scored(episodes, held_p, offsets, data, calibration,
                                                                   calibration_p, a)))
-                held_p, calibration_p = held_m.mean(axis=1)[:, None, :], calibration_m.mean(axis=1)[:, None, :]
                 if args.average:
                     if len(averaged) <= r:
                         averaged.append([])
-                    averaged[r].append((episodes, held_p, offsets, calibration_p))
+                    averaged[r].append((episodes, held_m.mean(axis=1)[:, None, :], offsets,
+                                        calibration_m.mean(axis=1)[:, None, :]))
             for route, a in parts:
                 name = features + (f" [{route}]" if len(routes) > 1 else "") + (
                     f" [{a}]" if len(alarm_scores) > 1 else "")

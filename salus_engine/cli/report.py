@@ -250,7 +250,8 @@ def print_report(target: str | Path, console: Console | None = None, markdown: b
     episodes = metrics["episodes"][metrics["split"]]
     console.print(f"evaluation {metrics_path.parent}: split {metrics['split']} "
                   f"({', '.join(f'{k} {v}' for k, v in episodes.items() if v)}); alarm threshold by "
-                  f"{threshold_rule(conformal)} on {conformal['calibration_episodes']} successful calibration episodes: {conformal['guarantee']}"
+                  f"{threshold_rule(conformal)} on {conformal['calibration_episodes']} successful calibration episodes: "
+                  f"{conformal['guarantee']}"
                   + ("" if conformal["finite"] else " (too few calibration episodes: the threshold is infinite)"))
     note = format_note(metrics)
     if note:

@@ -304,8 +304,9 @@ def _model_short(spec: ModelSpec) -> str:
 
 def _monitor_metrics(alarm: np.ndarray, type_scores: np.ndarray | None, subset: _Subset, threshold: float,
                      calibration_maxima: np.ndarray, alpha: float, data: SignalData,
-                     delta: float | None = None) -> dict[str, Any]:
-    """Episode-level metrics of one scorer on one set of episodes (see `metrics`)."""
+                     delta: float | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Episode-level metrics of one scorer on one set of episodes (see `metrics`), and the (E,)
+    running-max alarm scores of those episodes that rank them."""
     split_alarm = alarm[subset.rows]
     entry = episode_metrics(split_alarm, type_scores, subset.episodes, subset.offsets, threshold, data.control_hz,
                             min(data.horizons))
@@ -315,7 +316,7 @@ def _monitor_metrics(alarm: np.ndarray, type_scores: np.ndarray | None, subset: 
                                        delta)
     success_maxima = maxima[[e.failure_type == -1 for e in subset.episodes]]
     entry["resplits"] = resplit_false_alarms(calibration_maxima, success_maxima, alpha, RESPLITS, delta=delta)
-    return entry
+    return entry, maxima
 
 
 def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
@@ -392,13 +393,12 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         alarm_all = alarm_scores(all_scores[:, primary, :], scorer.alarm_score)
         calibration_max = episode_max_scores(alarm_all[calibration_successes.rows], calibration_successes.offsets)
         threshold = conformal_threshold(calibration_max, config.alpha, config.delta)
-        entry["episode"] = _monitor_metrics(alarm_all, split_scores[:, primary, :] if scorer.has_types else None,
-                                            evaluated, threshold, calibration_max, config.alpha, data, config.delta)
+        entry["episode"], maxima["split"][scorer.name] = _monitor_metrics(
+            alarm_all, split_scores[:, primary, :] if scorer.has_types else None, evaluated, threshold,
+            calibration_max, config.alpha, data, config.delta)
         if scorer.has_types:
             entry["reliability"] = reliability(split_scores, data.labels[evaluated.rows])
         results[scorer.name] = entry
-        maxima["split"][scorer.name] = episode_alarm_maxima(alarm_all[evaluated.rows], evaluated.episodes,
-                                                            evaluated.offsets)
         curves[scorer.name] = split_scores[:, primary, :]
         if fresh is not None:
             with torch_threads(config.threads):
@@ -407,12 +407,10 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
             fresh_entry = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
                            "alarm_score": scorer.alarm_score}
             fresh_entry.update(step_metrics(fresh_scores, fresh.labels, thresholds, data.horizons, primary))
-            fresh_entry["episode"] = _monitor_metrics(
+            fresh_entry["episode"], maxima["fresh"][scorer.name] = _monitor_metrics(
                 fresh_alarm, fresh_scores[:, primary, :] if scorer.has_types else None, fresh_subset, threshold,
                 calibration_max, config.alpha, fresh, config.delta)
             fresh_results[scorer.name] = fresh_entry
-            maxima["fresh"][scorer.name] = episode_alarm_maxima(fresh_alarm, fresh_subset.episodes,
-                                                                fresh_subset.offsets)
         sink(ProgressUpdate(i, len(scorers), f"scored {scorer.label}"))
         if stop is not None and stop.is_set():
             sink(JobFinished(job="evaluate", stopped=True))

@@ -291,7 +291,7 @@ def ranking_intervals(maxima: dict[str, np.ndarray], episodes: list[EpisodeInfo]
     out: dict[str, dict[str, Any]] = {}
     for name, values in maxima.items():
         entry: dict[str, Any] = {"auroc_ci95": _percentile_interval(
-            (failed, np.asarray(values, dtype=np.float64)), lambda y, s, axis=-1: _auroc_along(y, s, axis), seed)}
+            (failed, np.asarray(values, dtype=np.float64)), _auroc_along, seed)}
         if name != reference and reference in maxima:
             difference = _auroc_along(failed, maxima[reference]) - _auroc_along(failed, values)
             entry["versus_reference"] = {

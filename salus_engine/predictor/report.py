@@ -7,8 +7,8 @@ Tables (each a list of columns and rows of strings; an en dash where metrics.jso
 a format-1 file without the episode-level ranking):
 - comparison: every scorer grouped model / baselines / controls, led by the episode-level AUROC of the
   running-max alarm score with its bootstrap 95% CI, the model's AUROC minus the scorer's with the
-  paired bootstrap 95% CI of that difference, and the PR-AUC, then detection and false alarms at the conformal threshold,
-  median lead, and the step-level mean AUROC;
+  paired bootstrap 95% CI of that difference, and the PR-AUC, then detection and false alarms at the
+  conformal threshold, median lead, and the step-level mean AUROC;
 - per failure type (one scorer, the model by default): detection with its 95% CI, median lead with its
   bootstrap 95% CI;
 - conformal check: the false-alarm rate over random re-splits of the held-out successes;
