@@ -28,6 +28,11 @@ four member lists in the order collision/drop/miss/timeout, e.g. `1,3/1,3/0,2,4/
 members that read the view, the other types from those that do not), each reported as its own row;
 `all` is the model as `salus train` builds it.
 
+With `--collision-horizon H` the collision output is trained on "a collision within H steps" (the
+store's horizon labels, H one of its horizons) instead of the episode's outcome; the other types keep
+the outcome target. It asks whether a short-horizon collision head alarms less on successful
+episodes, which pass through the same descent to the table.
+
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
 probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
 
@@ -49,7 +54,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from salus_engine import FAILURE_TYPES  # noqa: E402
-from salus_engine.predictor.alarm_score import alarm_scores  # noqa: E402
+from salus_engine.predictor.alarm_score import alarm_scores, success_profile  # noqa: E402
 from salus_engine.predictor.conformal import conformal_threshold, first_alarms  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
 from salus_engine.predictor.metrics import episode_alarm_maxima, episode_ranking  # noqa: E402
@@ -59,6 +64,7 @@ from salus_engine.predictor.training import build_spec, fit, model_inputs, prepa
 
 
 MISS = FAILURE_TYPES.index("miss")
+COLLISION = FAILURE_TYPES.index("collision")
 EARLY_STOPPING_SHARE = 0.1
 """Share of the training episodes that early stopping watches (not trained on, not scored)."""
 
@@ -78,23 +84,45 @@ def trained_model(spec, train, stop, seed, settings, threads=THREADS):
     return model, result
 
 
-def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of, threads=THREADS):
-    """(held-out episodes in data order, their per-step probabilities (N, H, C), their row offsets;
-    the calibration successes' per-step probabilities) of the outcome model trained on `train_ids`.
+def collision_within(data, episode_ids, targets, horizon):
+    """`targets` (n, C) of the given episodes' rows with the collision column replaced by "a collision
+    within `horizon` steps" (the store's horizon labels); `horizon` None: `targets` unchanged.
+
+    Raises:
+        ValueError: `horizon` is not one of the store's horizons."""
+    if horizon is None:
+        return targets
+    if horizon not in data.horizons:
+        raise ValueError(f"horizon {horizon} is not one of the store's ({', '.join(map(str, data.horizons))})")
+    targets = targets.copy()
+    targets[:, COLLISION] = data.labels[data.rows(episode_ids), data.horizons.index(horizon), COLLISION]
+    return targets
+
+
+def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of, threads=THREADS,
+                    collision_horizon=None):
+    """(held-out episodes in data order, their per-member probabilities (N, M, C), their row offsets;
+    the calibration successes' per-member probabilities; the trained-on successes' per-member
+    probabilities and row offsets, for a success profile) of the outcome model trained on `train_ids`.
     Early stopping watches a tenth of `train_ids` (stratified by outcome, seeded), never the held-out
-    episodes that are scored."""
+    episodes that are scored. `collision_horizon`: see `collision_within`."""
     fit_ids, stop_ids = train_test_split(np.asarray(train_ids), test_size=EARLY_STOPPING_SHARE, random_state=seed,
                                          stratify=[outcome_of[i] for i in train_ids])
-    x_train, y_train, train_offsets = prepare_inputs(spec, data, np.sort(fit_ids), x_all)
-    x_stop, y_stop, stop_offsets = prepare_inputs(spec, data, np.sort(stop_ids), x_all)
+    fit_ids, stop_ids = np.sort(fit_ids), np.sort(stop_ids)
+    x_train, y_train, train_offsets = prepare_inputs(spec, data, fit_ids, x_all)
+    x_stop, y_stop, stop_offsets = prepare_inputs(spec, data, stop_ids, x_all)
+    y_train = collision_within(data, fit_ids, y_train, collision_horizon)
+    y_stop = collision_within(data, stop_ids, y_stop, collision_horizon)
     x_held, _, held_offsets = prepare_inputs(spec, data, np.sort(held_ids), x_all)
     model, _ = trained_model(spec, (x_train, y_train, train_offsets), (x_stop, y_stop, stop_offsets), seed, settings,
                              threads)
     held = set(np.asarray(held_ids).tolist())
     held_episodes = [e for e in data.episodes if e.episode_id in held]
     ids = [e.episode_id for e in calibration]
+    successes = np.array([i for i in fit_ids if outcome_of[i] == -1])
+    x_success, _, success_offsets = prepare_inputs(spec, data, successes, x_all)
     return (held_episodes, member_scores(model, x_held), held_offsets,
-            member_scores(model, x_all[data.rows(ids)]))
+            member_scores(model, x_all[data.rows(ids)]), (member_scores(model, x_success), success_offsets))
 
 
 def member_scores(model, x):
@@ -138,32 +166,54 @@ def causal_mean(values, offsets, window):
     return out
 
 
+def steps_of(offsets):
+    """(N,) 0-based step of every row within its episode."""
+    return np.concatenate([np.arange(n) for n in np.diff(offsets)]) if len(offsets) > 1 else np.zeros(0, np.int64)
+
+
+def excess(weight):
+    """The `noisy-or-excess` rule with another profile weight (`PROFILE_WEIGHT` is salus train's)."""
+    return lambda p, offsets, profile: (alarm_scores(p[:, 0, :], "noisy-or")
+                                        - weight * np.asarray(profile)[np.minimum(steps_of(offsets), len(profile) - 1)])
+
+
 ALARM_SCORES = {
-    "max": lambda p, offsets: alarm_scores(p[:, 0, :], "max"),
-    "noisy-or": lambda p, offsets: alarm_scores(p[:, 0, :], "noisy-or"),
-    "sum": lambda p, offsets: np.minimum(1.0, p.sum(axis=(1, 2))),
-    "max-mean3": lambda p, offsets: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
-    "max-mean6": lambda p, offsets: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
-    "sum-mean6": lambda p, offsets: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
+    "max": lambda p, offsets, profile: alarm_scores(p[:, 0, :], "max"),
+    "noisy-or": lambda p, offsets, profile: alarm_scores(p[:, 0, :], "noisy-or"),
+    "noisy-or-excess": lambda p, offsets, profile: alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets),
+                                                                profile),
+    **{f"noisy-or-excess{w}": excess(w) for w in (0.25, 0.75, 1.0)},
+    "sum": lambda p, offsets, profile: np.minimum(1.0, p.sum(axis=(1, 2))),
+    "max-mean3": lambda p, offsets, profile: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
+    "max-mean6": lambda p, offsets, profile: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
+    "sum-mean6": lambda p, offsets, profile: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
 }
-"""Per-step alarm scores from an outcome model's (N, 1, C) failure-type probabilities and the episodes'
-(E + 1,) row offsets: the two rules of `salus_engine.predictor.alarm_score` (`max`, `noisy-or`), and
-candidates tried against them: the types' sum clipped to 1 (the probability of any failure if the
-types' probabilities were those of exclusive events) and causal means over the last few steps of the
-episode."""
+"""Per-step alarm scores from an outcome model's (N, 1, C) failure-type probabilities, the episodes'
+(E + 1,) row offsets and the model's success profile (the noisy-or's mean over its trained-on
+successful episodes per step): the rules of `salus_engine.predictor.alarm_score` (`max`, `noisy-or`,
+`noisy-or-excess`), the last with other profile weights (`noisy-or-excess0.25` subtracts a quarter of
+the profile), and candidates tried against them: the types' sum clipped to 1 (the probability of any
+failure if the types' probabilities were those of exclusive events) and causal means over the last few
+steps of the episode."""
 
 
-def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities,
+def profile_of(success_probabilities, success_offsets):
+    """The success profile (`salus_engine.predictor.alarm_score.success_profile`) of the noisy-or of
+    (N, 1, C) probabilities of successful episodes."""
+    return success_profile(alarm_scores(success_probabilities[:, 0, :], "noisy-or"), success_offsets)
+
+
+def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities, profile,
            alarm_score=DEFAULT_ALARM_SCORE["outcome"]):
     """(running-max alarm scores of the held-out episodes, of the calibration successes; the held-out
     episodes' per-step alarm scores and their row offsets) for one model's probabilities or the mean of
     several models'."""
     reduce = ALARM_SCORES[alarm_score]
     calibration_offsets = data.offsets_of([e.episode_id for e in calibration])
-    held_scores = reduce(held_probabilities, held_offsets)
+    held_scores = reduce(held_probabilities, held_offsets, profile)
     held_max = episode_alarm_maxima(held_scores, held_episodes, held_offsets)
-    calibration_max = episode_alarm_maxima(reduce(calibration_probabilities, calibration_offsets), calibration,
-                                           calibration_offsets)
+    calibration_max = episode_alarm_maxima(reduce(calibration_probabilities, calibration_offsets, profile),
+                                           calibration, calibration_offsets)
     return held_max, calibration_max, held_scores, held_offsets
 
 
@@ -216,6 +266,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads per training (default {THREADS})")
     parser.add_argument("--type-members", default="all", help="per-type member routes, ';'-separated, each "
                         "collision/drop/miss/timeout member lists (default: all, salus train's model)")
+    parser.add_argument("--collision-horizon", type=int, help="train the collision output on a collision within "
+                        "this many steps (one of the store's horizons) instead of the episode's outcome")
     args = parser.parse_args()
     try:
         routes = parse_routes(args.type_members, len(FAILURE_TYPES))
@@ -227,8 +279,14 @@ def main() -> int:
     unknown = [a for a in alarm_scores if a not in ALARM_SCORES]
     if unknown:
         parser.error(f"unknown alarm score {unknown[0]!r}: choose from {', '.join(ALARM_SCORES)}")
+    if args.average and any(a.startswith("noisy-or-excess") for a in alarm_scores):
+        parser.error("--average scores the seeds' mean probabilities, which have no success profile: leave the "
+                     "noisy-or-excess rules out of --alarm-scores")
 
     data = load_signal_data(args.data)
+    if args.collision_horizon is not None and args.collision_horizon not in data.horizons:
+        parser.error(f"--collision-horizon {args.collision_horizon} is not one of the store's horizons "
+                     f"({', '.join(map(str, data.horizons))})")
     splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
     seeds = [int(s) for s in args.seeds.split(",")]
     calibration_ids = set(splits["calibration"].tolist())
@@ -238,7 +296,8 @@ def main() -> int:
     where = f"{args.folds}-fold cross-validation over {len(pool)} train + val episodes" if args.folds else \
         f"the validation split ({len(splits['val'])} episodes)"
     print(f"{args.data}: {where}; calibration {len(calibration)} successes; alpha {args.alpha}; "
-          f"training settings {settings or 'default'}, hidden {hidden or 'default'}, members {args.members}")
+          f"training settings {settings or 'default'}, hidden {hidden or 'default'}, members {args.members}"
+          + (f"; collision output: a collision within {args.collision_horizon} steps" if args.collision_horizon else ""))
     results: dict[str, list[dict[str, float]]] = {}
     for features in args.sets.split(";"):
         member_features = features if "/" in features else None  # per-member sets: the model reads their union
@@ -255,14 +314,15 @@ def main() -> int:
                 runs = [(splits["train"], splits["val"])]
             parts = {(route, a): [] for route in routes for a in alarm_scores}
             for r, (train_ids, held_ids) in enumerate(runs):
-                episodes, held_m, offsets, calibration_m = held_out_scores(spec, data, x_all, train_ids, held_ids,
-                                                                           calibration, seed, settings, outcome_of,
-                                                                           args.threads)
+                episodes, held_m, offsets, calibration_m, (success_m, success_offsets) = held_out_scores(
+                    spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of, args.threads,
+                    args.collision_horizon)
                 for route, members in routes.items():
                     held_p, calibration_p = routed(held_m, members), routed(calibration_m, members)
+                    profile = profile_of(routed(success_m, members), success_offsets)
                     for a in alarm_scores:
                         parts[route, a].append((episodes, *scored(episodes, held_p, offsets, data, calibration,
-                                                                  calibration_p, a)))
+                                                                  calibration_p, profile, a)))
                 if args.average:
                     if len(averaged) <= r:
                         averaged.append([])
@@ -281,7 +341,7 @@ def main() -> int:
                     episodes, _, offsets, _ = members[0]
                     held_p = np.mean([m[1] for m in members], axis=0)
                     calibration_p = np.mean([m[3] for m in members], axis=0)
-                    parts_a.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, a)))
+                    parts_a.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, (), a)))
                 name = features if len(alarm_scores) == 1 else f"{features} [{a}]"
                 print_row(f"{name} mean of the {len(seeds)} seeds' models", pooled_row(parts_a, args.alpha, args.delta))
     first = next(iter(results))

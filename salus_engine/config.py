@@ -285,13 +285,15 @@ class TrainConfig:
     model has exactly 1). Five ranked the training and validation episodes of the 2,000-episode store
     better than one on every seed of a 5-fold cross-validation (ROC-AUC 0.891 against 0.882), and
     ten no better than five (README "Measured", `bench/feature_choice.py --members`)."""
-    alarm_score: Literal["max", "noisy-or"] | None = None
+    alarm_score: Literal["max", "noisy-or", "noisy-or-excess"] | None = None
     """How a step's failure-type probabilities become the alarm score that the conformal threshold is
-    calibrated on and the monitor watches (`salus_engine.predictor.alarm_score`): `max`, the largest, or
-    `noisy-or`, the probability of any failure type; None: `noisy-or` for the outcome model, `max` for
-    the other kinds. For the outcome model, `noisy-or` ranked the training and validation episodes of
-    the 2,000-episode store higher than `max` on every seed of a 5-fold cross-validation (ROC-AUC 0.899
-    against 0.891; README "Measured", `bench/feature_choice.py --alarm-scores`)."""
+    calibrated on and the monitor watches (`salus_engine.predictor.alarm_score`): `max`, the largest,
+    `noisy-or`, the probability of any failure type, or `noisy-or-excess`, the noisy-or minus half the
+    training split's successful episodes' mean noisy-or at the same step; None: `noisy-or-excess` for
+    the outcome model, `max` for the other kinds. For the outcome model, `noisy-or` ranked the training
+    and validation episodes of the 2,000-episode store higher than `max` on every seed of a 5-fold
+    cross-validation (ROC-AUC 0.899 against 0.891), and `noisy-or-excess` higher than `noisy-or` (README
+    "Measured", `bench/feature_choice.py --alarm-scores`)."""
     member_features: str | None = None
     """Input families per member of the MLP: family sets, each comma-separated as `features`, separated by
     `/` and dealt to the members in turn (`state,time,target_view/state,time` with 5 members: members
@@ -369,7 +371,7 @@ class MonitorConfig:
     horizon: Annotated[Count, Field(ge=1)] | None = None
     """Alarm horizon, steps (one of the predictor's); None: the evaluation's."""
     hysteresis: Real = Field(0.2, ge=0, lt=1)
-    """After an alarm the monitor re-arms once the score falls below threshold x (1 - hysteresis)."""
+    """After an alarm the monitor re-arms once the score falls below threshold - hysteresis x |threshold|."""
     cooldown_steps: Count = Field(15, ge=0)
     """No new alarm within this many steps of the previous one (0.5 s at 30 Hz)."""
     interventions: Text = ""

@@ -20,7 +20,7 @@ from salus_engine import STOPPED
 from salus_engine.cli import main as salus_main
 from salus_engine.config import DEFAULT_MONITOR_ALPHA, MonitorConfig
 from salus_engine.jobs import StepExtractors, family_layout, load_monitor, run_collection, run_episode
-from salus_engine.predictor.alarm_score import alarm_scores
+from salus_engine.predictor.alarm_score import alarm_scores, success_profile
 from salus_engine.monitor import (Alarm, AlarmMonitor, ClosedLoop, InterventionError, MonitorSetup, ScheduledIntervention,
                                   load_rules)
 from salus_engine.monitor.interventions import DEFAULT_RULES, choose, code_of
@@ -97,6 +97,43 @@ def test_the_noisy_or_alarm_score_fires_on_belief_spread_over_failure_types():
         alarm_scores(p, "mean")
     with pytest.raises(ValueError, match="alarm score 'mean' is unknown"):
         AlarmMonitor(0.5, (10, 20), 20, alarm_score="mean")
+
+
+def test_the_success_profile_is_the_mean_per_step_over_the_successes_still_running():
+    """Twelve episodes: ten of 3 steps, two of 5. Steps 0-2 have 12 running (>= MIN_SUCCESSES = 10):
+    their means; steps 3-4 have two, so they keep step 2's mean."""
+    runs = [np.array([0.1, 0.2, 0.3]) + i / 100 for i in range(10)] + [np.array([0.5, 0.5, 0.5, 0.9, 0.9])] * 2
+    scores = np.concatenate(runs)
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in runs])])
+    profile = success_profile(scores, offsets)
+    means = [np.mean([r[t] for r in runs]) for t in range(3)]
+    np.testing.assert_allclose(profile, [*means, means[2], means[2]])
+    with pytest.raises(ValueError, match="needs one or more successful episodes"):
+        success_profile(np.zeros(0), np.array([0]))
+
+
+def test_the_excess_alarm_score_is_the_noisy_or_less_half_the_profile_online_and_offline():
+    profile = (0.2, 0.6, 0.4)
+    p = np.zeros((5, 4))
+    p[:, 2] = [0.1, 0.5, 0.5, 0.4, 0.8]
+    steps = np.arange(5)
+    excess = alarm_scores(p, "noisy-or-excess", steps, profile)
+    # steps 3 and 4 are past the profile's end: they take its last value
+    np.testing.assert_allclose(excess, [0.1 - 0.1, 0.5 - 0.3, 0.5 - 0.2, 0.4 - 0.2, 0.8 - 0.2], atol=1e-12)
+    with pytest.raises(ValueError, match="needs each row's step and a success profile"):
+        alarm_scores(p, "noisy-or-excess")
+    # the monitor scores each step the same way
+    monitor = AlarmMonitor(0.25, (20,), 20, hysteresis=0.0, cooldown_steps=0, alarm_score="noisy-or-excess",
+                           success_profile=profile)
+    fired = [t for t in steps if monitor.update(int(t), p[t][None, :])]
+    assert fired == [2, 4]  # 0.3 at step 2 crosses 0.25 (step 1: 0.2 does not); 0.2 at step 3 re-arms; 0.6 at 4
+    assert monitor.score == pytest.approx(0.6)
+    # an excess can be negative, so can its threshold; a probability rule's cannot
+    assert AlarmMonitor(-0.1, (20,), 20, alarm_score="noisy-or-excess", success_profile=profile).threshold == -0.1
+    with pytest.raises(ValueError, match=r"outside \(0, 1\)"):
+        AlarmMonitor(-0.1, (20,), 20, alarm_score="noisy-or")
+    with pytest.raises(ValueError, match="needs the checkpoint's success profile"):
+        AlarmMonitor(0.25, (20,), 20, alarm_score="noisy-or-excess")
 
 
 def test_intervention_rules_from_toml_and_their_errors(tmp_path):

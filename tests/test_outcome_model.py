@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from salus_engine.cli import main as salus_main
 from salus_engine.predictor.checkpoint import load_model
+from salus_engine.predictor.alarm_score import MIN_SUCCESSES
 from salus_engine.predictor.conformal import conformal_rank, conformal_threshold
 from salus_engine.predictor.dataset import history_features, load_signal_data
 from salus_engine.predictor.evaluation import scores_of
@@ -96,7 +97,7 @@ def test_motion_is_the_state_change_within_each_episode_offline_and_online():
 def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
-    assert config["model"]["alarm_score"] == "noisy-or"
+    assert config["model"]["alarm_score"] == "noisy-or-excess"
     assert tuple(config["model"]["features"]) == ("target_view", "state", "time")
     assert len(config["model"]["signal_names"]) == 12 and model.spec.n_inputs == 36
     data = load_signal_data(store)
@@ -218,6 +219,30 @@ def test_the_ablation_keeps_the_members_inputs_within_the_remaining_families():
     assert restrict_member_features(None, ("state",)) is None
 
 
+def test_the_success_profile_is_the_mean_noisy_or_of_the_training_successes_per_step(trained, store):
+    data = load_signal_data(store)
+    config = json.loads((Path(trained) / "config.json").read_text())
+    train = set(json.loads((Path(trained) / "splits.json").read_text())["train"])
+    for which in ("best", "final"):
+        model, _ = load_model(trained, which)
+        profile = model.spec.success_profile
+        assert list(profile) == config["success_profiles"][which]
+        noisy_or = 1.0 - np.prod(1.0 - scores_of(model, data)[:, -1, :].astype(np.float64), axis=1)
+        runs = [noisy_or[data.rows([e.episode_id])] for e in data.episodes if e.episode_id in train
+                and e.failure_type == -1]
+        assert len(profile) == max(len(r) for r in runs)
+        expected, kept = [], None
+        for t in range(len(profile)):
+            alive = [r[t] for r in runs if len(r) > t]
+            if len(alive) >= MIN_SUCCESSES or kept is None:
+                kept = float(np.mean(alive))
+            expected.append(kept)
+        np.testing.assert_allclose(profile, expected, rtol=1e-5)
+    assert load_model(trained)[0].spec.success_profile == tuple(config["model"]["success_profile"])  # best's
+    # online, the monitor's predictor reads the same profile
+    assert OnlinePredictor.load(trained, "final").spec.success_profile == tuple(config["success_profiles"]["final"])
+
+
 def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, store, tmp_path):
     out = tmp_path / "evaluation"
     assert salus_main(["evaluate", "--checkpoint", trained, "--data", store, "--out", str(out), "--alpha", "0.2",
@@ -234,14 +259,17 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
     # the model and the networks of its kind are scored by its alarm score, the other scorers by the maximum
     assert [scorers[name]["alarm_score"] for name in ("model", "state_only", "time_only", "permutation_control")] == \
-        ["noisy-or"] * 4
+        ["noisy-or-excess"] * 4
     assert scorers["seeds_mlp"]["alarm_score"] == "max"
     # the episode ranking is that of the running maximum of the noisy-or of the four types' probabilities
+    # minus half the success profile at the step
     model, _ = load_model(trained)
     data = load_signal_data(store)
     test_ids = np.asarray(json.loads((Path(trained) / "splits.json").read_text())["test"])
     test = [e for e in data.episodes if e.episode_id in set(test_ids.tolist())]
-    any_failure = 1.0 - np.prod(1.0 - scores_of(model, data)[:, -1, :].astype(np.float64), axis=1)
+    noisy_or = 1.0 - np.prod(1.0 - scores_of(model, data)[:, -1, :].astype(np.float64), axis=1)
+    profile = np.array(model.spec.success_profile)
+    any_failure = noisy_or - 0.5 * profile[np.minimum(data.step, len(profile) - 1)]
     maxima = [any_failure[data.rows([e.episode_id])].max() for e in test]
     assert ranking == pytest.approx(roc_auc_score([e.failure_type >= 0 for e in test], maxima))
     # --delta: the threshold is the training-conditional one of the calibration successes' maxima

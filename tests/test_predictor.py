@@ -24,7 +24,7 @@ from salus_engine.predictor.baselines import permuted_labels
 from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores, first_alarms
 from salus_engine.predictor.dataset import load_signal_data, split_episodes, window_features
-from salus_engine.predictor.evaluation import model_scores
+from salus_engine.predictor.models import model_scores
 from salus_engine.predictor.metrics import episode_metrics, resplit_false_alarms
 from salus_engine.predictor.report import format_auroc
 from salus_engine.predictor.models import ModelSpec, SignalMLP, count_parameters

@@ -66,8 +66,8 @@ def add_collect_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         f"{DEFAULT_MONITOR_ALPHA}, chosen with the default interventions)")
     parser.add_argument("--cooldown-steps", type=int, help="steps after an alarm without a new one (default "
                         f"{default_of(MonitorConfig, 'cooldown_steps')})")
-    parser.add_argument("--hysteresis", type=float, help="re-arm once the score falls below threshold x (1 - hysteresis) "
-                        f"(default {default_of(MonitorConfig, 'hysteresis')})")
+    parser.add_argument("--hysteresis", type=float, help="re-arm once the score falls below threshold - "
+                        f"hysteresis x |threshold| (default {default_of(MonitorConfig, 'hysteresis')})")
     parser.add_argument("--config", help="TOML file with [collect], [sim], [policy], [store], [monitor] tables")
 
 

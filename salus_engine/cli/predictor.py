@@ -134,8 +134,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "member reads all of --features)")
     p.add_argument("--alarm-score", choices=ALARM_SCORES,
                    help="how a step's failure-type probabilities become the alarm score the threshold is calibrated "
-                   "on: max (the largest) or noisy-or (the probability of any failure type; default noisy-or for the "
-                   "outcome model, max for the others)")
+                   "on: max (the largest), noisy-or (the probability of any failure type) or noisy-or-excess (the "
+                   "noisy-or minus half the successful training episodes' mean at the same step; default for the "
+                   "outcome model; max for the others)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "
                    f"(default {train_default('patience')})")
     p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {train_default('weight_decay')})")

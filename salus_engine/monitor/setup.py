@@ -10,6 +10,7 @@ from typing import Any
 from salus_engine.config import DEFAULT_MONITOR_ALPHA, MonitorConfig
 from salus_engine.monitor.alarm import AlarmMonitor
 from salus_engine.monitor.interventions import InterventionRule, load_rules
+from salus_engine.predictor.alarm_score import score_range
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.online import OnlinePredictor, alarm_settings
 
@@ -21,7 +22,7 @@ class MonitorSetup:
     config: MonitorConfig
     predictor: OnlinePredictor
     threshold: float
-    """Alarm threshold on the score, a probability."""
+    """Alarm threshold on the score (`salus_engine.predictor.alarm_score.score_range`)."""
     horizon: int
     """Alarm horizon, steps."""
     rules: tuple[InterventionRule, ...]
@@ -54,9 +55,11 @@ class MonitorSetup:
         if horizon not in horizons:
             raise PredictorError(f"monitor horizon {horizon} is not one of the predictor's horizons {list(horizons)}; "
                                  "choose one of them")
-        if not 0.0 < threshold < 1.0:
-            raise PredictorError(f"monitor threshold {threshold} is not a probability in (0, 1); run 'salus evaluate' "
-                                 "again or set monitor.threshold")
+        low, high = score_range(predictor.spec.alarm_score)
+        if not low < threshold < high:
+            raise PredictorError(f"monitor threshold {threshold} is outside ({low:g}, {high:g}), the range of the "
+                                 f"{predictor.spec.alarm_score!r} alarm score; run 'salus evaluate' again or set "
+                                 "monitor.threshold")
         return cls(config=config, predictor=predictor, threshold=float(threshold), horizon=int(horizon),
                    rules=load_rules(config.interventions), alpha=alpha)
 
@@ -75,7 +78,8 @@ class MonitorSetup:
     def alarm_monitor(self) -> AlarmMonitor:
         """A fresh alarm rule with these settings."""
         return AlarmMonitor(self.threshold, tuple(self.predictor.spec.horizons), self.horizon,
-                            self.config.hysteresis, self.config.cooldown_steps, self.predictor.spec.alarm_score)
+                            self.config.hysteresis, self.config.cooldown_steps, self.predictor.spec.alarm_score,
+                            self.predictor.spec.success_profile)
 
     def store_attrs(self) -> dict[str, Any]:
         """The store's root attribute `monitor` (JSON-serialisable)."""
@@ -87,6 +91,8 @@ class MonitorSetup:
             "horizons": [int(h) for h in self.predictor.spec.horizons],
             "threshold": self.threshold,
             "alarm_score": self.predictor.spec.alarm_score,
+            **({"success_profile": list(self.predictor.spec.success_profile)}
+               if self.predictor.spec.success_profile else {}),
             **({} if self.alpha is None else {"alpha": self.alpha}),
             "horizon": self.horizon,
             "hysteresis": self.config.hysteresis,

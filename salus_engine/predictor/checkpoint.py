@@ -1,7 +1,9 @@
 """A training run's folder on disk, and loading a trained predictor from it.
 
 ```
-RUN/config.json          format, model spec, training settings, store identity, result summary (JSON)
+RUN/config.json          format, model spec, training settings, store identity, result summary (JSON);
+                         for an alarm score with a success profile, each weights file's profile
+                         (`success_profiles`; the model spec holds best's)
 RUN/best.safetensors     weights with the lowest validation loss (+ input standardisation buffers)
 RUN/final.safetensors    weights after the last epoch run
 RUN/splits.json          episode ids of the train / val / calibration / test splits and the split seed
@@ -120,6 +122,20 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
+def weights_spec(config: dict[str, Any], which: str) -> ModelSpec:
+    """The spec of a run's `best` or `final` weights: the config's model entry, with those weights' own
+    success profile (`success_profiles`) where the run stored one.
+
+    Raises:
+        PredictorError: an impossible model entry or profile.
+    """
+    spec = ModelSpec.from_json(config["model"])
+    profile = (config.get("success_profiles") or {}).get(which)
+    if profile is None:
+        return spec
+    return ModelSpec.from_json({**spec.to_json(), "success_profile": profile})
+
+
 def load_model(run_dir: str | Path, which: str = "best") -> tuple[Any, dict[str, Any]]:
     """Loads a trained predictor.
 
@@ -128,7 +144,8 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[Any, dict[str,
         which: `best` (lowest validation loss) or `final`; ignored when a file is given.
 
     Returns:
-        (model in eval mode: a `SignalMLP` or `TemporalConvNet`, the run's config dict).
+        (model in eval mode: a `SignalMLP` or `TemporalConvNet` whose spec holds the success profile of
+        these weights, the run's config dict).
 
     Raises:
         PredictorError: see `read_config`; missing or damaged weights; weights of another shape.
@@ -146,7 +163,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[Any, dict[str,
     from salus_engine.predictor.models import build_model
 
     config = read_config(run_dir)
-    spec = ModelSpec.from_json(config["model"])
+    spec = weights_spec(config, next((name for name, file in WEIGHT_FILES.items() if file == weights.name), which))
     try:
         state = load_file(str(weights))
     except FileNotFoundError:

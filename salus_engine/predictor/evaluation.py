@@ -65,9 +65,9 @@ from salus_engine.predictor.metrics import (
     resplit_false_alarms,
     step_metrics,
 )
-from salus_engine.predictor.models import ModelSpec, build_model
+from salus_engine.predictor.models import ModelSpec, build_model, model_scores, temporal_scores
 from salus_engine.predictor.training import (build_spec, fit, model_inputs, prepare_inputs, restrict_member_features,
-                                             torch_threads)
+                                             torch_threads, with_success_profile)
 
 METRICS_VERSION = 2
 CONTROL_SEED_OFFSET = 1
@@ -93,35 +93,6 @@ def _subset(data: SignalData, ids: np.ndarray) -> _Subset:
     return _Subset(np.asarray(ids), data.rows(ids), episodes, offsets)
 
 
-def model_scores(model, x: np.ndarray, batch: int = 65536) -> np.ndarray:
-    """(N, H, 4) float32 probabilities of an MLP `model` for raw inputs x (N, n_inputs)."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch):
-            out.append(model.probabilities(torch.from_numpy(np.ascontiguousarray(x[start:start + batch]))).numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(model.spec.horizons), len(FAILURE_TYPES)), np.float32)
-
-
-def temporal_scores(model, x: np.ndarray, offsets: np.ndarray, batch: int = 64) -> np.ndarray:
-    """(N, H, 4) float32 probabilities of a temporal `model` for the rows x (N, n_inputs) of the
-    consecutive episodes at `offsets` (each episode scored from its first step, as online)."""
-    spec = model.spec
-    out = np.zeros((len(x), len(spec.horizons), len(spec.failure_types)), np.float32)
-    lengths = np.diff(offsets)
-    with torch.no_grad():
-        for first in range(0, len(lengths), batch):
-            ids = range(first, min(first + batch, len(lengths)))
-            longest = int(max(lengths[e] for e in ids))
-            padded = np.zeros((len(ids), longest, x.shape[1]), np.float32)
-            for j, e in enumerate(ids):
-                rows = x[offsets[e]:offsets[e + 1]]
-                padded[j, :len(rows)], padded[j, len(rows):] = rows, rows[-1]
-            p = torch.sigmoid(model(torch.from_numpy(padded))).numpy()
-            for j, e in enumerate(ids):
-                out[offsets[e]:offsets[e + 1]] = p[j, :lengths[e]].reshape(lengths[e], len(spec.horizons), -1)
-    return out
-
-
 def scores_of(model, data: SignalData) -> np.ndarray:
     """(N, H, 4) float32 scores of a trained network on every row of a store's data."""
     x = model_inputs(model.spec, data)
@@ -145,6 +116,12 @@ class Scorer:
     """False when the score is one number broadcast to every type and horizon."""
     alarm_score: str = "max"
     """How a step's (4,) type scores become its alarm score (`salus_engine.predictor.alarm_score`)."""
+    profile: tuple[float, ...] = ()
+    """The success profile of a rule that needs one (the network's own, from its training split)."""
+
+    def alarm(self, type_scores: np.ndarray, data: SignalData) -> np.ndarray:
+        """(N,) float64 alarm scores of every row of `data` from its (N, 4) type scores."""
+        return alarm_scores(type_scores, self.alarm_score, data.step, self.profile)
 
 
 def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: SignalData,
@@ -171,7 +148,8 @@ def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: Sign
 
 def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
                    seed: int, stop: threading.Event | None, labels: np.ndarray | None = None):
-    """A network of `spec` trained with a run's settings on the train split (val early-stops it)."""
+    """(a network of `spec` trained with a run's settings on the train split (val early-stops it), `spec`
+    with that network's success profile when its alarm score needs one)."""
     x_all = model_inputs(spec, data)
     x_train, y_train, train_offsets = prepare_inputs(spec, data, splits["train"], x_all, labels)
     x_val, y_val, val_offsets = prepare_inputs(spec, data, splits["val"], x_all, labels)
@@ -183,7 +161,7 @@ def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, 
     network = build_model(spec)
     network.load_state_dict(result.best_state if result.best_state is not None else result.final_state)
     network.eval()
-    return network
+    return network, with_success_profile(spec, network, data, splits["train"], x_all, labels)
 
 
 def _scalar_columns(data: SignalData) -> tuple[tuple[str, ...], list[str]]:
@@ -202,7 +180,7 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
     horizons = len(data.horizons)
     train_rows = data.rows(splits["train"])
     scorers = [Scorer("model", _model_label(spec), _model_short(spec), "model", lambda d: scores_of(model, d),
-                      alarm_score=spec.alarm_score)]
+                      alarm_score=spec.alarm_score, profile=spec.success_profile)]
 
     def trained(name: str, label: str, short: str, kind: str, features: tuple[str, ...], model_kind: str,
                 labels: np.ndarray | None = None, hidden: tuple[int, ...] | None = None,
@@ -214,9 +192,9 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
         own_kind = model_kind == spec.kind
         variant = build_spec(data, model_kind, features, hidden=hidden, members=spec.members if own_kind else 1,
                              alarm_score=spec.alarm_score if own_kind else None, member_features=member_features)
-        network = _train_network(variant, settings, data, splits, seed + CONTROL_SEED_OFFSET, stop, labels)
+        network, variant = _train_network(variant, settings, data, splits, seed + CONTROL_SEED_OFFSET, stop, labels)
         scorers.append(Scorer(name, label, short, kind, lambda d: scores_of(network, d),
-                              alarm_score=variant.alarm_score))
+                              alarm_score=variant.alarm_score, profile=variant.success_profile))
 
     trained("seeds_mlp", "seeds' MLP (six signals, 6-64-64-4)", "seeds' MLP", "baseline", ("six",), "single-horizon")
     sink(ProgressUpdate(len(scorers), len(scorers) + 1, "logistic regression"))
@@ -390,7 +368,7 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         entry: dict[str, Any] = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
                                  "alarm_score": scorer.alarm_score}
         entry.update(step_metrics(split_scores, data.labels[evaluated.rows], thresholds, data.horizons, primary))
-        alarm_all = alarm_scores(all_scores[:, primary, :], scorer.alarm_score)
+        alarm_all = scorer.alarm(all_scores[:, primary, :], data)
         calibration_max = episode_max_scores(alarm_all[calibration_successes.rows], calibration_successes.offsets)
         threshold = conformal_threshold(calibration_max, config.alpha, config.delta)
         entry["episode"], maxima["split"][scorer.name] = _monitor_metrics(
@@ -403,7 +381,7 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         if fresh is not None:
             with torch_threads(config.threads):
                 fresh_scores = scorer.score(fresh)
-            fresh_alarm = alarm_scores(fresh_scores[:, primary, :], scorer.alarm_score)
+            fresh_alarm = scorer.alarm(fresh_scores[:, primary, :], fresh)
             fresh_entry = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
                            "alarm_score": scorer.alarm_score}
             fresh_entry.update(step_metrics(fresh_scores, fresh.labels, thresholds, data.horizons, primary))
@@ -515,15 +493,16 @@ def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, 
         sink(ProgressUpdate(i, len(variants), f"ablation: {name}"))
         variant = build_spec(data, spec.kind, features, spec.window, spec.hidden, spec.members, spec.alarm_score,
                              restrict_member_features(settings.get("member_features"), features))
-        network = _train_network(variant, settings, data, splits, seed, stop)
+        network, variant = _train_network(variant, settings, data, splits, seed, stop)
         row: dict[str, Any] = {"variant": name, "features": list(features)}
         for label, source, subset in (("test", data, evaluated), ("fresh", fresh, fresh_subset)):
             if source is None:
                 continue
             scores = scores_of(network, source)[:, primary, :]
-            alarm = alarm_scores(scores, variant.alarm_score)
+            alarm = alarm_scores(scores, variant.alarm_score, source.step, variant.success_profile)
             if label == "test":
-                own = alarm_scores(scores_of(network, data)[:, primary, :], variant.alarm_score)
+                own = alarm_scores(scores_of(network, data)[:, primary, :], variant.alarm_score, data.step,
+                                   variant.success_profile)
                 calibration_max = episode_max_scores(own[calibration_successes.rows], calibration_successes.offsets)
                 threshold = conformal_threshold(calibration_max, alpha, delta)
             episode = episode_metrics(alarm[subset.rows], None, subset.episodes, subset.offsets, threshold,

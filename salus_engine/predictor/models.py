@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -168,6 +169,35 @@ class TemporalConvNet(nn.Module):
         """(T, H, 4) probabilities of one episode's (T, n_inputs) inputs."""
         p = torch.sigmoid(self.forward(x[None]))[0]
         return p.reshape(-1, len(self.spec.horizons), len(self.spec.failure_types))
+
+
+def model_scores(model, x: np.ndarray, batch: int = 65536) -> np.ndarray:
+    """(N, H, 4) float32 probabilities of an MLP `model` for raw inputs x (N, n_inputs)."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            out.append(model.probabilities(torch.from_numpy(np.ascontiguousarray(x[start:start + batch]))).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(model.spec.horizons), len(model.spec.failure_types)), np.float32)
+
+
+def temporal_scores(model, x: np.ndarray, offsets: np.ndarray, batch: int = 64) -> np.ndarray:
+    """(N, H, 4) float32 probabilities of a temporal `model` for the rows x (N, n_inputs) of the
+    consecutive episodes at `offsets` (each episode scored from its first step, as online)."""
+    spec = model.spec
+    out = np.zeros((len(x), len(spec.horizons), len(spec.failure_types)), np.float32)
+    lengths = np.diff(offsets)
+    with torch.no_grad():
+        for first in range(0, len(lengths), batch):
+            ids = range(first, min(first + batch, len(lengths)))
+            longest = int(max(lengths[e] for e in ids))
+            padded = np.zeros((len(ids), longest, x.shape[1]), np.float32)
+            for j, e in enumerate(ids):
+                rows = x[offsets[e]:offsets[e + 1]]
+                padded[j, :len(rows)], padded[j, len(rows):] = rows, rows[-1]
+            p = torch.sigmoid(model(torch.from_numpy(padded))).numpy()
+            for j, e in enumerate(ids):
+                out[offsets[e]:offsets[e + 1]] = p[j, :lengths[e]].reshape(lengths[e], len(spec.horizons), -1)
+    return out
 
 
 def build_model(spec: ModelSpec) -> SignalMLP | TemporalConvNet:

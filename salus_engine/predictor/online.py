@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from salus_engine.command import COMMAND, CommandTracker
-from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config
+from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config, weights_spec
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import MOTION, MotionTracker, available_columns, input_names, resolve_families
 from salus_engine.predictor.spec import ModelSpec
@@ -146,7 +146,7 @@ class OnlinePredictor:
             raise PredictorError(f"{path} not found; train the predictor first ('salus train')") from None
         except (SafetensorError, OSError) as err:
             raise PredictorError(f"{path} is damaged ({err}); train again") from None
-        spec = ModelSpec.from_json(config["model"])
+        spec = weights_spec(config, which)
         check_weights(path, {name: tuple(t.shape) for name, t in state.items()}, spec)
         return cls(spec, state)
 
@@ -302,8 +302,8 @@ class OnlinePredictor:
 def alarm_settings(metrics_path: str | Path, scorer: str = "model", alpha: float | None = None) -> tuple[float, int]:
     """The conformal alarm threshold and alarm horizon (steps) that `salus evaluate` calibrated.
 
-    The monitor raises an alarm when max over types of `step(...)[horizons.index(horizon)]` exceeds
-    the threshold.
+    The monitor raises an alarm when the alarm score of `step(...)[horizons.index(horizon)]` (the
+    checkpoint's rule, `salus_engine.predictor.alarm_score`) exceeds the threshold.
 
     Args:
         metrics_path: the evaluation's metrics.json or its folder.

@@ -25,7 +25,7 @@ DEFAULT_HIDDEN = {"outcome": (64, 64), "multi-horizon": (64, 64), "single-horizo
 DEFAULT_MEMBERS = 5
 """Members of the outcome model when none are given (`TrainConfig.members`); the other kinds have
 one unless told otherwise, the temporal model exactly one."""
-DEFAULT_ALARM_SCORE = {"outcome": "noisy-or"}
+DEFAULT_ALARM_SCORE = {"outcome": "noisy-or-excess"}
 """Alarm-score rule (`salus_engine.predictor.alarm_score`) per model kind when none is given; `max` for
 the kinds not named."""
 
@@ -54,6 +54,10 @@ class ModelSpec:
     alarm_score: str = "max"
     """How a step's failure-type probabilities become its alarm score (`salus_engine.predictor.alarm_score`);
     `max` for checkpoints that do not name one."""
+    success_profile: tuple[float, ...] = ()
+    """For an alarm-score rule with a profile (`noisy-or-excess`): per step, the mean of the rule's base
+    score over the training split's successful episodes (`salus_engine.predictor.alarm_score.success_profile`),
+    set after training; () otherwise."""
     member_inputs: tuple[tuple[str, ...], ...] = ()
     """Per member (M entries), the input columns (names of `signal_names`) that member reads; () when
     every member reads every column. A member's first-layer weights of the other columns are zero and
@@ -75,6 +79,9 @@ class ModelSpec:
             raise PredictorError(f"members must be >= 1 (exactly 1 for the temporal model), got {self.members!r}")
         if self.alarm_score not in ALARM_SCORES:
             raise PredictorError(f"alarm score {self.alarm_score!r} is unknown; choose one of {', '.join(ALARM_SCORES)}")
+        if not isinstance(self.success_profile, tuple) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in self.success_profile):
+            raise PredictorError(f"the success profile must be a list of finite numbers, got {self.success_profile!r}")
         for name in ("signal_names", "failure_types", "features"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):

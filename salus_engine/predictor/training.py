@@ -41,7 +41,8 @@ from salus_engine.predictor.dataset import (
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import input_names, parse_input_families
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_HIDDEN, DEFAULT_MEMBERS
-from salus_engine.predictor.models import ModelSpec, build_model, count_parameters
+from salus_engine.predictor.alarm_score import PROFILE_RULES, alarm_scores, needs_profile, success_profile
+from salus_engine.predictor.models import ModelSpec, build_model, count_parameters, model_scores, temporal_scores
 
 MAX_POS_WEIGHT = 1000.0
 MIN_LR_FRACTION = 0.05
@@ -351,6 +352,43 @@ def prepare_inputs(spec: ModelSpec, data: SignalData, episode_ids: np.ndarray, x
     return x, targets_for(spec, (data.labels if labels is None else labels)[rows], offsets), offsets
 
 
+def with_success_profile(spec: ModelSpec, network: nn.Module, data: SignalData, episode_ids: np.ndarray,
+                         x_all: np.ndarray | None = None, labels: np.ndarray | None = None) -> ModelSpec:
+    """`spec` with the success profile of a trained `network` when its alarm-score rule needs one
+    (`salus_engine.predictor.alarm_score.PROFILE_RULES`), `spec` unchanged otherwise.
+
+    Args:
+        spec: the network's spec.
+        network: the trained network (eval mode).
+        data: the store it was trained on.
+        episode_ids: the episodes it was trained on (the training split); their successes give the profile.
+        x_all: precomputed `model_inputs(spec, data)` of every row, or None.
+        labels: (N, H, 4) the labels it was trained on when not the store's (the permutation control):
+            a success is an episode whose last step is labelled with no failure, as `targets_for` reads it.
+
+    Returns:
+        The spec with `success_profile` set: per step, the mean of the rule's base score (at the longest
+        horizon) over those successful episodes (`salus_engine.predictor.alarm_score.success_profile`).
+
+    Raises:
+        PredictorError: the episodes hold no success.
+    """
+    if not needs_profile(spec.alarm_score):
+        return spec
+    labels = data.labels if labels is None else labels
+    ids = np.sort(np.asarray(episode_ids))
+    last_rows = data.offsets[1:][np.isin(data.episode_ids, ids)] - 1
+    successes = ids[~labels[last_rows].any(axis=(1, 2))]
+    if not len(successes):
+        raise PredictorError(f"the {spec.alarm_score!r} alarm score needs successful episodes in the training split; "
+                             "collect more episodes or choose --alarm-score noisy-or")
+    x, _, offsets = prepare_inputs(spec, data, successes, x_all)
+    with torch.no_grad():
+        p = temporal_scores(network, x, offsets) if spec.kind == "temporal" else model_scores(network, x)
+    base = alarm_scores(p[:, -1, :], PROFILE_RULES[spec.alarm_score])
+    return dataclasses.replace(spec, success_profile=success_profile(base, offsets))
+
+
 def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading.Event | None = None) -> TrainSummary:
     """The `salus train` job: loads the store, splits it by episode, trains and writes the run folder
     (layout in `salus_engine.predictor.checkpoint`).
@@ -439,6 +477,17 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
             history_file.close()
         final_model = build_model(spec)
         final_model.load_state_dict(result.final_state)
+        final_model.eval()
+        profiles: dict[str, list[float]] = {}
+        if needs_profile(spec.alarm_score) and result.history:
+            profiles["final"] = list(with_success_profile(spec, final_model, data, splits["train"], x_all).success_profile)
+            best_model = build_model(spec)
+            best_model.load_state_dict(result.best_state if result.best_state is not None else result.final_state)
+            best_model.eval()
+            spec = with_success_profile(spec, best_model, data, splits["train"], x_all)
+            profiles["best"] = list(spec.success_profile)
+            base_config["model"] = spec.to_json()  # the best weights' profile; "final" in success_profiles
+            base_config["success_profiles"] = profiles
         if result.history:
             save_weights(final_model, out / WEIGHT_FILES["final"])
         seconds = time.perf_counter() - started

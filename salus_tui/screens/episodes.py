@@ -106,7 +106,9 @@ class Monitor:
         if len(probabilities) == 0:
             return np.zeros(0)
         h = list(self.predictor.spec.horizons).index(self.alarm_horizon)
-        return np.maximum.accumulate(alarm_scores(probabilities[:, h, :], self.predictor.spec.alarm_score))
+        spec = self.predictor.spec
+        steps = np.arange(len(probabilities))
+        return np.maximum.accumulate(alarm_scores(probabilities[:, h, :], spec.alarm_score, steps, spec.success_profile))
 
     def first_alarm(self, probabilities: np.ndarray) -> int | None:
         """First step whose alarm score reaches the threshold, or None."""

@@ -59,7 +59,7 @@ class RecordedMonitor:
     """What a format-4 store recorded of its runtime monitor in one episode (`salus collect --monitor`)."""
 
     threshold: float
-    """The monitor's alarm threshold on the score (a probability)."""
+    """The monitor's alarm threshold on the score."""
     horizon: int
     """The monitor's alarm horizon, steps."""
     horizons: tuple[int, ...]
@@ -94,7 +94,9 @@ class RecordedMonitor:
         horizon = int(settings.get("horizon") or (horizons[-1] if horizons else 0))
         h = horizons.index(horizon) if horizon in horizons else probabilities.shape[1] - 1
         rule = str(settings.get("alarm_score") or "max")  # stores recorded before the rule was: max
-        scores = alarm_scores(probabilities[:, h, :], rule) if len(probabilities) else np.zeros(0)
+        profile = tuple(settings.get("success_profile") or ())
+        scores = alarm_scores(probabilities[:, h, :], rule, np.arange(len(probabilities)), profile) \
+            if len(probabilities) else np.zeros(0)
         return cls(threshold=float(settings["threshold"]), horizon=horizon, horizons=horizons,
                    probabilities=probabilities, scores=scores, alarm=np.asarray(episode.array("alarm")[:]).astype(bool),
                    intervention=np.asarray(episode.array("intervention")[:], dtype=np.uint8),
