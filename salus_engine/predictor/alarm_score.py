@@ -34,9 +34,9 @@ PROFILE_RULES = {"noisy-or-excess": "noisy-or"}
 """The rules that need a success profile, each with the rule its profile is the mean of."""
 PROFILE_WEIGHT = 0.5
 """How much of the success profile `noisy-or-excess` subtracts. 5-fold cross-validation on the training
-and validation episodes of the 2,000-episode store, 2 training seeds, weights 0.25 / 0.5 / 0.75 / 1:
-0.5 ranked highest on one seed and within 0.0004 of the highest on the other, and kept the median miss
-lead at 19-23 steps (1.0: 12-13)."""
+and validation episodes of the 2,000-episode store, 3 training seeds, weights 0.25 / 0.5 / 0.75 / 1:
+0.5 ranked highest on two seeds and within 0.0004 of the highest on the third, and kept the median
+miss lead at 23 steps (1.0: 13.5; README "Measured")."""
 MIN_SUCCESSES = 10
 """A step's profile value is the mean over the successful episodes still running at it when there are at
 least this many; later steps keep the last such value."""

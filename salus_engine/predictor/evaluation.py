@@ -23,7 +23,8 @@ Every scorer is treated alike: per-output decision thresholds are chosen on the 
 metrics are measured on the evaluated split (default `test`). The alarm score of a step combines the
 failure types' scores at the alarm horizon (default: the longest horizon) by the scorer's rule
 (`salus_engine.predictor.alarm_score`: the checkpoint's own for the model and for the networks of its
-kind, the maximum for the others); an episode's score is its running maximum. Each scorer's
+kind, the maximum for the others; a rule with a success profile uses each network's own, from its
+training split's successes); an episode's score is its running maximum. Each scorer's
 episode-level ROC-AUC gets a bootstrap 95 % interval, and the model's lead over it the paired bootstrap
 95 % interval of the difference (`metrics.ranking_intervals`; metrics.json `episode.ranking.auroc_ci95`
 and `episode.ranking.versus_reference`), so that "beats a baseline" can be told from the draw of the
