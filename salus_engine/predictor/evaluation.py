@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from salus_engine import FAILURE_TYPES
 from salus_engine.config import EvaluateConfig
