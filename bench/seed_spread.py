@@ -32,12 +32,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from feature_choice import ALARM_SCORES, pooled_row, profile_of, scored, trained_model  # noqa: E402  (bench/: the script's folder)
+from feature_choice import ALARM_SCORES, pooled_row, scored, trained_model  # noqa: E402  (bench/: the script's folder)
 from salus_engine.config import TrainConfig, default_of  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
 from salus_engine.predictor.models import model_scores  # noqa: E402
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
-from salus_engine.predictor.training import build_spec, model_inputs, prepare_inputs  # noqa: E402
+from salus_engine.predictor.training import (build_spec, model_inputs, prepare_inputs,  # noqa: E402
+                                             with_success_profile)
 
 
 def main() -> int:
@@ -68,7 +69,8 @@ def main() -> int:
     data = load_signal_data(args.data)
     fresh = load_signal_data(args.fresh) if args.fresh else None
     features = args.features
-    spec = build_spec(data, "outcome", features, members=DEFAULT_MEMBERS, member_features=args.member_features)
+    spec = build_spec(data, "outcome", features, members=DEFAULT_MEMBERS, alarm_score="noisy-or-excess",
+                      member_features=args.member_features)
     splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
     x_all = model_inputs(spec, data)
     x_fresh = model_inputs(spec, fresh) if fresh is not None else None
@@ -76,8 +78,6 @@ def main() -> int:
     val = prepare_inputs(spec, data, splits["val"], x_all)
     calibration_ids = set(splits["calibration"].tolist())
     calibration = [e for e in data.episodes if e.episode_id in calibration_ids and e.failure_type == -1]
-    train_successes = prepare_inputs(spec, data, [e.episode_id for e in data.episodes if e.failure_type == -1
-                                                  and e.episode_id in set(splits["train"].tolist())], x_all)
     test_ids = set(splits["test"].tolist())
     test = [e for e in data.episodes if e.episode_id in test_ids]
     sets = [("test", data, test, x_all[data.rows([e.episode_id for e in test])],
@@ -95,7 +95,8 @@ def main() -> int:
     for seed in (int(s) for s in args.seeds.split(",")):
         model, result = trained_model(spec, train, val, seed, settings, threads=1)
         calibration_p = model_scores(model, x_all[data.rows([e.episode_id for e in calibration])])
-        profile = profile_of(model_scores(model, train_successes[0]), train_successes[2])  # as salus train's
+        # the noisy-or's success profile, as salus train computes it (the spec's rule is noisy-or-excess)
+        profile = with_success_profile(spec, model, data, splits["train"], x_all).success_profile
         for name, source, episodes, x, offsets in sets:
             held_p = model_scores(model, x)
             for a in alarm_scores:

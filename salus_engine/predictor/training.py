@@ -383,8 +383,7 @@ def with_success_profile(spec: ModelSpec, network: nn.Module, data: SignalData, 
         raise PredictorError(f"the {spec.alarm_score!r} alarm score needs successful episodes in the training split; "
                              "collect more episodes or choose --alarm-score noisy-or")
     x, _, offsets = prepare_inputs(spec, data, successes, x_all)
-    with torch.no_grad():
-        p = temporal_scores(network, x, offsets) if spec.kind == "temporal" else model_scores(network, x)
+    p = temporal_scores(network, x, offsets) if spec.kind == "temporal" else model_scores(network, x)
     base = alarm_scores(p[:, -1, :], PROFILE_RULES[spec.alarm_score])
     return dataclasses.replace(spec, success_profile=success_profile(base, offsets))
 
