@@ -360,9 +360,11 @@ class MonitorConfig:
     horizon; empty: RUN/evaluation."""
     weights: Literal["best", "final"] = "best"
     """Which weights of the run."""
-    threshold: Annotated[Real, Field(gt=0, lt=1)] | None = None
-    """Alarm threshold on the score (a probability); None: the model's conformal threshold from the
-    evaluation (at `alpha` when set)."""
+    threshold: Annotated[Real, Field(gt=-1, lt=1)] | None = None
+    """Alarm threshold on the score; None: the model's conformal threshold from the evaluation (at
+    `alpha` when set). It must lie inside the range of the predictor's alarm rule, checked when the
+    monitor loads it (`salus_engine.predictor.alarm_score.score_range`: (0, 1) for a probability,
+    (-0.5, 1) for `noisy-or-excess`, whose score may be negative)."""
     alpha: Annotated[Real, Field(gt=0, lt=1)] | None = None
     """False-alarm rate the monitor accepts: the threshold is the evaluation's conformal threshold for
     this alpha, one of the alphas of its detection-vs-lead-time curve (0.02, 0.05, 0.1, 0.15, 0.2,

@@ -10,6 +10,7 @@ import os
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported anywhere  # noqa: E402
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,6 +185,19 @@ def test_the_monitor_threshold_for_another_alpha_comes_from_the_evaluation_curve
     assert MonitorSetup.load(replace(config, alpha=0.1)).threshold == 0.8
     given = MonitorSetup.load(replace(config, threshold=0.55))
     assert (given.threshold, given.alpha) == (0.55, None) and "alpha" not in given.store_attrs()
+    # a threshold is checked against the run's alarm rule: a probability rule refuses a negative one,
+    # the excess rule (whose score may be negative) takes it
+    with pytest.raises(PredictorError, match=r"outside \(0, 1\), the range of the 'max' alarm score"):
+        MonitorSetup.load(replace(config, threshold=-0.2))
+    excess_run = tmp_path / "excess_run"
+    shutil.copytree(RUN, excess_run)
+    run_config = json.loads((excess_run / "config.json").read_text())
+    run_config["model"].update(alarm_score="noisy-or-excess", success_profile=[0.3, 0.2, 0.1])
+    (excess_run / "config.json").write_text(json.dumps(run_config))
+    negative = MonitorSetup.load(replace(config, run=str(excess_run), threshold=-0.2))
+    assert negative.threshold == -0.2 and negative.predictor.spec.alarm_score == "noisy-or-excess"
+    with pytest.raises(PredictorError, match=r"outside \(-0.5, 1\)"):
+        MonitorSetup.load(replace(config, run=str(excess_run), threshold=-0.7))
 
 
 def test_command_line_mistakes_about_the_monitor_end_in_one_line(tmp_path, capsys):
@@ -193,6 +207,7 @@ def test_command_line_mistakes_about_the_monitor_end_in_one_line(tmp_path, capsy
         (["--monitor", str(tmp_path / "no-run")], "no such checkpoint folder"),
         (["--monitor", str(RUN), "--monitor-threshold", "0.5", "--interventions", str(bad)], "not one of slow"),
         (["--monitor", str(RUN), "--monitor-threshold", "1.5"], "monitor.threshold"),
+        (["--monitor", str(RUN), "--monitor-threshold", "-0.2"], "outside (0, 1)"),
         (["--monitor", str(RUN), "--monitor-alpha", "0.2"], "no threshold calibrated for alpha 0.2 (it has: none)"),
         (["--monitor", str(RUN), "--monitor-alpha", "0.2", "--monitor-threshold", "0.5"], "not both"),
     ]
