@@ -25,7 +25,8 @@ from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores, first_alarms
 from salus_engine.predictor.dataset import load_signal_data, split_episodes, window_features
 from salus_engine.predictor.models import model_scores
-from salus_engine.predictor.metrics import episode_metrics, resplit_false_alarms
+from salus_engine.predictor.metrics import (episode_metrics, expected_resplit_rate, false_alarm_check,
+                                           resplit_false_alarms)
 from salus_engine.predictor.report import format_auroc
 from salus_engine.predictor.models import ModelSpec, SignalMLP, count_parameters
 from salus_engine.predictor.online import OnlinePredictor
@@ -195,6 +196,37 @@ def test_training_conditional_threshold_bounds_the_share_of_bad_calibration_sets
     marginal_check = resplit_false_alarms(pooled[:141], pooled[141:], alpha=0.1, resplits=20)
     conditional_check = resplit_false_alarms(pooled[:141], pooled[141:], alpha=0.1, resplits=20, delta=0.1)
     assert conditional_check["mean"] < marginal_check["mean"]
+
+
+def test_the_false_alarm_check_gives_the_exact_resplit_mean_and_the_chance_of_a_high_rate():
+    rng = np.random.default_rng(1)
+    pooled = rng.uniform(size=282)
+    # without ties the mean over every re-split is (n + 1 - k) / (n + 1) = 14 / 142 for n = 141, whatever
+    # the scores; many random re-splits agree, and the training-conditional rule's is lower
+    exact = expected_resplit_rate(pooled, 141, 0.1)
+    assert exact == pytest.approx(14 / 142, abs=1e-9)
+    many = resplit_false_alarms(pooled[:141], pooled[141:], 0.1, resplits=4000, seed=3)
+    assert many["mean"] == pytest.approx(exact, abs=0.003) and many["expected_mean"] == exact
+    assert expected_resplit_rate(pooled, 141, 0.1, delta=0.1) < exact
+    # ties lower it: every score equal never alarms ('score > threshold'); with two values the exact
+    # mean is still the mean over random re-splits
+    assert expected_resplit_rate(np.ones(50), 20, 0.1) == 0.0
+    two = rng.permutation(np.repeat([0.0, 1.0], [170, 30]))
+    tied = expected_resplit_rate(two, 100, 0.2)
+    assert 0.1 < tied < 0.2 - 0.02
+    assert tied == pytest.approx(resplit_false_alarms(two[:100], two[100:], 0.2, resplits=4000)["mean"], abs=0.005)
+    assert expected_resplit_rate(pooled, 0, 0.1) is None and expected_resplit_rate(pooled[:5], 3, 0.1) is None
+    # the chance of at least the observed false alarms: over many exchangeable calibration and test
+    # draws, the share with at least 20 of 141 test alarms matches the beta-binomial tail
+    draws = [false_alarm_check(rng.uniform(size=141), rng.uniform(size=141), 0.1) for _ in range(3000)]
+    assert {d["rank"] for d in draws} == {128} and draws[0]["expected_rate"] == pytest.approx(14 / 142)
+    share = np.mean([d["alarms"] >= 20 for d in draws])
+    p20 = next(d["p_value"] for d in draws if d["alarms"] == 20)
+    assert share == pytest.approx(p20, abs=0.025) and 0.05 < p20 < 0.3
+    # test successes that score higher than the calibration ones: both p-values small
+    shifted = false_alarm_check(rng.uniform(size=141), rng.uniform(size=704) + 0.1, 0.1)
+    assert shifted["p_value"] < 0.01 and shifted["mann_whitney_p"] < 0.05 and shifted["successes"] == 704
+    assert false_alarm_check(pooled[:5], pooled[5:], 0.1)["p_value"] is None  # too few for a finite threshold
 
 
 def test_ranking_intervals_tell_a_real_lead_from_the_draw_of_episodes():

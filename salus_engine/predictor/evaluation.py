@@ -60,6 +60,7 @@ from salus_engine.predictor.metrics import (
     episode_alarm_maxima,
     episode_metrics,
     episode_ranking,
+    false_alarm_check,
     ranking_intervals,
     reliability,
     resplit_false_alarms,
@@ -294,6 +295,7 @@ def _monitor_metrics(alarm: np.ndarray, type_scores: np.ndarray | None, subset: 
                                        delta)
     success_maxima = maxima[[e.failure_type == -1 for e in subset.episodes]]
     entry["resplits"] = resplit_false_alarms(calibration_maxima, success_maxima, alpha, RESPLITS, delta=delta)
+    entry["false_alarm_check"] = false_alarm_check(calibration_maxima, success_maxima, alpha, delta)
     return entry, maxima
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, bootstrap, rankdata
+from scipy.stats import betabinom, binomtest, bootstrap, hypergeom, mannwhitneyu, rankdata
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     accuracy_score,
@@ -24,7 +24,7 @@ from sklearn.metrics import (
 )
 
 from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
-from salus_engine.predictor.conformal import first_alarms
+from salus_engine.predictor.conformal import conformal_rank, first_alarms
 from salus_engine.predictor.dataset import EpisodeInfo
 
 CURVE_POINTS = 101
@@ -335,6 +335,74 @@ def alpha_curve(calibration_maxima: np.ndarray, alarm_scores: np.ndarray, episod
     return rows
 
 
+def expected_resplit_rate(pooled_maxima: np.ndarray, calibration_size: int, alpha: float,
+                          delta: float | None = None) -> float | None:
+    """The mean test false-alarm rate over every re-split of the pooled successes into `calibration_size`
+    calibration episodes and the rest (what `resplit_false_alarms` estimates from a few random ones).
+
+    A pooled episode i that lands in the test part alarms when at least k of the calibration episodes
+    score below it (k: `conformal_rank`); with L_i of the other pooled episodes below it, that count is
+    hypergeometric (N - 1 episodes, L_i below, `calibration_size` drawn). The mean over i of that
+    probability is the expected rate. Without ties it is (n + 1 - k) / (n + 1) whatever the scores,
+    at most alpha for the split-conformal rank (the guarantee: exchangeable episodes, V. Vovk,
+    A. Gammerman and G. Shafer, "Algorithmic Learning in a Random World", 2005, ch. 2); ties lower it.
+
+    Args:
+        pooled_maxima: (N,) alarm scores of the pooled successful episodes.
+        calibration_size: n, 1 <= n < N.
+        alpha, delta: the threshold's rule (`conformal_threshold`).
+
+    Returns:
+        The expected rate in [0, 1]; None when n is outside 1..N - 1 or no rank gives the guarantee.
+    """
+    pooled = np.sort(np.asarray(pooled_maxima, dtype=np.float64).ravel())
+    total, n = len(pooled), int(calibration_size)
+    if not 0 < n < total:
+        return None
+    k = conformal_rank(n, alpha, delta)
+    if k is None:
+        return None
+    below = np.searchsorted(pooled, pooled, side="left")  # other episodes strictly below each one
+    return float(hypergeom.sf(k - 1, total - 1, below, n).mean())
+
+
+def false_alarm_check(calibration_maxima: np.ndarray, test_success_maxima: np.ndarray, alpha: float,
+                      delta: float | None = None) -> dict[str, Any]:
+    """Whether the test successes' false-alarm rate is one that the conformal rule allows, or a sign
+    that they do not score like the calibration successes.
+
+    With the threshold at the calibration scores' k-th smallest (`conformal_rank`), the share of new
+    successes above it is Beta(n + 1 - k, k) over the draw of n exchangeable calibration episodes, so
+    the count of m test successes that alarm is beta-binomial(m, n + 1 - k, k) (continuous scores):
+    `p_value` is the chance of at least the observed count. A small one says the test successes score
+    higher than the calibration draw explains; `mann_whitney_p` (two-sided, `scipy.stats.mannwhitneyu`)
+    tests whether the two sets of scores come from one distribution at all.
+
+    Args:
+        calibration_maxima: (n,) alarm scores of the calibration successes.
+        test_success_maxima: (m,) alarm scores of the test successes.
+        alpha, delta: the threshold's rule (`conformal_threshold`).
+
+    Returns:
+        {"alarms", "successes", "rank", "expected_rate" (the rate's mean over calibration draws,
+        (n + 1 - k) / (n + 1)), "p_value", "mann_whitney_p"}; the last three None without a finite
+        threshold or without test successes.
+    """
+    calibration = np.sort(np.asarray(calibration_maxima, dtype=np.float64).ravel())
+    test = np.asarray(test_success_maxima, dtype=np.float64).ravel()
+    n, m = len(calibration), len(test)
+    k = conformal_rank(max(n, 1), alpha, delta) if n else None
+    out: dict[str, Any] = {"alarms": None, "successes": int(m), "rank": k, "expected_rate": None, "p_value": None,
+                           "mann_whitney_p": None}
+    if k is None or not m:
+        return out
+    alarms = int((test > calibration[k - 1]).sum())
+    out.update(alarms=alarms, expected_rate=(n + 1 - k) / (n + 1),
+               p_value=float(betabinom.sf(alarms - 1, m, n + 1 - k, k)),
+               mann_whitney_p=float(mannwhitneyu(calibration, test, alternative="two-sided").pvalue))
+    return out
+
+
 def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np.ndarray, alpha: float,
                          resplits: int = 20, seed: int = 0, delta: float | None = None) -> dict[str, Any]:
     """Checks the conformal guarantee: the calibration and test successes are pooled and re-split at
@@ -342,8 +410,8 @@ def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np
     the rule of `delta`, see `conformal_threshold`) and the test false-alarm rate measured.
 
     Returns:
-        rates per re-split, their mean, and the share of re-splits whose rate exceeds alpha + 0.05
-        and 0.15.
+        rates per re-split, their mean, the mean over every re-split (`expected_resplit_rate`), and the
+        share of re-splits whose rate exceeds alpha + 0.05 and 0.15.
     """
     from salus_engine.predictor.conformal import conformal_threshold
 
@@ -361,5 +429,6 @@ def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np
     rates_a = np.array(rates)
     return {"resplits": len(rates), "calibration_episodes": int(n_cal), "test_episodes": int(len(pooled) - n_cal),
             "rates": rates, "mean": float(rates_a.mean()) if len(rates) else None,
+            "expected_mean": expected_resplit_rate(pooled, n_cal, alpha, delta),
             "share_above_alpha_plus_0.05": float((rates_a > alpha + 0.05).mean()) if len(rates) else None,
             "share_above_0.15": float((rates_a > 0.15).mean()) if len(rates) else None}

@@ -267,7 +267,8 @@ def per_type_rows(metrics: dict[str, Any], scorer: str = "model") -> list[list[s
 def resplit_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
     alpha = metrics["conformal"]["alpha"]
     return ("scorer", f"false alarms, {metrics['split']}", "re-splits", "calibration / test successes",
-            "mean test FAR", f"share > alpha+0.05 ({alpha + 0.05:.2f})", "share > 0.15")
+            "mean test FAR", f"share > alpha+0.05 ({alpha + 0.05:.2f})", "share > 0.15", "mean, all re-splits",
+            "P(as many false alarms)", "Mann-Whitney p")
 
 
 def resplit_rows(metrics: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -280,11 +281,13 @@ def resplit_rows(metrics: dict[str, Any]) -> list[tuple[str, list[str]]]:
         s = metrics["scorers"][name]
         episode = s.get("episode") or {}
         r = episode.get("resplits") or {}
+        check = episode.get("false_alarm_check") or {}  # metrics written before the check: none
         sizes = (f"{r['calibration_episodes']} / {r['test_episodes']}"
                  if r.get("calibration_episodes") is not None and r.get("test_episodes") is not None else "–")
         rows.append((name, [s.get("short", name), format_rate(episode.get("far")), str(r.get("resplits", "–")), sizes,
                             format_value(r.get("mean")), format_value(r.get("share_above_alpha_plus_0.05"), 2),
-                            format_value(r.get("share_above_0.15"), 2)]))
+                            format_value(r.get("share_above_0.15"), 2), format_value(r.get("expected_mean")),
+                            format_value(check.get("p_value"), 2), format_value(check.get("mann_whitney_p"), 2)]))
     return rows
 
 
@@ -295,7 +298,11 @@ def resplit_note(metrics: dict[str, Any]) -> str:
             f"{conformal['alpha']} on one part and measures the false-alarm rate on the other. "
             + ("Split conformal bounds the mean by alpha; single re-splits scatter around it"
                if conformal.get("delta") is None else
-               f"With delta {conformal['delta']}, at most that share of re-splits should exceed alpha"))
+               f"With delta {conformal['delta']}, at most that share of re-splits should exceed alpha")
+            + ". 'mean, all re-splits': the exact mean over every re-split; 'P(as many false alarms)': the chance, "
+            f"for exchangeable calibration and {metrics['split']} successes, of at least the {metrics['split']} "
+            "split's false alarms (small: they score higher than the calibration draw explains); 'Mann-Whitney p': "
+            f"whether calibration and {metrics['split']} successes score alike")
 
 
 ALPHA_COLUMNS = ("alpha", "threshold", "detected (TPR)", "false alarms (FAR)", "median lead (steps)", "median lead (s)")
