@@ -187,6 +187,8 @@ ALARM_SCORES = {
     "max-mean3": lambda p, offsets, profile: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
     "max-mean6": lambda p, offsets, profile: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
     "sum-mean6": lambda p, offsets, profile: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
+    **{f"noisy-or-excess-mean{w}": (lambda w: lambda p, offsets, profile: causal_mean(
+        alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets), profile), offsets, w))(w) for w in (3, 6)},
 }
 """Per-step alarm scores from an outcome model's (N, 1, C) failure-type probabilities, the episodes'
 (E + 1,) row offsets and the model's success profile (the noisy-or's mean over its trained-on
@@ -194,7 +196,7 @@ successful episodes per step): the rules of `salus_engine.predictor.alarm_score`
 `noisy-or-excess`), the last with other profile weights (`noisy-or-excess0.25` subtracts a quarter of
 the profile), and candidates tried against them: the types' sum clipped to 1 (the probability of any
 failure if the types' probabilities were those of exclusive events) and causal means over the last few
-steps of the episode."""
+steps of the episode (`noisy-or-excess-mean3`: the excess averaged over the last 3 steps)."""
 
 
 def profile_of(success_probabilities, success_offsets):
