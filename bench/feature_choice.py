@@ -177,6 +177,12 @@ def excess(weight):
                                         - weight * np.asarray(profile)[np.minimum(steps_of(offsets), len(profile) - 1)])
 
 
+def smoothed_excess(window):
+    """The `noisy-or-excess` rule averaged over the last `window` steps of the episode (`causal_mean`)."""
+    return lambda p, offsets, profile: causal_mean(
+        alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets), profile), offsets, window)
+
+
 ALARM_SCORES = {
     "max": lambda p, offsets, profile: alarm_scores(p[:, 0, :], "max"),
     "noisy-or": lambda p, offsets, profile: alarm_scores(p[:, 0, :], "noisy-or"),
@@ -187,8 +193,7 @@ ALARM_SCORES = {
     "max-mean3": lambda p, offsets, profile: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
     "max-mean6": lambda p, offsets, profile: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
     "sum-mean6": lambda p, offsets, profile: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
-    **{f"noisy-or-excess-mean{w}": (lambda w: lambda p, offsets, profile: causal_mean(
-        alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets), profile), offsets, w))(w) for w in (3, 6)},
+    **{f"noisy-or-excess-mean{w}": smoothed_excess(w) for w in (3, 6)},
 }
 """Per-step alarm scores from an outcome model's (N, 1, C) failure-type probabilities, the episodes'
 (E + 1,) row offsets and the model's success profile (the noisy-or's mean over its trained-on

@@ -24,7 +24,7 @@ from sklearn.metrics import (
 )
 
 from salus_engine import FAILURE_TYPES, OUTCOME_NAMES
-from salus_engine.predictor.conformal import conformal_rank, first_alarms
+from salus_engine.predictor.conformal import conformal_rank, conformal_threshold, first_alarms
 from salus_engine.predictor.dataset import EpisodeInfo
 
 CURVE_POINTS = 101
@@ -317,8 +317,6 @@ def alpha_curve(calibration_maxima: np.ndarray, alarm_scores: np.ndarray, episod
                 offsets: np.ndarray, alphas: tuple[float, ...], delta: float | None = None) -> list[dict[str, Any]]:
     """Detection rate, false-alarm rate and median lead time at the conformal threshold of each alpha
     (the detection-rate vs lead-time trade-off of a monitor); `delta` as `conformal_threshold` takes it."""
-    from salus_engine.predictor.conformal import conformal_threshold
-
     rows = []
     for alpha in alphas:
         threshold = conformal_threshold(calibration_maxima, alpha, delta)
@@ -391,7 +389,7 @@ def false_alarm_check(calibration_maxima: np.ndarray, test_success_maxima: np.nd
     calibration = np.sort(np.asarray(calibration_maxima, dtype=np.float64).ravel())
     test = np.asarray(test_success_maxima, dtype=np.float64).ravel()
     n, m = len(calibration), len(test)
-    k = conformal_rank(max(n, 1), alpha, delta) if n else None
+    k = conformal_rank(n, alpha, delta) if n else None
     out: dict[str, Any] = {"alarms": None, "successes": int(m), "rank": k, "expected_rate": None, "p_value": None,
                            "mann_whitney_p": None}
     if k is None or not m:
@@ -413,8 +411,6 @@ def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np
         rates per re-split, their mean, the mean over every re-split (`expected_resplit_rate`), and the
         share of re-splits whose rate exceeds alpha + 0.05 and 0.15.
     """
-    from salus_engine.predictor.conformal import conformal_threshold
-
     pooled = np.concatenate([calibration_maxima, test_success_maxima])
     n_cal = len(calibration_maxima)
     rng = np.random.default_rng(seed)
