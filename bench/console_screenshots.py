@@ -33,6 +33,10 @@ from salus_engine.config import CollectConfig  # noqa: E402
 from salus_tui.app import SalusApp  # noqa: E402
 
 
+LIVE_STORE = "data/collection"
+"""Where the live collection writes, relative to the temporary working folder (as on a user's screen)."""
+
+
 async def until(predicate, pilot, timeout: float, what: str) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -45,7 +49,7 @@ async def until(predicate, pilot, timeout: float, what: str) -> None:
 async def take(args: argparse.Namespace, work: Path) -> list[str]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = CollectConfig(episodes=args.collect_episodes, out="data/collection", seed=args.seed)
+    config = CollectConfig(episodes=args.collect_episodes, out=LIVE_STORE, seed=args.seed)
     if args.policy:
         config.policy.path = args.policy
     if args.ensemble_size:
@@ -145,7 +149,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="salus-screenshots-") as tmp:
         os.chdir(tmp)  # the live store and the run get short relative paths on screen
         if args.data:  # shown as data/<name>, like a store in the repository
-            link = Path(tmp) / "data" / Path(args.data).name
+            name = Path(args.data).name
+            if name == Path(LIVE_STORE).name:  # else the live collection would resume it and collect nothing
+                name += "-recorded"
+            link = Path(tmp) / "data" / name
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(args.data, target_is_directory=True)
             args.data = str(link.relative_to(tmp))
