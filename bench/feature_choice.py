@@ -33,6 +33,10 @@ store's horizon labels, H one of its horizons) instead of the episode's outcome;
 the outcome target. It asks whether a short-horizon collision head alarms less on successful
 episodes, which pass through the same descent to the table.
 
+With `--peak-weights` each weight of the success-peak term (`salus_engine.predictor.training.
+success_peak_loss`: the mean over successful training episodes of their highest excess alarm score,
+added to the loss) trains its own models, reported as its own row; 0 is `salus train`'s training.
+
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
 probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
 
@@ -273,6 +277,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads per training (default {THREADS})")
     parser.add_argument("--type-members", default="all", help="per-type member routes, ';'-separated, each "
                         "collision/drop/miss/timeout member lists (default: all, salus train's model)")
+    parser.add_argument("--peak-weights", default="0", help="success-peak term weights (salus_engine.predictor."
+                        "training.success_peak_loss), comma-separated; each trains its own models, one row each")
     parser.add_argument("--collision-horizon", type=int, help="train the collision output on a collision within "
                         "this many steps (one of the store's horizons) instead of the episode's outcome")
     args = parser.parse_args()
@@ -306,11 +312,16 @@ def main() -> int:
           f"training settings {settings or 'default'}, hidden {hidden or 'default'}, members {args.members}"
           + (f"; collision output: a collision within {args.collision_horizon} steps" if args.collision_horizon else ""))
     results: dict[str, list[dict[str, float]]] = {}
-    for features in args.sets.split(";"):
+    peak_weights = [float(w) for w in args.peak_weights.split(",")]
+    inputs_of: dict[str, np.ndarray] = {}
+    for features, peak_weight in ((f, w) for f in args.sets.split(";") for w in peak_weights):
         member_features = features if "/" in features else None  # per-member sets: the model reads their union
         union = ",".join(dict.fromkeys(f.strip() for part in features.split("/") for f in part.split(",")))
         spec = build_spec(data, "outcome", union, hidden=hidden, members=args.members, member_features=member_features)
-        x_all = model_inputs(spec, data)
+        if features not in inputs_of:
+            inputs_of.clear()  # one set's inputs at a time (the sets' loops are consecutive)
+            inputs_of[features] = model_inputs(spec, data)
+        x_all = inputs_of[features]
         averaged: list[list[tuple]] = []  # per run: (episodes, held probabilities, offsets, calibration) per seed
         for seed in seeds:
             if args.folds:
@@ -322,7 +333,8 @@ def main() -> int:
             parts = {(route, a): [] for route in routes for a in alarm_scores}
             for r, (train_ids, held_ids) in enumerate(runs):
                 episodes, held_m, offsets, calibration_m, (success_m, success_offsets) = held_out_scores(
-                    spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of, args.threads,
+                    spec, data, x_all, train_ids, held_ids, calibration, seed,
+                    {**settings, **({"peak_weight": peak_weight} if peak_weight else {})}, outcome_of, args.threads,
                     args.collision_horizon)
                 for route, members in routes.items():
                     held_p, calibration_p = routed(held_m, members), routed(calibration_m, members)
@@ -336,7 +348,8 @@ def main() -> int:
                     averaged[r].append((episodes, held_m.mean(axis=1)[:, None, :], offsets,
                                         calibration_m.mean(axis=1)[:, None, :]))
             for route, a in parts:
-                name = features + (f" [{route}]" if len(routes) > 1 else "") + (
+                name = features + (f" [peak {peak_weight:g}]" if len(peak_weights) > 1 else "") + (
+                    f" [{route}]" if len(routes) > 1 else "") + (
                     f" [{a}]" if len(alarm_scores) > 1 else "")
                 row = pooled_row(parts[route, a], args.alpha, args.delta)
                 results.setdefault(name, []).append(row)

@@ -27,7 +27,21 @@ from salus_engine.predictor.evaluation import scores_of
 from salus_engine.predictor.inputs import MotionTracker, state_motion
 from salus_engine.predictor.models import ModelSpec, build_model
 from salus_engine.predictor.online import OnlinePredictor
-from salus_engine.predictor.training import episode_weights, model_inputs, restrict_member_features, targets_for
+from salus_engine.predictor.alarm_score import alarm_scores
+from salus_engine.predictor.dataset import split_episodes
+from salus_engine.predictor.models import model_scores
+from salus_engine.predictor.training import (
+    build_spec,
+    episode_weights,
+    fit,
+    model_inputs,
+    prepare_inputs,
+    restrict_member_features,
+    success_peak_loss,
+    targets_for,
+    torch_threads,
+    with_success_profile,
+)
 from salus_engine.store import EpisodeRecord, EpisodeStore
 from salus_engine.store.layout import STATE_NAMES
 from tests.test_predictor import HORIZONS, episode_record, one_thread, write_store  # noqa: F401 (one_thread: a fixture)
@@ -311,3 +325,40 @@ def test_a_monitored_rollout_feeds_the_robot_state_to_the_outcome_model(trained,
                                atol=1e-6)
     assert not np.allclose(recorded, online.episode(episode.signals, None, None, np.zeros_like(states), frames, actions),
                            atol=1e-3)
+
+
+def test_the_success_peak_term_is_the_mean_of_each_successful_episodes_highest_excess():
+    p = torch.tensor([[[0.5, 0.0], [0.2, 0.5], [0.9, 0.9]],  # episode 0: 3 steps
+                      [[0.1, 0.1], [0.0, 0.0], [1.0, 1.0]]])  # episode 1: 2 steps, the third is padding
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    profile = torch.tensor([0.4, 0.2, 1.6])
+    # noisy-or: episode 0 [0.5, 0.6, 0.99], episode 1 [0.19, 0.0]; less half the profile:
+    # episode 0 [0.3, 0.5, 0.19] -> 0.5; episode 1 [-0.01, -0.1] -> -0.01 (padding never counts)
+    assert float(success_peak_loss(p, mask, profile)) == pytest.approx((0.5 - 0.01) / 2)
+
+
+def test_training_with_the_success_peak_term_lowers_the_successes_highest_excess(store):
+    data = load_signal_data(store)
+    spec = build_spec(data, "outcome", "state,time", members=2, alarm_score="noisy-or-excess")
+    splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
+    train = prepare_inputs(spec, data, splits["train"])
+    val = prepare_inputs(spec, data, splits["val"])
+    successes = np.array([e.episode_id for e in data.episodes
+                          if e.failure_type == -1 and e.episode_id in set(splits["train"].tolist())])
+    peaks = {}
+    for weight in (0.0, 3.0):
+        with torch_threads(1):
+            result = fit(spec, *train[:2], *val[:2], epochs=8, lr=3e-3, seed=0, patience=0, train_offsets=train[2],
+                         val_offsets=val[2], peak_weight=weight)
+        model = build_model(spec)
+        model.load_state_dict(result.final_state)
+        model.eval()
+        profiled = with_success_profile(spec, model, data, splits["train"])
+        x, _, offsets = prepare_inputs(spec, data, successes)
+        excess = alarm_scores(model_scores(model, x)[:, -1, :], "noisy-or-excess",
+                              np.concatenate([np.arange(n) for n in np.diff(offsets)]), profiled.success_profile)
+        peaks[weight] = np.mean([excess[a:b].max() for a, b in zip(offsets[:-1], offsets[1:])])
+    assert peaks[3.0] < peaks[0.0] - 0.02, peaks
+    with pytest.raises(ValueError, match="outcome model with the noisy-or-excess"):
+        fit(replace(spec, alarm_score="noisy-or"), *train[:2], *val[:2], epochs=1, train_offsets=train[2],
+            val_offsets=val[2], peak_weight=1.0)

@@ -41,7 +41,13 @@ from salus_engine.predictor.dataset import (
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import input_names, parse_input_families
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_HIDDEN, DEFAULT_MEMBERS
-from salus_engine.predictor.alarm_score import PROFILE_RULES, alarm_scores, needs_profile, success_profile
+from salus_engine.predictor.alarm_score import (
+    PROFILE_RULES,
+    PROFILE_WEIGHT,
+    alarm_scores,
+    needs_profile,
+    success_profile,
+)
 from salus_engine.predictor.models import ModelSpec, build_model, count_parameters, model_scores, temporal_scores
 
 MAX_POS_WEIGHT = 1000.0
@@ -173,6 +179,7 @@ def fit(
     train_offsets: np.ndarray | None = None,
     val_offsets: np.ndarray | None = None,
     episodes_per_batch: int = 16,
+    peak_weight: float = 0.0,
 ) -> FitResult:
     """Trains the network of `spec` on in-memory arrays.
 
@@ -185,6 +192,13 @@ def fit(
             masked out of the loss); an MLP trains on shuffled steps (`batch_size` per mini-batch).
         stop: checked between epochs; when set, training ends after the current epoch.
         on_epoch: called after every epoch with its record and the model (in eval mode).
+        peak_weight: for an `outcome` model whose alarm score has a success profile: the weight of
+            the success-peak term (`success_peak_loss`) added to every mini-batch's loss; 0 (default)
+            leaves the step loss alone. `train_loss` in the history is the step loss without it.
+
+    Raises:
+        ValueError: missing offsets for a temporal or outcome model; a peak weight for another model
+            kind or rule, or a negative one.
 
     Returns:
         `FitResult` with the best and final weights and the per-epoch history.
@@ -204,6 +218,7 @@ def fit(
     members = spec.members  # each member's outputs follow the previous member's, each with its own loss
     criterion = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(np.tile(pos_weight, members)), reduction="none")
     wt = torch.from_numpy(episode_weights(train_offsets)) if per_episode else None
+    peaks = _SuccessPeaks(spec, x_rows, y_train, train_offsets, peak_weight) if peak_weight else None
     wv = torch.from_numpy(episode_weights(val_offsets)) if per_episode else None
     if sequences:
         xt, yt, mt = _padded(x_train, y_train, train_offsets)
@@ -240,13 +255,17 @@ def fit(
         current_lr = optimizer.param_groups[0]["lr"]
         model.train()
         order = torch.randperm(n, generator=generator)
+        if peaks is not None:
+            peaks.start_epoch(model, -(-n // step), generator)
+            model.train()
         total, seen = 0.0, 0
-        for start in range(0, n, step):
+        for batch, start in enumerate(range(0, n, step)):
             index = order[start:start + step]
             optimizer.zero_grad(set_to_none=True)
             loss, count = loss_of(xt[index], yt[index], None if mt is None else mt[index],
                                   None if wt is None else wt[index])
-            loss.backward()
+            total_loss = loss if peaks is None else loss + peak_weight * peaks.loss(model, batch)
+            total_loss.backward()
             optimizer.step()
             total += float(loss.detach()) * count
             seen += count
@@ -272,6 +291,86 @@ def fit(
             break
     result.final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return result
+
+
+def success_peak_loss(probabilities: torch.Tensor, mask: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
+    """The success-peak term: the mean over successful episodes of their highest `noisy-or-excess`
+    alarm score, the score whose running maximum the conformal threshold is set on
+    (`salus_engine.predictor.alarm_score`). A multiple-instance term on the negative bags: an episode
+    raises a false alarm through its highest step alone, so that step, not the mean step, is pushed
+    down (as in multiple-instance learning for anomaly detection, Sultani, Chen and Shah, "Real-world
+    Anomaly Detection in Surveillance Videos", CVPR 2018, arXiv 1801.04264, there with a ranking loss).
+
+    Args:
+        probabilities: (E, T, C) failure-type probabilities (members averaged) of E padded successful
+            episodes.
+        mask: (E, T) bool, True on real steps.
+        profile: (T,) the success profile at each step (`success_profile`, held fixed).
+
+    Returns:
+        A scalar tensor: mean over episodes of max over steps of noisy-or(p) - PROFILE_WEIGHT * profile.
+    """
+    noisy_or = 1.0 - torch.prod(1.0 - probabilities, dim=-1)
+    excess = (noisy_or - PROFILE_WEIGHT * profile[None, :]).masked_fill(~mask, float("-inf"))
+    return excess.max(dim=1).values.mean()
+
+
+class _SuccessPeaks:
+    """The successful training episodes of an outcome model, padded, and the success-peak term of each
+    mini-batch: every epoch, the success profile of the current weights is recomputed (held fixed for
+    the epoch) and the episodes are shuffled and dealt out over the epoch's mini-batches."""
+
+    def __init__(self, spec: ModelSpec, x_rows: torch.Tensor, y_train: np.ndarray, offsets: np.ndarray | None,
+                 weight: float) -> None:
+        if weight < 0:
+            raise ValueError(f"the success-peak weight must be 0 or more, got {weight}")
+        if spec.kind != "outcome" or PROFILE_RULES.get(spec.alarm_score) != "noisy-or" or offsets is None:
+            raise ValueError("the success-peak term needs an outcome model with the noisy-or-excess alarm score "
+                             "and its episodes' row offsets")
+        offsets = np.asarray(offsets)
+        lengths = np.diff(offsets)
+        ends = offsets[1:] - 1
+        success = (lengths > 0) & ~np.asarray(y_train)[np.maximum(ends, 0)].any(axis=1)
+        starts, lengths = offsets[:-1][success], lengths[success]
+        self.types = len(spec.failure_types)
+        self.members = spec.members
+        self.rows = torch.from_numpy(np.concatenate([np.arange(a, a + n) for a, n in zip(starts, lengths)])
+                                     if len(starts) else np.zeros(0, np.int64))
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        longest = int(lengths.max()) if len(lengths) else 0
+        index = np.zeros((len(lengths), longest), np.int64)
+        mask = np.zeros((len(lengths), longest), bool)
+        for e, (a, n) in enumerate(zip(starts, lengths)):
+            index[e, :n], index[e, n:], mask[e, :n] = np.arange(a, a + n), a + n - 1, True
+        self.x = x_rows[torch.from_numpy(index)] if len(lengths) else x_rows[:0]
+        self.mask = torch.from_numpy(mask)
+        self.profile = torch.zeros(longest)
+        self.order = torch.zeros(0, dtype=torch.int64)
+        self.per_batch = 0
+
+    def _probabilities(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(model(x.reshape(-1, x.shape[-1])))
+        return p.reshape(*x.shape[:2], self.members, self.types).mean(dim=2)
+
+    def start_epoch(self, model: nn.Module, batches: int, generator: torch.Generator) -> None:
+        """Recomputes the profile with the current weights (eval mode) and deals the episodes out."""
+        count = len(self.x)
+        if not count:
+            return
+        model.eval()
+        with torch.no_grad():
+            p = self._probabilities(model, self.x)
+        noisy_or = (1.0 - torch.prod(1.0 - p, dim=-1))[self.mask].numpy()
+        self.profile = torch.tensor(success_profile(noisy_or, self.offsets), dtype=torch.float32)
+        self.order = torch.randperm(count, generator=generator)
+        self.per_batch = -(-count // max(1, batches))
+
+    def loss(self, model: nn.Module, batch: int) -> torch.Tensor:
+        """The success-peak term of mini-batch `batch` (0 when no episode is dealt to it)."""
+        chosen = self.order[batch * self.per_batch:(batch + 1) * self.per_batch]
+        if not len(chosen):
+            return torch.zeros(())
+        return success_peak_loss(self._probabilities(model, self.x[chosen]), self.mask[chosen], self.profile)
 
 
 def _check_config(config: TrainConfig) -> None:
