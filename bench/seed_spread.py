@@ -11,7 +11,8 @@ that store. The same models are scored under each alarm score of `--alarm-scores
 (`bench/feature_choice.py`'s `ALARM_SCORES`) and each threshold rule of `--deltas` (`none`: split
 conformal; a number: `salus evaluate --delta`'s training-conditional threshold). Then the mean,
 standard deviation and range per figure. `--member-features` trains `salus train --member-features`'s
-configuration instead of the default one, and `--features` other input families (the evaluation's state-only
+configuration instead of the default one, `--peak-weight` another weight of the success-peak term,
+and `--features` other input families (the evaluation's state-only
 baseline is `--features state,time`).
 
 Nothing here chooses a setting: it measures the configuration already chosen by cross-validation.
@@ -53,6 +54,7 @@ def main() -> int:
                         "or a delta of salus evaluate --delta")
     parser.add_argument("--features", default=default_of(TrainConfig, "features"),
                         help="salus train --features (default: its default)")
+    parser.add_argument("--peak-weight", type=float, help="salus train --peak-weight (default: salus train's)")
     parser.add_argument("--member-features", help="salus train --member-features (default: every member reads "
                         "--features)")
     args = parser.parse_args()
@@ -84,9 +86,13 @@ def main() -> int:
              data.offsets_of([e.episode_id for e in test]))]
     if fresh is not None:
         sets.append(("fresh", fresh, fresh.episodes, x_fresh, fresh.offsets))
-    settings = {name: default_of(TrainConfig, name) for name in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
+    settings = {name: default_of(TrainConfig, name)
+                for name in ("epochs", "batch_size", "lr", "weight_decay", "patience", "peak_weight")}
+    if args.peak_weight is not None:
+        settings["peak_weight"] = args.peak_weight
     print(f"{args.data}: outcome model, features {features}, {DEFAULT_MEMBERS} members"
-          + (f" reading {args.member_features}" if args.member_features else "") + ", split of seed 0 "
+          + (f" reading {args.member_features}" if args.member_features else "")
+          + f", success-peak weight {settings['peak_weight']:g}, split of seed 0 "
           f"(test {len(test)} episodes, calibration {len(calibration)} successes)"
           + (f"; fresh {args.fresh} ({len(fresh.episodes)} episodes)" if fresh is not None else "")
           + f"; alpha {args.alpha}; inputs ready in {time.perf_counter() - started:.0f} s", flush=True)

@@ -615,6 +615,12 @@ def test_user_errors_are_one_line(store, trained, tmp_path, capsys):
     assert "episode 3" in err and "NaN" in err
 
     assert "not empty" in one_line_error(capsys, ["train", "--data", store, "--out", trained])
+    for flags in (["--model", "multi-horizon"], ["--alarm-score", "noisy-or"]):
+        err = one_line_error(capsys, ["train", "--data", store, "--out", str(tmp_path / "r4"), "--peak-weight", "1",
+                                      *flags])
+        assert "--peak-weight needs --model outcome" in err
+    assert "peak_weight" in one_line_error(capsys, ["train", "--data", store, "--out", str(tmp_path / "r5"),
+                                                    "--peak-weight", "-1"])
 
     # a checkpoint trained on another signal set
     from pathlib import Path

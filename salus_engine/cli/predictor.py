@@ -40,7 +40,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                             patience=args.patience, seed=args.seed, model=args.model, window=args.window,
                             threads=args.threads, features=args.features, members=args.members,
-                            alarm_score=args.alarm_score, member_features=args.member_features)
+                            alarm_score=args.alarm_score, member_features=args.member_features,
+                            peak_weight=args.peak_weight)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -137,6 +138,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "on: max (the largest), noisy-or (the probability of any failure type) or noisy-or-excess (the "
                    "noisy-or minus half the successful training episodes' mean at the same step; default for the "
                    "outcome model; max for the others)")
+    p.add_argument("--peak-weight", type=float, help="weight of the success-peak term in the outcome model's loss: "
+                   "the successful training episodes' highest noisy-or-excess score, pushed down "
+                   f"(default {train_default('peak_weight')}: left out)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "
                    f"(default {train_default('patience')})")
     p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {train_default('weight_decay')})")

@@ -147,6 +147,12 @@ def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: Sign
     return data.horizons.index(config.horizon)
 
 
+def _takes_peak_term(spec: ModelSpec) -> bool:
+    """True for the networks that a run's success-peak weight applies to: outcome models scored by
+    `noisy-or-excess` (the model's own kind; the state-only baseline, the controls, the ablation)."""
+    return spec.kind == "outcome" and spec.alarm_score == "noisy-or-excess"
+
+
 def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
                    seed: int, stop: threading.Event | None, labels: np.ndarray | None = None):
     """(a network of `spec` trained with a run's settings on the train split (val early-stops it), `spec`
@@ -158,7 +164,8 @@ def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, 
                  batch_size=int(settings.get("batch_size", 256)), lr=float(settings.get("lr", 1e-3)),
                  weight_decay=float(settings.get("weight_decay", 1e-2)), patience=int(settings.get("patience", 10)),
                  seed=seed, stop=stop, train_offsets=train_offsets, val_offsets=val_offsets,
-                 episodes_per_batch=int(settings.get("episodes_per_batch", 16)))
+                 episodes_per_batch=int(settings.get("episodes_per_batch", 16)),
+                 peak_weight=float(settings.get("peak_weight", 0.0)) if _takes_peak_term(spec) else 0.0)
     network = build_model(spec)
     network.load_state_dict(result.best_state if result.best_state is not None else result.final_state)
     network.eval()

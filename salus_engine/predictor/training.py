@@ -5,7 +5,9 @@ Loss: binary cross-entropy on the sigmoid outputs. For the horizon models each o
 are weighted by n_negative / n_positive of the training split (clipped to [1, 1000]) because failures
 are rare steps. The `outcome` model's targets are the episode's outcome at every step, not rare; its
 outputs are unweighted and each step is weighted by 1 / (its episode's length), so that every
-episode counts the same whatever its length. Optimiser: AdamW; learning rate: cosine decay over the
+episode counts the same whatever its length; with `peak_weight` (`fit`) the success-peak term
+(`success_peak_loss`) is added to every mini-batch, over a share of the successful training episodes.
+Optimiser: AdamW; learning rate: cosine decay over the
 planned epochs to 5 % of `lr`; early stopping when the validation loss has not improved for
 `patience` epochs. The whole training split
 is held as one tensor and shuffled once per epoch; mini-batches are slices of it (no DataLoader).
@@ -379,6 +381,9 @@ def _check_config(config: TrainConfig) -> None:
                              f"past steps), got {config.window}")
     if config.model == "temporal" and config.members not in (None, 1):
         raise PredictorError(f"--members must be 1 for --model temporal (members are MLPs), got {config.members}")
+    if config.peak_weight and (config.model != "outcome" or (config.alarm_score or "noisy-or-excess") != "noisy-or-excess"):
+        raise PredictorError(f"--peak-weight needs --model outcome with the noisy-or-excess alarm score (got --model "
+                             f"{config.model}, --alarm-score {config.alarm_score or 'its default'}); leave --peak-weight out")
     parse_input_families(config.features)
     for part in (config.member_features or "").split("/"):
         if part.strip():
@@ -570,7 +575,8 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
                 result = fit(spec, x_train, y_train, x_val, y_val, epochs=config.epochs, batch_size=config.batch_size,
                              lr=config.lr, weight_decay=config.weight_decay, patience=config.patience,
                              seed=config.seed, stop=stop, on_epoch=on_epoch, train_offsets=train_offsets,
-                             val_offsets=val_offsets, episodes_per_batch=config.episodes_per_batch)
+                             val_offsets=val_offsets, episodes_per_batch=config.episodes_per_batch,
+                             peak_weight=config.peak_weight)
         finally:
             history_file.close()
         final_model = build_model(spec)
