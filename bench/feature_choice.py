@@ -35,7 +35,8 @@ episodes, which pass through the same descent to the table.
 
 With `--peak-weights` each weight of the success-peak term (`salus_engine.predictor.training.
 success_peak_loss`: the mean over successful training episodes of their highest excess alarm score,
-added to the loss) trains its own models, reported as its own row; 0 is `salus train`'s training.
+added to the loss) trains its own models, reported as its own row; the default is `salus train`'s
+weight, 0 its training before the term.
 
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
 probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
@@ -64,7 +65,14 @@ from salus_engine.predictor.dataset import load_signal_data, split_episodes  # n
 from salus_engine.predictor.metrics import episode_alarm_maxima, episode_ranking  # noqa: E402
 from salus_engine.predictor.models import build_model  # noqa: E402
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
-from salus_engine.predictor.training import build_spec, fit, model_inputs, prepare_inputs, torch_threads  # noqa: E402
+from salus_engine.predictor.training import (  # noqa: E402
+    DEFAULT_PEAK_WEIGHT,
+    build_spec,
+    fit,
+    model_inputs,
+    prepare_inputs,
+    torch_threads,
+)
 
 
 MISS = FAILURE_TYPES.index("miss")
@@ -277,7 +285,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads per training (default {THREADS})")
     parser.add_argument("--type-members", default="all", help="per-type member routes, ';'-separated, each "
                         "collision/drop/miss/timeout member lists (default: all, salus train's model)")
-    parser.add_argument("--peak-weights", default="0", help="success-peak term weights (salus_engine.predictor."
+    parser.add_argument("--peak-weights", default=f"{DEFAULT_PEAK_WEIGHT:g}", help="success-peak term weights (salus_engine.predictor."
                         "training.success_peak_loss), comma-separated; each trains its own models, one row each")
     parser.add_argument("--collision-horizon", type=int, help="train the collision output on a collision within "
                         "this many steps (one of the store's horizons) instead of the episode's outcome")

@@ -38,8 +38,8 @@ from salus_engine.config import TrainConfig, default_of  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
 from salus_engine.predictor.models import model_scores  # noqa: E402
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
-from salus_engine.predictor.training import (build_spec, model_inputs, prepare_inputs,  # noqa: E402
-                                             with_success_profile)
+from salus_engine.predictor.training import (build_spec, model_inputs, peak_weight_for,  # noqa: E402
+                                             prepare_inputs, with_success_profile)
 
 
 def main() -> int:
@@ -88,8 +88,7 @@ def main() -> int:
         sets.append(("fresh", fresh, fresh.episodes, x_fresh, fresh.offsets))
     settings = {name: default_of(TrainConfig, name)
                 for name in ("epochs", "batch_size", "lr", "weight_decay", "patience", "peak_weight")}
-    if args.peak_weight is not None:
-        settings["peak_weight"] = args.peak_weight
+    settings["peak_weight"] = peak_weight_for(spec, args.peak_weight)
     print(f"{args.data}: outcome model, features {features}, {DEFAULT_MEMBERS} members"
           + (f" reading {args.member_features}" if args.member_features else "")
           + f", success-peak weight {settings['peak_weight']:g}, split of seed 0 "

@@ -299,10 +299,14 @@ class TrainConfig:
     `/` and dealt to the members in turn (`state,time,target_view/state,time` with 5 members: members
     0, 2 and 4 read all three, 1 and 3 the state and step index); each set within `features`. None:
     every member reads all of `features`."""
-    peak_weight: Real = Field(0.0, ge=0)
+    peak_weight: Annotated[Real, Field(ge=0)] | None = None
     """Weight of the success-peak term in the outcome model's loss (`noisy-or-excess` only): the mean
     over the successful training episodes of their highest alarm score, the step that would raise a
-    false alarm (`salus_engine.predictor.training.success_peak_loss`); 0 leaves it out."""
+    false alarm (`salus_engine.predictor.training.success_peak_loss`); 0 leaves it out. None: 1 for the
+    outcome model scored by `noisy-or-excess`, 0 otherwise (`salus_engine.predictor.training.
+    DEFAULT_PEAK_WEIGHT`). 5-fold cross-validation over the training and validation episodes of the
+    2,000-episode store ranked episodes higher with it (README "Measured", `bench/feature_choice.py
+    --peak-weights`)."""
     episodes_per_batch: Count = Field(16, ge=1)
     """Episodes per mini-batch of the temporal model (the MLPs use `batch_size` steps)."""
     threads: Annotated[Count, Field(ge=1)] | None = 1

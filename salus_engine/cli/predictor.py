@@ -140,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "outcome model; max for the others)")
     p.add_argument("--peak-weight", type=float, help="weight of the success-peak term in the outcome model's loss: "
                    "the successful training episodes' highest noisy-or-excess score, pushed down "
-                   f"(default {train_default('peak_weight')}: left out)")
+                   "(default 1 for the outcome model scored by noisy-or-excess, 0 for the others; 0 leaves it out)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0 never "
                    f"(default {train_default('patience')})")
     p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {train_default('weight_decay')})")

@@ -165,7 +165,7 @@ def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, 
                  weight_decay=float(settings.get("weight_decay", 1e-2)), patience=int(settings.get("patience", 10)),
                  seed=seed, stop=stop, train_offsets=train_offsets, val_offsets=val_offsets,
                  episodes_per_batch=int(settings.get("episodes_per_batch", 16)),
-                 peak_weight=float(settings.get("peak_weight", 0.0)) if _takes_peak_term(spec) else 0.0)
+                 peak_weight=float(settings.get("peak_weight") or 0.0) if _takes_peak_term(spec) else 0.0)
     network = build_model(spec)
     network.load_state_dict(result.best_state if result.best_state is not None else result.final_state)
     network.eval()

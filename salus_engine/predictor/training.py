@@ -53,6 +53,9 @@ from salus_engine.predictor.alarm_score import (
 from salus_engine.predictor.models import ModelSpec, build_model, count_parameters, model_scores, temporal_scores
 
 MAX_POS_WEIGHT = 1000.0
+DEFAULT_PEAK_WEIGHT = 1.0
+"""The success-peak weight of an outcome model scored by `noisy-or-excess` when `--peak-weight` is not
+given (`peak_weight_for`)."""
 MIN_LR_FRACTION = 0.05
 
 
@@ -381,9 +384,10 @@ def _check_config(config: TrainConfig) -> None:
                              f"past steps), got {config.window}")
     if config.model == "temporal" and config.members not in (None, 1):
         raise PredictorError(f"--members must be 1 for --model temporal (members are MLPs), got {config.members}")
-    if config.peak_weight and (config.model != "outcome" or (config.alarm_score or "noisy-or-excess") != "noisy-or-excess"):
+    if config.peak_weight and (config.model != "outcome" or config.alarm_score not in (None, "noisy-or-excess")):
         raise PredictorError(f"--peak-weight needs --model outcome with the noisy-or-excess alarm score (got --model "
-                             f"{config.model}, --alarm-score {config.alarm_score or 'its default'}); leave --peak-weight out")
+                             f"{config.model}, --alarm-score {config.alarm_score or 'its default'}); "
+                             "leave --peak-weight out")
     parse_input_families(config.features)
     for part in (config.member_features or "").split("/"):
         if part.strip():
@@ -392,6 +396,14 @@ def _check_config(config: TrainConfig) -> None:
     check_out_folder(out)
     if out.exists() and any(out.iterdir()):
         raise PredictorError(f"{out} already exists and is not empty; choose another --out or remove it")
+
+
+def peak_weight_for(spec: ModelSpec, weight: float | None = None) -> float:
+    """The success-peak weight that `spec` trains with: `weight` when given, else `DEFAULT_PEAK_WEIGHT`
+    for an outcome model scored by `noisy-or-excess` and 0 for every other network."""
+    if weight is not None:
+        return float(weight)
+    return DEFAULT_PEAK_WEIGHT if spec.kind == "outcome" and spec.alarm_score == "noisy-or-excess" else 0.0
 
 
 def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], window: int = 1,
@@ -521,6 +533,7 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
     members = config.members or (DEFAULT_MEMBERS if config.model == "outcome" else 1)
     spec = build_spec(data, config.model, config.features, config.window, config.hidden, members, config.alarm_score,
                       config.member_features)
+    peak_weight = peak_weight_for(spec, config.peak_weight)
     started = time.perf_counter()
     x_all = model_inputs(spec, data)  # reads the front camera's frames when target_view is an input
     inputs_seconds = time.perf_counter() - started
@@ -536,7 +549,7 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
         base_config: dict[str, Any] = {
             "model": spec.to_json(),
             "parameters": parameters,
-            "train": {**dataclasses.asdict(config), "hidden": list(spec.hidden)},
+            "train": {**dataclasses.asdict(config), "hidden": list(spec.hidden), "peak_weight": peak_weight},
             "store": {"path": str(data.path.resolve()), **data.identity, "episodes": len(data.episodes),
                       "control_hz": data.control_hz, "load_seconds": round(load_seconds, 3),
                       "inputs_seconds": round(inputs_seconds, 3)},
@@ -576,7 +589,7 @@ def run_training(config: TrainConfig, sink: EventSink = discard, stop: threading
                              lr=config.lr, weight_decay=config.weight_decay, patience=config.patience,
                              seed=config.seed, stop=stop, on_epoch=on_epoch, train_offsets=train_offsets,
                              val_offsets=val_offsets, episodes_per_batch=config.episodes_per_batch,
-                             peak_weight=config.peak_weight)
+                             peak_weight=peak_weight)
         finally:
             history_file.close()
         final_model = build_model(spec)
