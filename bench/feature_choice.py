@@ -264,6 +264,7 @@ def print_row(name, row):
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # each row reaches a redirected log as it is measured
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="collection store folder")
     parser.add_argument("--sets", required=True, help="input-family sets, ';'-separated, each as --features takes it")

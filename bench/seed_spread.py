@@ -43,6 +43,7 @@ from salus_engine.predictor.training import (build_spec, model_inputs, peak_weig
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # each row reaches a redirected log as it is measured
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the training store")
     parser.add_argument("--fresh", help="a store from another seed range, scored whole")
