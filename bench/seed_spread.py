@@ -88,7 +88,7 @@ def main() -> int:
     if fresh is not None:
         sets.append(("fresh", fresh, fresh.episodes, x_fresh, fresh.offsets))
     settings = {name: default_of(TrainConfig, name)
-                for name in ("epochs", "batch_size", "lr", "weight_decay", "patience", "peak_weight")}
+                for name in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
     settings["peak_weight"] = peak_weight_for(spec, args.peak_weight)
     print(f"{args.data}: outcome model, features {features}, {DEFAULT_MEMBERS} members"
           + (f" reading {args.member_features}" if args.member_features else "")

@@ -68,7 +68,7 @@ from salus_engine.predictor.metrics import (
 )
 from salus_engine.predictor.models import ModelSpec, build_model, model_scores, temporal_scores
 from salus_engine.predictor.training import (build_spec, fit, model_inputs, prepare_inputs, restrict_member_features,
-                                             torch_threads, with_success_profile)
+                                             takes_peak_term, torch_threads, with_success_profile)
 
 METRICS_VERSION = 2
 CONTROL_SEED_OFFSET = 1
@@ -147,12 +147,6 @@ def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: Sign
     return data.horizons.index(config.horizon)
 
 
-def _takes_peak_term(spec: ModelSpec) -> bool:
-    """True for the networks that a run's success-peak weight applies to: outcome models scored by
-    `noisy-or-excess` (the model's own kind; the state-only baseline, the controls, the ablation)."""
-    return spec.kind == "outcome" and spec.alarm_score == "noisy-or-excess"
-
-
 def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
                    seed: int, stop: threading.Event | None, labels: np.ndarray | None = None):
     """(a network of `spec` trained with a run's settings on the train split (val early-stops it), `spec`
@@ -165,7 +159,7 @@ def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, 
                  weight_decay=float(settings.get("weight_decay", 1e-2)), patience=int(settings.get("patience", 10)),
                  seed=seed, stop=stop, train_offsets=train_offsets, val_offsets=val_offsets,
                  episodes_per_batch=int(settings.get("episodes_per_batch", 16)),
-                 peak_weight=float(settings.get("peak_weight") or 0.0) if _takes_peak_term(spec) else 0.0)
+                 peak_weight=float(settings.get("peak_weight") or 0.0) if takes_peak_term(spec) else 0.0)
     network = build_model(spec)
     network.load_state_dict(result.best_state if result.best_state is not None else result.final_state)
     network.eval()

@@ -398,12 +398,19 @@ def _check_config(config: TrainConfig) -> None:
         raise PredictorError(f"{out} already exists and is not empty; choose another --out or remove it")
 
 
+def takes_peak_term(spec: ModelSpec) -> bool:
+    """True for the networks that a success-peak weight applies to: outcome models scored by
+    `noisy-or-excess` (`salus train`'s model, and in `salus evaluate` the state-only baseline, the
+    controls and the ablation of such a model)."""
+    return spec.kind == "outcome" and spec.alarm_score == "noisy-or-excess"
+
+
 def peak_weight_for(spec: ModelSpec, weight: float | None = None) -> float:
     """The success-peak weight that `spec` trains with: `weight` when given, else `DEFAULT_PEAK_WEIGHT`
-    for an outcome model scored by `noisy-or-excess` and 0 for every other network."""
+    for the networks of `takes_peak_term` and 0 for every other network."""
     if weight is not None:
         return float(weight)
-    return DEFAULT_PEAK_WEIGHT if spec.kind == "outcome" and spec.alarm_score == "noisy-or-excess" else 0.0
+    return DEFAULT_PEAK_WEIGHT if takes_peak_term(spec) else 0.0
 
 
 def build_spec(data: SignalData, kind: str, features: str | tuple[str, ...], window: int = 1,
