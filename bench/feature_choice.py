@@ -6,7 +6,8 @@ For every set (`--sets`, separated by `;`) and training seed (`--seeds`), the ou
 as `salus train` trains it (same split, seed 0, same settings; the seed changes only the initialisation
 and the shuffling), except that early stopping watches a tenth of the training episodes, never the
 episodes it scores; then it is scored on the validation split: the episode-level ROC-AUC of the running-max
-alarm score, and detection, false-alarm rate and collisions detected at the conformal threshold
+alarm score, and detection, false-alarm rate, collisions and drops detected and the median lead on misses
+and drops at the conformal threshold
 (alpha = `--alpha`) calibrated on the calibration split's successful episodes. Then the mean of every
 set and, per seed, each set's ROC-AUC minus the first set's.
 
@@ -76,6 +77,7 @@ from salus_engine.predictor.training import (  # noqa: E402
 
 
 MISS = FAILURE_TYPES.index("miss")
+DROP = FAILURE_TYPES.index("drop")
 COLLISION = FAILURE_TYPES.index("collision")
 EARLY_STOPPING_SHARE = 0.1
 """Share of the training episodes that early stopping watches (not trained on, not scored)."""
@@ -239,8 +241,10 @@ def scored(held_episodes, held_probabilities, held_offsets, data, calibration, c
 def pooled_row(parts, alpha, delta=None):
     """The pooled figures over folds from [(held episodes, held maxima, calibration maxima, held per-step
     scores, held row offsets)]: each fold's model ranks its own episodes (fold models differ slightly).
-    `miss_lead`: the median lead (steps from the first alarm to the label) over the detected misses."""
-    episodes, maxima, detected, false_alarms, collisions, miss_leads = [], [], [], [], [], []
+    `miss_lead`, `drop_lead`: the median lead (steps from the first alarm to the label) over the detected
+    misses, drops."""
+    episodes, maxima, detected, false_alarms, collisions, drops = [], [], [], [], [], []
+    leads = {MISS: [], DROP: []}
     for held_episodes, held_max, calibration_max, held_scores, held_offsets in parts:
         threshold = conformal_threshold(calibration_max, alpha, delta)
         failed = np.array([e.failure_type >= 0 for e in held_episodes])
@@ -249,18 +253,23 @@ def pooled_row(parts, alpha, delta=None):
         detected += list(held_max[failed] > threshold)
         false_alarms += list(held_max[~failed] > threshold)
         collisions += list(held_max[[e.failure_type == 0 for e in held_episodes]] > threshold)
+        drops += list(held_max[[e.failure_type == DROP for e in held_episodes]] > threshold)
         alarms = first_alarms(held_scores, held_offsets, threshold)
-        miss_leads += [e.failure_step - a for e, a in zip(held_episodes, alarms)
-                       if e.failure_type == MISS and 0 <= a <= e.failure_step]
+        for kind, kind_leads in leads.items():
+            kind_leads += [e.failure_step - a for e, a in zip(held_episodes, alarms)
+                           if e.failure_type == kind and 0 <= a <= e.failure_step]
     return {"auroc": episode_ranking(np.concatenate(maxima), episodes)["auroc"],
             "detected": float(np.mean(detected)), "false_alarms": float(np.mean(false_alarms)),
-            "collisions": float(np.mean(collisions)), "miss_lead": float(np.median(miss_leads)) if miss_leads else np.nan}
+            "collisions": float(np.mean(collisions)), "drops": float(np.mean(drops)) if drops else np.nan,
+            "miss_lead": float(np.median(leads[MISS])) if leads[MISS] else np.nan,
+            "drop_lead": float(np.median(leads[DROP])) if leads[DROP] else np.nan}
 
 
 def print_row(name, row):
     print(f"  {name:48s}: ROC-AUC {row['auroc']:.4f}, detected {row['detected']:.3f}, "
           f"false alarms {row['false_alarms']:.3f}, collisions detected {row['collisions']:.3f}, "
-          f"miss lead {row['miss_lead']:.1f} steps", flush=True)
+          f"drops detected {row['drops']:.3f}, miss lead {row['miss_lead']:.1f} steps, "
+          f"drop lead {row['drop_lead']:.1f} steps", flush=True)
 
 
 def main() -> int:
@@ -380,8 +389,9 @@ def main() -> int:
         difference = [r["auroc"] - f["auroc"] for r, f in zip(rows, results[first])]
         print(f"  {features:40s} ROC-AUC {means['auroc']:.4f} (range {min(r['auroc'] for r in rows):.4f}-"
               f"{max(r['auroc'] for r in rows):.4f}), detected {means['detected']:.3f}, false alarms "
-              f"{means['false_alarms']:.3f}, collisions detected {means['collisions']:.3f}, miss lead "
-              f"{means['miss_lead']:.1f} steps; ROC-AUC minus "
+              f"{means['false_alarms']:.3f}, collisions detected {means['collisions']:.3f}, drops detected "
+              f"{means['drops']:.3f}, miss lead {means['miss_lead']:.1f} steps, drop lead "
+              f"{means['drop_lead']:.1f} steps; ROC-AUC minus "
               f"{first} per seed: {', '.join(f'{d:+.4f}' for d in difference)}")
     return 0
 

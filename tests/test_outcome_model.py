@@ -1,5 +1,5 @@
 """The episode-outcome model (`--model outcome`, the default of `salus train`) and the robot-state
-input families (state, motion): history features, episode targets, the numpy online path, and the evaluation's
+input families (state, motion, grasp): history features, episode targets, the numpy online path, and the evaluation's
 state-only baseline.
 
 The store is written with the project's recorder from deterministic formulas, as in
@@ -19,6 +19,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from salus_engine.cli import main as salus_main
+from salus_engine.grasp import CLIP_MM, grasp_columns
 from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.alarm_score import MIN_SUCCESSES
 from salus_engine.predictor.conformal import conformal_rank, conformal_threshold
@@ -108,12 +109,23 @@ def test_motion_is_the_state_change_within_each_episode_offline_and_online():
     np.testing.assert_array_equal(np.stack(online), motion)
 
 
-def test_default_training_is_the_outcome_model_on_state_time_and_the_target_view(trained, store):
+def test_grasp_is_the_opening_less_the_cube_width_in_millimetres_clipped():
+    openings = np.array([0.085, 0.0398, 0.0385, 0.0, 0.0412], dtype=np.float32)
+    states = np.zeros((5, 8), dtype=np.float32)
+    states[:, 0] = 0.3  # joint angles do not enter
+    states[:, 7] = openings
+    grasp = grasp_columns(states)
+    assert grasp.shape == (5, 1) and grasp.dtype == np.float32
+    np.testing.assert_allclose(grasp[:, 0], [CLIP_MM, -0.2, -1.5, -CLIP_MM, 1.2], atol=1e-4)
+    np.testing.assert_array_equal(grasp_columns(states[1].astype(np.float64)), grasp[1])  # one state online
+
+
+def test_default_training_is_the_outcome_model_on_state_time_the_target_view_and_the_grasp(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
     assert config["model"]["alarm_score"] == "noisy-or-excess"
-    assert tuple(config["model"]["features"]) == ("target_view", "state", "time")
-    assert len(config["model"]["signal_names"]) == 12 and model.spec.n_inputs == 36
+    assert tuple(config["model"]["features"]) == ("target_view", "state", "grasp", "time")
+    assert len(config["model"]["signal_names"]) == 13 and model.spec.n_inputs == 39
     data = load_signal_data(store)
     scores = scores_of(model, data)
     assert scores.shape == (len(data.signals), len(HORIZONS), 4)
@@ -151,12 +163,13 @@ def test_outcome_online_path_equals_offline_scores(trained, store):
     assert_online_equals_offline(trained, store)
 
 
-def test_a_model_reading_the_motion_gives_the_same_scores_online(store, tmp_path):
+def test_a_model_reading_the_motion_and_the_grasp_gives_the_same_scores_online(store, tmp_path):
     out = tmp_path / "motion"
-    assert salus_main(["train", "--data", store, "--out", str(out), "--features", "state,motion,time", "--epochs", "3",
-                       "--threads", "1"]) == 0
+    assert salus_main(["train", "--data", store, "--out", str(out), "--features", "state,motion,grasp,time",
+                       "--epochs", "3", "--threads", "1"]) == 0
     _, config = load_model(str(out))
     assert config["model"]["signal_names"][8:16] == [f"{name}_delta" for name in STATE_NAMES]
+    assert config["model"]["signal_names"][16:18] == ["grasp_width_error_mm", "step"]
     assert_online_equals_offline(str(out), store)
 
 
@@ -267,8 +280,8 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert not any(name.startswith("signal:joint") for name in scorers)  # the state is not thresholded as a signal
     assert metrics["model"]["kind"] == "outcome"
     variants = [row["variant"] for row in metrics["ablation"]]
-    assert variants == ["full", "without target_view", "without state", "without time", "target_view alone",
-                        "state alone", "time alone"]
+    assert variants == ["full", "without target_view", "without state", "without grasp", "without time",
+                        "target_view alone", "state alone", "grasp alone", "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
     # the model and the networks of its kind are scored by its alarm score, the other scorers by the maximum

@@ -124,7 +124,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the seeds' 4-output network (failure within the longest horizon)")
     p.add_argument("--features", help="input families, comma-separated: six, chunk_consistency, flow_disagreement, "
                    "chunk_entropy, hidden_state, action_jerk, target_view (needs the front camera), state, motion (the state's "
-                   "change since the previous step), command (the controller's target against the gripper), time, or "
+                   "change since the previous step), command (the controller's target against the gripper), grasp (the "
+                   "gripper opening against the cube's width, mm), time, or "
                    f"all (every family the store offers; default {train_default('features')})")
     p.add_argument("--window", type=int, help=f"steps of signals per input, multi-horizon only (default {train_default('window')})")
     p.add_argument("--members", type=int, help="MLP members trained side by side from independent initialisations, "
