@@ -2,9 +2,10 @@
 
 A drop is the cube slipping out of a grasp that had lifted it. In the recorded stores the slip shows in
 the gripper opening long before the cube falls: a successful grasp holds the finger pads 0.1-0.2 mm
-inside the cube's 40 mm width for the whole carry, while most dropped cubes turn between the pads, which
-close past the cube's width by a further 0.03-0.05 mm per step (to 1-2 mm before the drop), or are held
-0.5-1.5 mm wide on an edge. A slip begins 30-40 steps before the drop. The `state` family holds the
+inside the cube's 40 mm width for the whole carry, while about half of the dropped cubes (in the
+2,000-episode store) turn between the pads, which close past the cube's width by a further 0.03-0.05 mm
+per step (to 1-2 mm before the drop), and a few are held 0.5-1.5 mm wide of it for a while after the
+pads close. A slip begins 30-40 steps before the drop. The `state` family holds the
 opening too, but in metres beside joint angles: after standardisation over every step (open 85 mm,
 closed on nothing 0 mm), a millimetre is a few hundredths of a standard deviation. This family gives
 the same measurement at the scale of a grasp.
