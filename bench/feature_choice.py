@@ -243,7 +243,8 @@ def pooled_row(parts, alpha, delta=None):
     scores, held row offsets)]: each fold's model ranks its own episodes (fold models differ slightly).
     `miss_lead`, `drop_lead`: the median lead (steps from the first alarm to the label) over the detected
     misses, drops."""
-    episodes, maxima, detected, false_alarms, collisions, drops = [], [], [], [], [], []
+    episodes, maxima, detected, false_alarms = [], [], [], []
+    caught = {COLLISION: [], DROP: []}
     leads = {MISS: [], DROP: []}
     for held_episodes, held_max, calibration_max, held_scores, held_offsets in parts:
         threshold = conformal_threshold(calibration_max, alpha, delta)
@@ -252,15 +253,16 @@ def pooled_row(parts, alpha, delta=None):
         maxima.append(held_max)
         detected += list(held_max[failed] > threshold)
         false_alarms += list(held_max[~failed] > threshold)
-        collisions += list(held_max[[e.failure_type == 0 for e in held_episodes]] > threshold)
-        drops += list(held_max[[e.failure_type == DROP for e in held_episodes]] > threshold)
+        for kind, kind_caught in caught.items():
+            kind_caught += list(held_max[[e.failure_type == kind for e in held_episodes]] > threshold)
         alarms = first_alarms(held_scores, held_offsets, threshold)
         for kind, kind_leads in leads.items():
             kind_leads += [e.failure_step - a for e, a in zip(held_episodes, alarms)
                            if e.failure_type == kind and 0 <= a <= e.failure_step]
     return {"auroc": episode_ranking(np.concatenate(maxima), episodes)["auroc"],
             "detected": float(np.mean(detected)), "false_alarms": float(np.mean(false_alarms)),
-            "collisions": float(np.mean(collisions)), "drops": float(np.mean(drops)) if drops else np.nan,
+            "collisions": float(np.mean(caught[COLLISION])),
+            "drops": float(np.mean(caught[DROP])) if caught[DROP] else np.nan,
             "miss_lead": float(np.median(leads[MISS])) if leads[MISS] else np.nan,
             "drop_lead": float(np.median(leads[DROP])) if leads[DROP] else np.nan}
 

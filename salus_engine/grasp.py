@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from salus_engine.sim import scene
+from salus_engine.store.layout import STATE_NAMES
 
 GRASP = "grasp"
 GRASP_COLUMNS: tuple[str, ...] = ("grasp_width_error_mm",)
@@ -37,7 +38,7 @@ OBJECT_WIDTH_M = 2.0 * scene.CUBE_HALF_M
 """Width of the target object, m (the cube's side)."""
 CLIP_MM = 3.0
 """The column's range, +-mm: beyond it the gripper is opening, open, or closed on nothing."""
-OPENING_COLUMN = 7
+OPENING_COLUMN = STATE_NAMES.index("gripper_opening")
 """Index of the gripper opening (m) in a robot state (`STATE_NAMES`)."""
 
 
