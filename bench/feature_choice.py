@@ -39,6 +39,10 @@ success_peak_loss`: the mean over successful training episodes of their highest 
 added to the loss) trains its own models, reported as its own row; the default is `salus train`'s
 weight, 0 its training before the term.
 
+With `--balances` each exponent b of the outcome model's positive weights (`salus_engine.predictor.
+training.episode_positive_weights`: a failure type's episodes weighted by (n_negative / n_positive)^b)
+trains its own models, reported as its own row; 0, the default, is `salus train`'s unweighted loss.
+
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
 probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
 
@@ -185,28 +189,52 @@ def steps_of(offsets):
     return np.concatenate([np.arange(n) for n in np.diff(offsets)]) if len(offsets) > 1 else np.zeros(0, np.int64)
 
 
+class Reference(tuple):
+    """(success profile, component levels) of one model, from its trained-on successful episodes."""
+
+    def __new__(cls, profile, levels=None):
+        return super().__new__(cls, (profile, levels))
+
+    profile = property(lambda self: self[0])
+    levels = property(lambda self: self[1])
+
+
+def type_ratio(p, offsets, ref):
+    """Candidate: the largest failure-type probability, each divided by its level on successes."""
+    return (p[:, 0, :] / ref.levels[:-1]).max(axis=1)
+
+
+def excess_or_drop(p, offsets, ref):
+    """Candidate: the larger of the `noisy-or-excess` score and the drop probability, each divided by its
+    level on successes (a drop-specific score beside the general one)."""
+    excess_score = alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets), ref.profile)
+    return np.maximum(excess_score / ref.levels[-1], p[:, 0, DROP] / ref.levels[DROP])
+
+
 def excess(weight):
     """The `noisy-or-excess` rule with another profile weight (`PROFILE_WEIGHT` is salus train's)."""
-    return lambda p, offsets, profile: (alarm_scores(p[:, 0, :], "noisy-or")
-                                        - weight * np.asarray(profile)[np.minimum(steps_of(offsets), len(profile) - 1)])
+    return lambda p, offsets, ref: (alarm_scores(p[:, 0, :], "noisy-or")
+                                    - weight * np.asarray(ref.profile)[np.minimum(steps_of(offsets), len(ref.profile) - 1)])
 
 
 def smoothed_excess(window):
     """The `noisy-or-excess` rule averaged over the last `window` steps of the episode (`causal_mean`)."""
-    return lambda p, offsets, profile: causal_mean(
-        alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets), profile), offsets, window)
+    return lambda p, offsets, ref: causal_mean(
+        alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets), ref.profile), offsets, window)
 
 
 ALARM_SCORES = {
-    "max": lambda p, offsets, profile: alarm_scores(p[:, 0, :], "max"),
-    "noisy-or": lambda p, offsets, profile: alarm_scores(p[:, 0, :], "noisy-or"),
-    "noisy-or-excess": lambda p, offsets, profile: alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets),
-                                                                profile),
+    "max": lambda p, offsets, ref: alarm_scores(p[:, 0, :], "max"),
+    "noisy-or": lambda p, offsets, ref: alarm_scores(p[:, 0, :], "noisy-or"),
+    "noisy-or-excess": lambda p, offsets, ref: alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets),
+                                                            ref.profile),
+    "type-ratio": type_ratio,
+    "excess-or-drop": excess_or_drop,
     **{f"noisy-or-excess{w}": excess(w) for w in (0.25, 0.75, 1.0)},
-    "sum": lambda p, offsets, profile: np.minimum(1.0, p.sum(axis=(1, 2))),
-    "max-mean3": lambda p, offsets, profile: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
-    "max-mean6": lambda p, offsets, profile: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
-    "sum-mean6": lambda p, offsets, profile: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
+    "sum": lambda p, offsets, ref: np.minimum(1.0, p.sum(axis=(1, 2))),
+    "max-mean3": lambda p, offsets, ref: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
+    "max-mean6": lambda p, offsets, ref: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
+    "sum-mean6": lambda p, offsets, ref: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
     **{f"noisy-or-excess-mean{w}": smoothed_excess(w) for w in (3, 6)},
 }
 """Per-step alarm scores from an outcome model's (N, 1, C) failure-type probabilities, the episodes'
@@ -215,13 +243,27 @@ successful episodes per step): the rules of `salus_engine.predictor.alarm_score`
 `noisy-or-excess`), the last with other profile weights (`noisy-or-excess0.25` subtracts a quarter of
 the profile), and candidates tried against them: the types' sum clipped to 1 (the probability of any
 failure if the types' probabilities were those of exclusive events) and causal means over the last few
-steps of the episode (`noisy-or-excess-mean3`: the excess averaged over the last 3 steps)."""
+steps of the episode (`noisy-or-excess-mean3`: the excess averaged over the last 3 steps), and two
+that give the rare types their own scale (`type-ratio`, `excess-or-drop`: each component divided by
+its `LEVEL_QUANTILE` level on the trained-on successes, the highest component taken)."""
+
+
+LEVEL_QUANTILE = 0.9
+"""The quantile, over the trained-on successful episodes, of each component's episode maximum that the
+`type-ratio` and `excess-or-drop` candidates divide it by."""
 
 
 def profile_of(success_probabilities, success_offsets):
     """The success profile (`salus_engine.predictor.alarm_score.success_profile`) of the noisy-or of
-    (N, 1, C) probabilities of successful episodes."""
-    return success_profile(alarm_scores(success_probabilities[:, 0, :], "noisy-or"), success_offsets)
+    (N, 1, C) probabilities of successful episodes, and the levels of the `type-ratio` and
+    `excess-or-drop` candidates: per failure type, and for the `noisy-or-excess` score, the
+    `LEVEL_QUANTILE` quantile of the successful episodes' maxima ((C + 1,), the excess last)."""
+    profile = success_profile(alarm_scores(success_probabilities[:, 0, :], "noisy-or"), success_offsets)
+    steps = steps_of(success_offsets)
+    excess_scores = alarm_scores(success_probabilities[:, 0, :], "noisy-or-excess", steps, profile)
+    columns = np.concatenate([success_probabilities[:, 0, :], excess_scores[:, None]], axis=1)
+    maxima = np.stack([columns[a:b].max(axis=0) for a, b in zip(success_offsets[:-1], success_offsets[1:])])
+    return Reference(profile, np.maximum(np.quantile(maxima, LEVEL_QUANTILE, axis=0), 1e-6))
 
 
 def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities, profile,
@@ -299,6 +341,8 @@ def main() -> int:
                         "collision/drop/miss/timeout member lists (default: all, salus train's model)")
     parser.add_argument("--peak-weights", default=f"{DEFAULT_PEAK_WEIGHT:g}", help="success-peak term weights (salus_engine.predictor."
                         "training.success_peak_loss), comma-separated; each trains its own models, one row each")
+    parser.add_argument("--balances", default="0", help="outcome-model balance exponents (salus_engine.predictor."
+                        "training.episode_positive_weights), comma-separated; each trains its own models, one row each")
     parser.add_argument("--collision-horizon", type=int, help="train the collision output on a collision within "
                         "this many steps (one of the store's horizons) instead of the episode's outcome")
     args = parser.parse_args()
@@ -333,8 +377,10 @@ def main() -> int:
           + (f"; collision output: a collision within {args.collision_horizon} steps" if args.collision_horizon else ""))
     results: dict[str, list[dict[str, float]]] = {}
     peak_weights = [float(w) for w in args.peak_weights.split(",")]
+    balances = [float(b) for b in args.balances.split(",")]
     inputs_of: dict[str, np.ndarray] = {}
-    for features, peak_weight in ((f, w) for f in args.sets.split(";") for w in peak_weights):
+    for features, peak_weight, balance in ((f, w, b) for f in args.sets.split(";") for w in peak_weights
+                                           for b in balances):
         member_features = features if "/" in features else None  # per-member sets: the model reads their union
         union = ",".join(dict.fromkeys(f.strip() for part in features.split("/") for f in part.split(",")))
         spec = build_spec(data, "outcome", union, hidden=hidden, members=args.members, member_features=member_features)
@@ -354,7 +400,8 @@ def main() -> int:
             for r, (train_ids, held_ids) in enumerate(runs):
                 episodes, held_m, offsets, calibration_m, (success_m, success_offsets) = held_out_scores(
                     spec, data, x_all, train_ids, held_ids, calibration, seed,
-                    {**settings, **({"peak_weight": peak_weight} if peak_weight else {})}, outcome_of, args.threads,
+                    {**settings, **({"peak_weight": peak_weight} if peak_weight else {}),
+                     **({"balance": balance} if balance else {})}, outcome_of, args.threads,
                     args.collision_horizon)
                 for route, members in routes.items():
                     held_p, calibration_p = routed(held_m, members), routed(calibration_m, members)
@@ -369,6 +416,7 @@ def main() -> int:
                                         calibration_m.mean(axis=1)[:, None, :]))
             for route, a in parts:
                 name = features + (f" [peak {peak_weight:g}]" if len(peak_weights) > 1 else "") + (
+                    f" [balance {balance:g}]" if len(balances) > 1 else "") + (
                     f" [{route}]" if len(routes) > 1 else "") + (
                     f" [{a}]" if len(alarm_scores) > 1 else "")
                 row = pooled_row(parts[route, a], args.alpha, args.delta)
@@ -381,7 +429,8 @@ def main() -> int:
                     episodes, _, offsets, _ = members[0]
                     held_p = np.mean([m[1] for m in members], axis=0)
                     calibration_p = np.mean([m[3] for m in members], axis=0)
-                    parts_a.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, (), a)))
+                    parts_a.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p,
+                                                       Reference(()), a)))
                 name = features if len(alarm_scores) == 1 else f"{features} [{a}]"
                 print_row(f"{name} mean of the {len(seeds)} seeds' models", pooled_row(parts_a, args.alpha, args.delta))
     first = next(iter(results))

@@ -33,6 +33,7 @@ from salus_engine.predictor.dataset import split_episodes
 from salus_engine.predictor.models import model_scores
 from salus_engine.predictor.training import (
     build_spec,
+    episode_positive_weights,
     episode_weights,
     fit,
     model_inputs,
@@ -92,6 +93,21 @@ def test_outcome_targets_and_weights_count_every_episode_once():
     assert spec.n_inputs == 3 and spec.n_outputs == 4
     with pytest.raises(ValueError, match="offsets"):
         targets_for(spec, labels)
+
+
+def test_balance_weighs_a_rare_failure_type_by_its_episodes_not_its_steps():
+    targets = np.zeros((12, 4), np.float32)
+    targets[0:6, 1] = 1  # one long drop episode (6 rows), three short successes (2 rows each)
+    offsets = np.array([0, 6, 8, 10, 12])
+    np.testing.assert_allclose(episode_positive_weights(targets, offsets), [1, 1, 1, 1])
+    np.testing.assert_allclose(episode_positive_weights(targets, offsets, 1.0), [1, 3, 1, 1])  # 3 others : 1 drop
+    np.testing.assert_allclose(episode_positive_weights(targets, offsets, 0.5), [1, 3 ** 0.5, 1, 1], rtol=1e-6)
+    with pytest.raises(ValueError, match="balance"):
+        episode_positive_weights(targets, offsets, 1.5)
+    spec = ModelSpec(kind="multi-horizon", signal_names=("a",), features=("signals",), horizons=(5,))
+    with pytest.raises(ValueError, match="outcome model only"):
+        fit(spec, np.zeros((4, 1), np.float32), np.zeros((4, 4), np.float32), np.zeros((2, 1), np.float32),
+            np.zeros((2, 4), np.float32), epochs=1, balance=0.5)
 
 
 def test_motion_is_the_state_change_within_each_episode_offline_and_online():

@@ -126,6 +126,25 @@ def positive_weights(targets: np.ndarray) -> np.ndarray:
     return np.clip(weights, 1.0, MAX_POS_WEIGHT).astype(np.float32)
 
 
+def episode_positive_weights(targets: np.ndarray, offsets: np.ndarray, balance: float = 0.0) -> np.ndarray:
+    """Per-output positive weights of the outcome model: (n_negative / n_positive) ** `balance`, counted
+    over episodes (the targets are constant within an episode, and `episode_weights` gives every episode
+    the same weight), clipped to [1, MAX_POS_WEIGHT]; 1 for an output with no positive episode.
+
+    Args:
+        targets: (N, C) 0/1 targets of every row; offsets: (E + 1,) row offsets of the episodes.
+        balance: the exponent b in [0, 1]; 0 gives all ones.
+
+    Raises:
+        ValueError: `balance` outside [0, 1].
+    """
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"the balance must be in [0, 1], got {balance}")
+    starts = np.asarray(offsets)[:-1]
+    firsts = targets[starts[starts < len(targets)]]
+    return np.clip(positive_weights(firsts) ** balance, 1.0, MAX_POS_WEIGHT).astype(np.float32)
+
+
 def episode_weights(offsets: np.ndarray) -> np.ndarray:
     """(N,) float32 row weights 1 / (episode length), scaled to mean 1: every episode weighs the same."""
     lengths = np.diff(np.asarray(offsets))
@@ -185,6 +204,7 @@ def fit(
     val_offsets: np.ndarray | None = None,
     episodes_per_batch: int = 16,
     peak_weight: float = 0.0,
+    balance: float = 0.0,
 ) -> FitResult:
     """Trains the network of `spec` on in-memory arrays.
 
@@ -200,10 +220,14 @@ def fit(
         peak_weight: for an `outcome` model whose alarm score has a success profile: the weight of
             the success-peak term (`success_peak_loss`) added to every mini-batch's loss; 0 (default)
             leaves the step loss alone. `train_loss` in the history is the step loss without it.
+        balance: for an `outcome` model: the exponent b of each failure type's positive weight
+            (n_negative / n_positive)^b, counted in training episodes (`episode_positive_weights`);
+            0 (default) leaves the outputs unweighted, 1 weighs a rare type's episodes as much as all
+            the others together.
 
     Raises:
         ValueError: missing offsets for a temporal or outcome model; a peak weight for another model
-            kind or rule, or a negative one.
+            kind or rule, or a negative one; a balance outside [0, 1] or for another model kind.
 
     Returns:
         `FitResult` with the best and final weights and the per-epoch history.
@@ -219,7 +243,9 @@ def fit(
     per_episode = spec.kind == "outcome"
     if per_episode and (train_offsets is None or val_offsets is None):
         raise ValueError("the outcome model weights each episode equally: pass train_offsets and val_offsets")
-    pos_weight = np.ones(y_train.shape[1], np.float32) if per_episode else positive_weights(y_train)
+    if balance and not per_episode:
+        raise ValueError(f"a balance applies to the outcome model only, not to a {spec.kind} model")
+    pos_weight = episode_positive_weights(y_train, train_offsets, balance) if per_episode else positive_weights(y_train)
     members = spec.members  # each member's outputs follow the previous member's, each with its own loss
     criterion = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(np.tile(pos_weight, members)), reduction="none")
     wt = torch.from_numpy(episode_weights(train_offsets)) if per_episode else None
