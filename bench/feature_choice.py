@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from salus_engine import FAILURE_TYPES  # noqa: E402
 from salus_engine.predictor.alarm_score import alarm_scores, success_profile  # noqa: E402
-from salus_engine.predictor.conformal import conformal_threshold, first_alarms  # noqa: E402
+from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores, first_alarms  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
 from salus_engine.predictor.metrics import episode_alarm_maxima, episode_ranking  # noqa: E402
 from salus_engine.predictor.models import build_model  # noqa: E402
@@ -189,14 +190,11 @@ def steps_of(offsets):
     return np.concatenate([np.arange(n) for n in np.diff(offsets)]) if len(offsets) > 1 else np.zeros(0, np.int64)
 
 
-class Reference(tuple):
+class Reference(NamedTuple):
     """(success profile, component levels) of one model, from its trained-on successful episodes."""
 
-    def __new__(cls, profile, levels=None):
-        return super().__new__(cls, (profile, levels))
-
-    profile = property(lambda self: self[0])
-    levels = property(lambda self: self[1])
+    profile: tuple | np.ndarray
+    levels: np.ndarray | None = None
 
 
 def type_ratio(p, offsets, ref):
@@ -262,7 +260,7 @@ def profile_of(success_probabilities, success_offsets):
     steps = steps_of(success_offsets)
     excess_scores = alarm_scores(success_probabilities[:, 0, :], "noisy-or-excess", steps, profile)
     columns = np.concatenate([success_probabilities[:, 0, :], excess_scores[:, None]], axis=1)
-    maxima = np.stack([columns[a:b].max(axis=0) for a, b in zip(success_offsets[:-1], success_offsets[1:])])
+    maxima = np.stack([episode_max_scores(column, success_offsets) for column in columns.T], axis=1)
     return Reference(profile, np.maximum(np.quantile(maxima, LEVEL_QUANTILE, axis=0), 1e-6))
 
 

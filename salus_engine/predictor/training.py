@@ -142,7 +142,7 @@ def episode_positive_weights(targets: np.ndarray, offsets: np.ndarray, balance: 
         raise ValueError(f"the balance must be in [0, 1], got {balance}")
     starts = np.asarray(offsets)[:-1]
     firsts = targets[starts[starts < len(targets)]]
-    return np.clip(positive_weights(firsts) ** balance, 1.0, MAX_POS_WEIGHT).astype(np.float32)
+    return (positive_weights(firsts) ** balance).astype(np.float32)  # in [1, MAX_POS_WEIGHT] as they are
 
 
 def episode_weights(offsets: np.ndarray) -> np.ndarray:
