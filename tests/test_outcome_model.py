@@ -1,5 +1,5 @@
 """The episode-outcome model (`--model outcome`, the default of `salus train`) and the robot-state
-input families (state, motion, grasp): history features, episode targets, the numpy online path, and the evaluation's
+input families (state, motion, grasp, slip): history features, episode targets, the numpy online path, and the evaluation's
 state-only baseline.
 
 The store is written with the project's recorder from deterministic formulas, as in
@@ -31,6 +31,7 @@ from salus_engine.predictor.online import OnlinePredictor
 from salus_engine.predictor.alarm_score import alarm_scores
 from salus_engine.predictor.dataset import split_episodes
 from salus_engine.predictor.models import model_scores
+from salus_engine.slip import SETTLE_STEPS, WINDOW_STEPS, SlipTracker, slip_columns
 from salus_engine.predictor.training import (
     build_spec,
     episode_positive_weights,
@@ -136,6 +137,35 @@ def test_grasp_is_the_opening_less_the_cube_width_in_millimetres_clipped():
     np.testing.assert_array_equal(grasp_columns(states[1].astype(np.float64)), grasp[1])  # one state online
 
 
+def test_slip_is_how_far_the_pads_closed_on_a_held_object_over_the_window():
+    """An open gripper closes onto the cube (first contact 1 mm wide), holds it 0.15 mm inside its width,
+    then the pads slide shut by 0.04 mm per step; a second episode closes on nothing. Only the slide
+    counts, once a whole window and its settling steps lie inside the hold band, and online gives the
+    offline rows."""
+    held = 0.040 - 0.00015
+    first = np.concatenate([[0.085, 0.06, 0.041], np.full(30, held), held - 0.00004 * np.arange(1, 21)])
+    second = np.concatenate([[0.085, 0.04], np.zeros(25)])
+    openings = np.concatenate([first, second]).astype(np.float32)
+    states = np.zeros((len(openings), 8), dtype=np.float32)
+    states[:, 7] = openings
+    step = np.concatenate([np.arange(len(first)), np.arange(len(second))])
+    slip = slip_columns(states, step)
+    assert slip.shape == (len(openings), 1) and slip.dtype == np.float32
+    first_slip = slip[:len(first), 0]
+    span = WINDOW_STEPS + SETTLE_STEPS
+    np.testing.assert_array_equal(first_slip[:3 + span], 0.0)  # the contact at 1 mm falls in the settling steps
+    np.testing.assert_allclose(first_slip[33 + WINDOW_STEPS:], 0.04 * WINDOW_STEPS, atol=1e-3)  # a full window of slide
+    assert 0.0 < first_slip[33 + 2] < 0.04 * WINDOW_STEPS  # the slide entering the window
+    np.testing.assert_array_equal(slip[len(first):, 0], 0.0)  # closed on nothing: no object held
+    tracker = SlipTracker()
+    online = []
+    for row, t in zip(states, step):
+        if t == 0:
+            tracker.reset()
+        online.append(tracker.update(row.astype(np.float64)))
+    np.testing.assert_array_equal(np.stack(online), slip)
+
+
 def test_default_training_is_the_outcome_model_on_state_time_the_target_view_and_the_grasp(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
@@ -179,13 +209,13 @@ def test_outcome_online_path_equals_offline_scores(trained, store):
     assert_online_equals_offline(trained, store)
 
 
-def test_a_model_reading_the_motion_and_the_grasp_gives_the_same_scores_online(store, tmp_path):
+def test_a_model_reading_the_motion_the_grasp_and_the_slip_gives_the_same_scores_online(store, tmp_path):
     out = tmp_path / "motion"
-    assert salus_main(["train", "--data", store, "--out", str(out), "--features", "state,motion,grasp,time",
+    assert salus_main(["train", "--data", store, "--out", str(out), "--features", "state,motion,grasp,slip,time",
                        "--epochs", "3", "--threads", "1"]) == 0
     _, config = load_model(str(out))
     assert config["model"]["signal_names"][8:16] == [f"{name}_delta" for name in STATE_NAMES]
-    assert config["model"]["signal_names"][16:18] == ["grasp_width_error_mm", "step"]
+    assert config["model"]["signal_names"][16:19] == ["grasp_width_error_mm", "slip_closing_mm", "step"]
     assert_online_equals_offline(str(out), store)
 
 

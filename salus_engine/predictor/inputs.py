@@ -24,6 +24,9 @@ Input families (`--features`):
 - `grasp`: the gripper opening against the target object's width, in mm (`salus_engine.grasp`), from
   the same `states` array, so every store offers it. Most drops begin as the cube turning between the
   finger pads, a millimetre that the `state` family's metres hide;
+- `slip`: how far the finger pads closed on a held object over the last 10 steps, in mm
+  (`salus_engine.slip`), from the same `states` array, so every store offers it: the slow slide
+  before most drops;
 - `time`: the step index within the episode (steps), as its own input; alone it is the time-only
   control of the evaluation.
 
@@ -39,6 +42,7 @@ from salus_engine.grasp import GRASP, GRASP_COLUMNS, grasp_columns
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.signal_families import ACTION_JERK, CHUNK_CONSISTENCY, CHUNK_ENTROPY, FLOW_DISAGREEMENT, HIDDEN_STATE
 from salus_engine.signals import SIGNAL_NAMES
+from salus_engine.slip import SLIP, SLIP_COLUMNS, slip_columns
 from salus_engine.store.layout import STATE_NAMES
 from salus_engine.target_view import CAMERA, TARGET_VIEW, TARGET_VIEW_COLUMNS
 
@@ -47,7 +51,7 @@ STATE = "state"
 MOTION = "motion"
 TIME = "time"
 INPUT_FAMILIES: tuple[str, ...] = (SIX, CHUNK_CONSISTENCY, FLOW_DISAGREEMENT, CHUNK_ENTROPY, HIDDEN_STATE,
-                                   ACTION_JERK, TARGET_VIEW, STATE, MOTION, COMMAND, GRASP, TIME)
+                                   ACTION_JERK, TARGET_VIEW, STATE, MOTION, COMMAND, GRASP, SLIP, TIME)
 """Every input family, in column order."""
 ALL = "all"
 
@@ -55,7 +59,7 @@ ALL = "all"
 def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
                       cameras: tuple[str, ...] | list[str] = ()) -> dict[str, list[str]]:
     """Family -> column names that a store with these families and recorded cameras offers (always
-    `six`, `state`, `motion`, `command`, `grasp` and `time`; `target_view` when `cameras` holds the front
+    `six`, `state`, `motion`, `command`, `grasp`, `slip` and `time`; `target_view` when `cameras` holds the front
     camera)."""
     columns: dict[str, list[str]] = {SIX: list(SIGNAL_NAMES)}
     for name in INPUT_FAMILIES:
@@ -69,6 +73,7 @@ def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
     columns[MOTION] = [f"{name}_delta" for name in STATE_NAMES]
     columns[COMMAND] = list(COMMAND_COLUMNS)
     columns[GRASP] = list(GRASP_COLUMNS)
+    columns[SLIP] = list(SLIP_COLUMNS)
     columns[TIME] = ["step"]
     return {name: columns[name] for name in INPUT_FAMILIES if name in columns}
 
@@ -76,7 +81,8 @@ def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
 STORE_ARRAYS = ("signals", "features", "hidden_features", "states", "actions")
 """The per-step arrays of a store that input families read, in `store_arrays` order."""
 _ARRAYS_OF = {SIX: ("signals",), HIDDEN_STATE: ("hidden_features",), TARGET_VIEW: ("states",), STATE: ("states",),
-              MOTION: ("states",), COMMAND: ("states", "actions"), GRASP: ("states",), TIME: ()}
+              MOTION: ("states",), COMMAND: ("states", "actions"), GRASP: ("states",), SLIP: ("states",),
+              TIME: ()}
 """The store arrays of each family that is not a signal-family column of `features` (`target_view` reads
 the states for the gripper and the front camera's images for the cube)."""
 
@@ -137,8 +143,8 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
         hidden: (N, D) hidden features, or None.
         step: (N,) step index of each row within its episode.
         feature_names: the columns of `features`, in order.
-        states: (N, 8) the robot states (`STATE_NAMES`), or None when none of `state`, `motion` and
-            `grasp` is among `families`.
+        states: (N, 8) the robot states (`STATE_NAMES`), or None when none of `state`, `motion`,
+            `grasp` and `slip` is among `families`.
         views: (N, 3) the `target_view` columns, or None when it is not among `families`.
         commands: (N, 4) the `command` columns, or None when it is not among `families`.
 
@@ -163,6 +169,8 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
             parts.append(np.asarray(commands, dtype=np.float32))
         elif name == GRASP:
             parts.append(grasp_columns(states))
+        elif name == SLIP:
+            parts.append(slip_columns(states, step))
         else:
             index = [feature_names.index(c) for c in columns[name]]
             parts.append(np.asarray(features, dtype=np.float32)[:, index])

@@ -3,9 +3,10 @@
 `OnlinePredictor.load(RUN)` reads a checkpoint's safetensors weights; `step(signals, features,
 hidden, state, frame, previous_action)` takes the current step's six signals (and signal-family columns,
 declared once with `bind`, the robot state, the front camera's frame and the action executed at the
-previous step) and returns the 16 probabilities as (H, 4). The `target_view`, `motion`, `command` and
-`grasp` columns are computed here by the same code as offline (`salus_engine.target_view`,
-`salus_engine.predictor.inputs.MotionTracker`, `salus_engine.command`, `salus_engine.grasp`). For an MLP the input
+previous step) and returns the 16 probabilities as (H, 4). The `target_view`, `motion`, `command`,
+`grasp` and `slip` columns are computed here by the same code as offline (`salus_engine.target_view`,
+`salus_engine.predictor.inputs.MotionTracker`, `salus_engine.command`, `salus_engine.grasp`,
+`salus_engine.slip`). For an MLP the input
 standardisation is folded into the first layer; with a window > 1 the last `window` steps are kept;
 the `outcome` model keeps the running sum and maximum of the episode's inputs. The temporal model keeps
 each convolution's last inputs and computes only the newest output. Before the episode's first step
@@ -27,6 +28,7 @@ from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import MOTION, MotionTracker, available_columns, input_names, resolve_families
 from salus_engine.predictor.spec import ModelSpec
+from salus_engine.slip import SLIP, SlipTracker
 from salus_engine.target_view import TARGET_VIEW, TargetView
 
 
@@ -128,6 +130,7 @@ class OnlinePredictor:
         self._plan: list[tuple[str, slice, np.ndarray | None]] = [("signals", slice(0, s), None)]
         self._view: TargetView | None = None
         self._motion = MotionTracker()
+        self._slip = SlipTracker()
         self._command: CommandTracker | None = None
 
     @classmethod
@@ -166,7 +169,8 @@ class OnlinePredictor:
                                  "collect with the same SALUS version as the training store")
         names = [c for group in feature_families.values() for c in group]
         sources = {"six": "signals", "time": "time", "hidden_state": "hidden", "state": "state", MOTION: "motion",
-                   TARGET_VIEW: "view", COMMAND: "command", GRASP: "grasp"}
+                   TARGET_VIEW: "view", COMMAND: "command", GRASP: "grasp",
+                   SLIP: "slip"}
         # where each input column comes from, resolved once, not per step
         self._plan = []
         start = 0
@@ -184,6 +188,7 @@ class OnlinePredictor:
         self._started = False
         self._step = 0
         self._motion.reset()
+        self._slip.reset()
         if self._view is not None:
             self._view.reset()
         if self._command is not None:
@@ -203,7 +208,7 @@ class OnlinePredictor:
                 a model that reads the six signals (and time) only.
             hidden: (D,) the step's hidden features, or None likewise.
             state: (8,) the robot state of the step's observation (`STATE_NAMES`), or None for a model
-                that reads none of `state`, `motion`, `command`, `grasp` and `target_view`.
+                that reads none of `state`, `motion`, `command`, `grasp`, `slip` and `target_view`.
             frame: (S, S, 3) uint8 front-camera frame of the step's observation (or (3, S, S)), or
                 None for a model that does not read `target_view`.
             previous_action: (7,) the action executed at the previous step (None at an episode's first
@@ -233,6 +238,8 @@ class OnlinePredictor:
                 x_now[where] = self._motion.update(state)
             elif source == "grasp":
                 x_now[where] = grasp_columns(state)
+            elif source == "slip":
+                x_now[where] = self._slip.update(state)
             elif source == "command":
                 if self._command is None:
                     self._command = CommandTracker()
