@@ -117,13 +117,18 @@ def test_motion_is_the_state_change_within_each_episode_offline_and_online():
     motion = state_motion(states, step)
     assert motion.dtype == np.float32
     np.testing.assert_array_equal(motion, [[0, 0], [0.5, 0.5], [-0.25, 1.5], [0, 0], [1, -2]])
-    tracker = MotionTracker()
+    assert_tracker_gives(MotionTracker(), states, step, motion)
+
+
+def assert_tracker_gives(tracker, states, step, offline):
+    """A per-step tracker (`reset()` at each episode's step 0, `update(state)` with float64 states, as a
+    live observation gives them) yields exactly the offline rows."""
     online = []
     for row, t in zip(states, step):
         if t == 0:
             tracker.reset()
         online.append(tracker.update(row.astype(np.float64)))
-    np.testing.assert_array_equal(np.stack(online), motion)
+    np.testing.assert_array_equal(np.stack(online), offline)
 
 
 def test_grasp_is_the_opening_less_the_cube_width_in_millimetres_clipped():
@@ -157,13 +162,7 @@ def test_slip_is_how_far_the_pads_closed_on_a_held_object_over_the_window():
     np.testing.assert_allclose(first_slip[33 + WINDOW_STEPS:], 0.04 * WINDOW_STEPS, atol=1e-3)  # a full window of slide
     assert 0.0 < first_slip[33 + 2] < 0.04 * WINDOW_STEPS  # the slide entering the window
     np.testing.assert_array_equal(slip[len(first):, 0], 0.0)  # closed on nothing: no object held
-    tracker = SlipTracker()
-    online = []
-    for row, t in zip(states, step):
-        if t == 0:
-            tracker.reset()
-        online.append(tracker.update(row.astype(np.float64)))
-    np.testing.assert_array_equal(np.stack(online), slip)
+    assert_tracker_gives(SlipTracker(), states, step, slip)
 
 
 def test_default_training_is_the_outcome_model_on_state_time_the_target_view_and_the_grasp(trained, store):
