@@ -264,8 +264,8 @@ class TrainConfig:
     features: Annotated[str, Field(min_length=1)] = "state,time,target_view,grasp"
     """Input families, comma-separated (`salus_engine.predictor.inputs`): six, chunk_consistency,
     flow_disagreement, chunk_entropy, hidden_state, action_jerk, target_view, state, motion, command,
-    grasp, slip, time; `all`: every family the store offers (older stores: six, state, motion, command,
-    grasp, slip, time and, with the front camera, target_view). The default adds `grasp` (the gripper opening
+    grasp, grip_depth, slip, time; `all`: every family the store offers (older stores: six, state,
+    motion, command, grasp, grip_depth, slip, time and, with the front camera, target_view). The default adds `grasp` (the gripper opening
     against the cube's width, mm) to the earlier default: in 5-fold cross-validation over the training
     and validation episodes of the 2,000-episode store it detected 14 of 22 drops instead of 9, with
     fewer false alarms (0.059 against 0.083) and ROC-AUC 0.939 against 0.935 on training seed 0, and

@@ -38,6 +38,9 @@ OBJECT_WIDTH_M = 2.0 * scene.CUBE_HALF_M
 """Width of the target object, m (the cube's side)."""
 CLIP_MM = 3.0
 """The column's range, +-mm: beyond it the gripper is opening, open, or closed on nothing."""
+HOLD_BAND_MM = 1.0
+"""While the pads hold the object the column lies between -`CLIP_MM` and this, mm (at first contact the
+pads stand up to 1 mm wide of it); the `slip` and `grip_depth` families count only such steps."""
 OPENING_COLUMN = STATE_NAMES.index("gripper_opening")
 """Index of the gripper opening (m) in a robot state (`STATE_NAMES`)."""
 

@@ -38,7 +38,7 @@ from collections import deque
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from salus_engine.grasp import CLIP_MM, grasp_columns
+from salus_engine.grasp import CLIP_MM, HOLD_BAND_MM, grasp_columns
 
 SLIP = "slip"
 SLIP_COLUMNS: tuple[str, ...] = ("slip_closing_mm",)
@@ -46,8 +46,6 @@ WINDOW_STEPS = 10
 """Steps over which the closing is measured."""
 SETTLE_STEPS = 5
 """Steps before the window that must also hold the object (the pads' first contact left out)."""
-HOLD_BAND_MM = 1.0
-"""The `grasp` column's upper bound while the pads hold the object, mm."""
 _SPAN = WINDOW_STEPS + SETTLE_STEPS + 1
 """Steps read for one row: t - WINDOW_STEPS - SETTLE_STEPS .. t."""
 

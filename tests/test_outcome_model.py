@@ -1,5 +1,5 @@
 """The episode-outcome model (`--model outcome`, the default of `salus train`) and the robot-state
-input families (state, motion, grasp, slip): history features, episode targets, the numpy online path, and the evaluation's
+input families (state, motion, grasp, grip_depth, slip): history features, episode targets, the numpy online path, and the evaluation's
 state-only baseline.
 
 The store is written with the project's recorder from deterministic formulas, as in
@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from salus_engine.cli import main as salus_main
 from salus_engine.grasp import CLIP_MM, grasp_columns
+from salus_engine.grip_depth import grip_depth_columns
 from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.alarm_score import MIN_SUCCESSES
 from salus_engine.predictor.conformal import conformal_rank, conformal_threshold
@@ -142,6 +143,18 @@ def test_grasp_is_the_opening_less_the_cube_width_in_millimetres_clipped():
     np.testing.assert_array_equal(grasp_columns(states[1].astype(np.float64)), grasp[1])  # one state online
 
 
+def test_grip_depth_is_how_far_inside_the_cube_width_the_pads_hold_it():
+    openings = np.array([0.085, 0.0409, 0.0398, 0.0393, 0.0385, 0.0, 0.0412], dtype=np.float32)
+    states = np.zeros((len(openings), 8), dtype=np.float32)
+    states[:, 7] = openings
+    depth = grip_depth_columns(states)
+    assert depth.shape == (len(openings), 1) and depth.dtype == np.float32
+    # open: 0; at first contact (0.9 mm wide): 0; held 0.2 / 0.7 / 1.5 mm deep; closed on nothing: 0;
+    # 1.2 mm wide, past the hold band: 0
+    np.testing.assert_allclose(depth[:, 0], [0.0, 0.0, 0.2, 0.7, 1.5, 0.0, 0.0], atol=1e-4)
+    np.testing.assert_array_equal(grip_depth_columns(states[3].astype(np.float64)), depth[3])  # one state online
+
+
 def test_slip_is_how_far_the_pads_closed_on_a_held_object_over_the_window():
     """An open gripper closes onto the cube (first contact 1 mm wide), holds it 0.15 mm inside its width,
     then the pads slide shut by 0.04 mm per step; a second episode closes on nothing. Only the slide
@@ -208,13 +221,15 @@ def test_outcome_online_path_equals_offline_scores(trained, store):
     assert_online_equals_offline(trained, store)
 
 
-def test_a_model_reading_the_motion_the_grasp_and_the_slip_gives_the_same_scores_online(store, tmp_path):
+def test_a_model_reading_the_motion_and_the_grip_families_gives_the_same_scores_online(store, tmp_path):
     out = tmp_path / "motion"
-    assert salus_main(["train", "--data", store, "--out", str(out), "--features", "state,motion,grasp,slip,time",
+    assert salus_main(["train", "--data", store, "--out", str(out), "--features",
+                       "state,motion,grasp,grip_depth,slip,time",
                        "--epochs", "3", "--threads", "1"]) == 0
     _, config = load_model(str(out))
     assert config["model"]["signal_names"][8:16] == [f"{name}_delta" for name in STATE_NAMES]
-    assert config["model"]["signal_names"][16:19] == ["grasp_width_error_mm", "slip_closing_mm", "step"]
+    assert config["model"]["signal_names"][16:20] == ["grasp_width_error_mm", "grip_depth_mm", "slip_closing_mm",
+                                                      "step"]
     assert_online_equals_offline(str(out), store)
 
 

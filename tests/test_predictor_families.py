@@ -74,7 +74,8 @@ def test_input_families_are_parsed_and_checked_against_the_store(stores):
         parse_input_families("six,hidden")
     data = load_signal_data(stores[0])
     assert data.resolve(("all",)) == ("six", "chunk_consistency", "hidden_state", "action_jerk", "target_view", "state",
-                                      "motion", "command", "grasp", "slip", "time")
+                                      "motion", "command", "grasp", "grip_depth", "slip",
+                                      "time")
     with pytest.raises(PredictorError, match="does not record the input family flow_disagreement"):
         data.resolve(("six", "flow_disagreement"))
     x = data.inputs(("six", "hidden_state", "time"))

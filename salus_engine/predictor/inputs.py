@@ -24,6 +24,9 @@ Input families (`--features`):
 - `grasp`: the gripper opening against the target object's width, in mm (`salus_engine.grasp`), from
   the same `states` array, so every store offers it. Most drops begin as the cube turning between the
   finger pads, a millimetre that the `state` family's metres hide;
+- `grip_depth`: how far inside the target object's width the finger pads hold it, in mm, 0 when
+  they hold nothing (`salus_engine.grip_depth`), from the same `states` array, so every store offers
+  it: most dropped cubes sit deeper between the pads than a held one, from soon after the pads close;
 - `slip`: how far the finger pads closed on a held object over the last 10 steps, in mm
   (`salus_engine.slip`), from the same `states` array, so every store offers it: the slow slide
   before most drops;
@@ -39,6 +42,7 @@ import numpy as np
 
 from salus_engine.command import COMMAND, COMMAND_COLUMNS
 from salus_engine.grasp import GRASP, GRASP_COLUMNS, grasp_columns
+from salus_engine.grip_depth import GRIP_DEPTH, GRIP_DEPTH_COLUMNS, grip_depth_columns
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.signal_families import ACTION_JERK, CHUNK_CONSISTENCY, CHUNK_ENTROPY, FLOW_DISAGREEMENT, HIDDEN_STATE
 from salus_engine.signals import SIGNAL_NAMES
@@ -51,7 +55,8 @@ STATE = "state"
 MOTION = "motion"
 TIME = "time"
 INPUT_FAMILIES: tuple[str, ...] = (SIX, CHUNK_CONSISTENCY, FLOW_DISAGREEMENT, CHUNK_ENTROPY, HIDDEN_STATE,
-                                   ACTION_JERK, TARGET_VIEW, STATE, MOTION, COMMAND, GRASP, SLIP, TIME)
+                                   ACTION_JERK, TARGET_VIEW, STATE, MOTION, COMMAND, GRASP, GRIP_DEPTH, SLIP,
+                                   TIME)
 """Every input family, in column order."""
 ALL = "all"
 
@@ -59,8 +64,8 @@ ALL = "all"
 def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
                       cameras: tuple[str, ...] | list[str] = ()) -> dict[str, list[str]]:
     """Family -> column names that a store with these families and recorded cameras offers (always
-    `six`, `state`, `motion`, `command`, `grasp`, `slip` and `time`; `target_view` when `cameras` holds the front
-    camera)."""
+    `six`, `state`, `motion`, `command`, `grasp`, `grip_depth`, `slip` and `time`; `target_view` when
+    `cameras` holds the front camera)."""
     columns: dict[str, list[str]] = {SIX: list(SIGNAL_NAMES)}
     for name in INPUT_FAMILIES:
         if name in feature_families:
@@ -73,6 +78,7 @@ def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
     columns[MOTION] = [f"{name}_delta" for name in STATE_NAMES]
     columns[COMMAND] = list(COMMAND_COLUMNS)
     columns[GRASP] = list(GRASP_COLUMNS)
+    columns[GRIP_DEPTH] = list(GRIP_DEPTH_COLUMNS)
     columns[SLIP] = list(SLIP_COLUMNS)
     columns[TIME] = ["step"]
     return {name: columns[name] for name in INPUT_FAMILIES if name in columns}
@@ -81,8 +87,8 @@ def available_columns(feature_families: dict[str, list[str]], hidden_dim: int,
 STORE_ARRAYS = ("signals", "features", "hidden_features", "states", "actions")
 """The per-step arrays of a store that input families read, in `store_arrays` order."""
 _ARRAYS_OF = {SIX: ("signals",), HIDDEN_STATE: ("hidden_features",), TARGET_VIEW: ("states",), STATE: ("states",),
-              MOTION: ("states",), COMMAND: ("states", "actions"), GRASP: ("states",), SLIP: ("states",),
-              TIME: ()}
+              MOTION: ("states",), COMMAND: ("states", "actions"), GRASP: ("states",), GRIP_DEPTH: ("states",),
+              SLIP: ("states",), TIME: ()}
 """The store arrays of each family that is not a signal-family column of `features` (`target_view` reads
 the states for the gripper and the front camera's images for the cube)."""
 
@@ -144,7 +150,7 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
         step: (N,) step index of each row within its episode.
         feature_names: the columns of `features`, in order.
         states: (N, 8) the robot states (`STATE_NAMES`), or None when none of `state`, `motion`,
-            `grasp` and `slip` is among `families`.
+            `grasp`, `grip_depth` and `slip` is among `families`.
         views: (N, 3) the `target_view` columns, or None when it is not among `families`.
         commands: (N, 4) the `command` columns, or None when it is not among `families`.
 
@@ -169,6 +175,8 @@ def assemble(families: tuple[str, ...], columns: dict[str, list[str]], signals: 
             parts.append(np.asarray(commands, dtype=np.float32))
         elif name == GRASP:
             parts.append(grasp_columns(states))
+        elif name == GRIP_DEPTH:
+            parts.append(grip_depth_columns(states))
         elif name == SLIP:
             parts.append(slip_columns(states, step))
         else:

@@ -4,9 +4,9 @@
 hidden, state, frame, previous_action)` takes the current step's six signals (and signal-family columns,
 declared once with `bind`, the robot state, the front camera's frame and the action executed at the
 previous step) and returns the 16 probabilities as (H, 4). The `target_view`, `motion`, `command`,
-`grasp` and `slip` columns are computed here by the same code as offline (`salus_engine.target_view`,
-`salus_engine.predictor.inputs.MotionTracker`, `salus_engine.command`, `salus_engine.grasp`,
-`salus_engine.slip`). For an MLP the input
+`grasp`, `grip_depth` and `slip` columns are computed here by the same code as offline
+(`salus_engine.target_view`, `salus_engine.predictor.inputs.MotionTracker`, `salus_engine.command`,
+`salus_engine.grasp`, `salus_engine.grip_depth`, `salus_engine.slip`). For an MLP the input
 standardisation is folded into the first layer; with a window > 1 the last `window` steps are kept;
 the `outcome` model keeps the running sum and maximum of the episode's inputs. The temporal model keeps
 each convolution's last inputs and computes only the newest output. Before the episode's first step
@@ -24,6 +24,7 @@ from safetensors.numpy import load_file
 
 from salus_engine.command import COMMAND, CommandTracker
 from salus_engine.grasp import GRASP, grasp_columns
+from salus_engine.grip_depth import GRIP_DEPTH, grip_depth_columns
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config, weights_spec
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import MOTION, MotionTracker, available_columns, input_names, resolve_families
@@ -170,7 +171,7 @@ class OnlinePredictor:
         names = [c for group in feature_families.values() for c in group]
         sources = {"six": "signals", "time": "time", "hidden_state": "hidden", "state": "state", MOTION: "motion",
                    TARGET_VIEW: "view", COMMAND: "command", GRASP: "grasp",
-                   SLIP: "slip"}
+                   GRIP_DEPTH: "grip_depth", SLIP: "slip"}
         # where each input column comes from, resolved once, not per step
         self._plan = []
         start = 0
@@ -208,7 +209,8 @@ class OnlinePredictor:
                 a model that reads the six signals (and time) only.
             hidden: (D,) the step's hidden features, or None likewise.
             state: (8,) the robot state of the step's observation (`STATE_NAMES`), or None for a model
-                that reads none of `state`, `motion`, `command`, `grasp`, `slip` and `target_view`.
+                that reads none of `state`, `motion`, `command`, `grasp`, `grip_depth`, `slip` and
+                `target_view`.
             frame: (S, S, 3) uint8 front-camera frame of the step's observation (or (3, S, S)), or
                 None for a model that does not read `target_view`.
             previous_action: (7,) the action executed at the previous step (None at an episode's first
@@ -238,6 +240,8 @@ class OnlinePredictor:
                 x_now[where] = self._motion.update(state)
             elif source == "grasp":
                 x_now[where] = grasp_columns(state)
+            elif source == "grip_depth":
+                x_now[where] = grip_depth_columns(state)
             elif source == "slip":
                 x_now[where] = self._slip.update(state)
             elif source == "command":
