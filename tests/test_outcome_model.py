@@ -178,12 +178,12 @@ def test_slip_is_how_far_the_pads_closed_on_a_held_object_over_the_window():
     assert_tracker_gives(SlipTracker(), states, step, slip)
 
 
-def test_default_training_is_the_outcome_model_on_state_time_the_target_view_and_the_grasp(trained, store):
+def test_default_training_is_the_outcome_model_on_state_time_the_target_view_the_grasp_and_its_depth(trained, store):
     model, config = load_model(trained)
     assert config["model"]["kind"] == "outcome"
     assert config["model"]["alarm_score"] == "noisy-or-excess"
-    assert tuple(config["model"]["features"]) == ("target_view", "state", "grasp", "time")
-    assert len(config["model"]["signal_names"]) == 13 and model.spec.n_inputs == 39
+    assert tuple(config["model"]["features"]) == ("target_view", "state", "grasp", "grip_depth", "time")
+    assert len(config["model"]["signal_names"]) == 14 and model.spec.n_inputs == 42
     data = load_signal_data(store)
     scores = scores_of(model, data)
     assert scores.shape == (len(data.signals), len(HORIZONS), 4)
@@ -340,8 +340,9 @@ def test_evaluation_adds_the_state_only_baseline_and_outcome_controls(trained, s
     assert not any(name.startswith("signal:joint") for name in scorers)  # the state is not thresholded as a signal
     assert metrics["model"]["kind"] == "outcome"
     variants = [row["variant"] for row in metrics["ablation"]]
-    assert variants == ["full", "without target_view", "without state", "without grasp", "without time",
-                        "target_view alone", "state alone", "grasp alone", "time alone"]
+    assert variants == ["full", "without target_view", "without state", "without grasp", "without grip_depth",
+                        "without time", "target_view alone", "state alone", "grasp alone", "grip_depth alone",
+                        "time alone"]
     ranking = scorers["model"]["episode"]["ranking"]["auroc"]
     assert ranking > scorers["time_only"]["episode"]["ranking"]["auroc"], ranking
     # the model and the networks of its kind are scored by its alarm score, the other scorers by the maximum
