@@ -60,3 +60,16 @@ def grasp_columns(states: np.ndarray) -> np.ndarray:
     opening = states[..., OPENING_COLUMN:OPENING_COLUMN + 1]
     error = (opening - np.float32(OBJECT_WIDTH_M)) * np.float32(1000.0)
     return np.clip(error, -CLIP_MM, CLIP_MM).astype(np.float32)
+
+
+def holds_object(grasp_mm: np.ndarray) -> np.ndarray:
+    """Where the pads hold the object: the `grasp` column strictly between -`CLIP_MM` (closed on nothing)
+    and `HOLD_BAND_MM`.
+
+    Args:
+        grasp_mm: any shape, float32 `grasp` column values, mm.
+
+    Returns:
+        bool array of the same shape.
+    """
+    return (grasp_mm > np.float32(-CLIP_MM)) & (grasp_mm < np.float32(HOLD_BAND_MM))

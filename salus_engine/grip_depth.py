@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from salus_engine.grasp import CLIP_MM, HOLD_BAND_MM, grasp_columns
+from salus_engine.grasp import grasp_columns, holds_object
 
 GRIP_DEPTH = "grip_depth"
 GRIP_DEPTH_COLUMNS: tuple[str, ...] = ("grip_depth_mm",)
@@ -48,5 +48,4 @@ def grip_depth_columns(states: np.ndarray) -> np.ndarray:
         0 when they do not hold it.
     """
     grasp = grasp_columns(states)
-    held = (grasp > np.float32(-CLIP_MM)) & (grasp < np.float32(HOLD_BAND_MM))
-    return np.where(held, np.maximum(-grasp, np.float32(0.0)), np.float32(0.0)).astype(np.float32)
+    return np.where(holds_object(grasp), np.maximum(-grasp, np.float32(0.0)), np.float32(0.0)).astype(np.float32)

@@ -38,7 +38,7 @@ from collections import deque
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from salus_engine.grasp import CLIP_MM, HOLD_BAND_MM, grasp_columns
+from salus_engine.grasp import CLIP_MM, grasp_columns, holds_object
 
 SLIP = "slip"
 SLIP_COLUMNS: tuple[str, ...] = ("slip_closing_mm",)
@@ -52,7 +52,7 @@ _SPAN = WINDOW_STEPS + SETTLE_STEPS + 1
 
 def _closing(windows: np.ndarray) -> np.ndarray:
     """(R,) float32 the column from (R, `_SPAN`) float32 windows of the `grasp` column, oldest first."""
-    held = (windows.max(axis=1) < np.float32(HOLD_BAND_MM)) & (windows.min(axis=1) > np.float32(-CLIP_MM))
+    held = holds_object(windows).all(axis=1)
     closing = windows[:, SETTLE_STEPS] - windows[:, -1]
     return np.where(held, np.clip(closing, -CLIP_MM, CLIP_MM), np.float32(0.0)).astype(np.float32)
 

@@ -1,6 +1,6 @@
 """The episode-outcome model (`--model outcome`, the default of `salus train`) and the robot-state
-input families (state, motion, grasp, grip_depth, slip): history features, episode targets, the numpy online path, and the evaluation's
-state-only baseline.
+input families (state, motion, grasp, grip_depth, slip): history features, episode targets, the numpy
+online path, and the evaluation's state-only baseline.
 
 The store is written with the project's recorder from deterministic formulas, as in
 tests/test_predictor.py; here the robot state drifts differently per outcome, so that the state
