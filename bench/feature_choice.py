@@ -46,9 +46,15 @@ trains its own models, reported as its own row; 0, the default, is `salus train`
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
 probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
 
+With `--save PATH` every row's held-out scores are written to one `.npz` (`saved_arrays`), so that
+which episodes alarmed, when and by how much can be read again without retraining: `names` lists the
+rows (as printed, with the seed), and row i's arrays are `run{i}_episode_ids`, `run{i}_fold`,
+`run{i}_failure_type`, `run{i}_failure_step`, `run{i}_scores`, `run{i}_offsets`,
+`run{i}_calibration_max` and `run{i}_thresholds`.
+
     .venv/bin/python bench/feature_choice.py --data data/families \\
         --sets "state,time,target_view;state,time,target_view,command" --seeds 0,1,2,3,4 [--folds 5] \\
-        [--members 5] [--alarm-scores max,noisy-or]
+        [--members 5] [--alarm-scores max,noisy-or] [--save held_out.npz]
 """
 
 from __future__ import annotations
@@ -307,6 +313,25 @@ def pooled_row(parts, alpha, delta=None):
             "drop_lead": float(np.median(leads[DROP])) if leads[DROP] else np.nan}
 
 
+def saved_arrays(parts, alpha, delta=None):
+    """One row's held-out scores, pooled over folds as `pooled_row` pools them, as arrays for `--save`:
+    `episode_ids`, `fold`, `failure_type` (-1 success), `failure_step` (-1 success): (E,) int64, the
+    held-out episodes fold after fold; `scores`: (N,) float64 per-step alarm scores of those episodes in
+    that order, `offsets`: (E + 1,) int64 their row offsets into `scores`; `calibration_max`: (F, n)
+    float64 the calibration successes' running-max scores under each fold's model; `thresholds`: (F,)
+    float64 each fold's conformal threshold (`conformal_threshold` of alpha, delta)."""
+    episodes = [e for held_episodes, *_ in parts for e in held_episodes]
+    lengths = np.concatenate([np.diff(held_offsets) for *_, held_offsets in parts])
+    return {"episode_ids": np.array([e.episode_id for e in episodes], np.int64),
+            "fold": np.concatenate([np.full(len(p[0]), f, np.int64) for f, p in enumerate(parts)]),
+            "failure_type": np.array([e.failure_type for e in episodes], np.int64),
+            "failure_step": np.array([e.failure_step for e in episodes], np.int64),
+            "scores": np.concatenate([np.asarray(p[3], np.float64) for p in parts]),
+            "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "calibration_max": np.stack([np.asarray(p[2], np.float64) for p in parts]),
+            "thresholds": np.array([conformal_threshold(p[2], alpha, delta) for p in parts], np.float64)}
+
+
 def print_row(name, row):
     print(f"  {name:48s}: ROC-AUC {row['auroc']:.4f}, detected {row['detected']:.3f}, "
           f"false alarms {row['false_alarms']:.3f}, collisions detected {row['collisions']:.3f}, "
@@ -343,6 +368,8 @@ def main() -> int:
                         "training.episode_positive_weights), comma-separated; each trains its own models, one row each")
     parser.add_argument("--collision-horizon", type=int, help="train the collision output on a collision within "
                         "this many steps (one of the store's horizons) instead of the episode's outcome")
+    parser.add_argument("--save", type=Path, help="write every row's held-out per-step scores, episodes and "
+                        "thresholds to this .npz (see the module docstring)")
     args = parser.parse_args()
     try:
         routes = parse_routes(args.type_members, len(FAILURE_TYPES))
@@ -377,6 +404,7 @@ def main() -> int:
     peak_weights = [float(w) for w in args.peak_weights.split(",")]
     balances = [float(b) for b in args.balances.split(",")]
     inputs_of: dict[str, np.ndarray] = {}
+    saved: dict[str, dict[str, np.ndarray]] = {}  # printed row name -> its `saved_arrays`
     for features, peak_weight, balance in ((f, w, b) for f in args.sets.split(";") for w in peak_weights
                                            for b in balances):
         member_features = features if "/" in features else None  # per-member sets: the model reads their union
@@ -420,6 +448,8 @@ def main() -> int:
                 row = pooled_row(parts[route, a], args.alpha, args.delta)
                 results.setdefault(name, []).append(row)
                 print_row(f"{name} seed {seed}", row)
+                if args.save:
+                    saved[f"{name} seed {seed}"] = saved_arrays(parts[route, a], args.alpha, args.delta)
         if args.average:
             for a in alarm_scores:
                 parts_a = []
@@ -442,6 +472,10 @@ def main() -> int:
               f"{means['drops']:.3f}, miss lead {means['miss_lead']:.1f} steps, drop lead "
               f"{means['drop_lead']:.1f} steps; ROC-AUC minus "
               f"{first} per seed: {', '.join(f'{d:+.4f}' for d in difference)}")
+    if args.save:
+        arrays = {f"run{i}_{key}": value for i, row in enumerate(saved.values()) for key, value in row.items()}
+        np.savez_compressed(args.save, names=np.array(list(saved)), **arrays)
+        print(f"held-out scores of {len(saved)} rows written to {args.save}")
     return 0
 
 
