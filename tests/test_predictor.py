@@ -26,7 +26,7 @@ from salus_engine.predictor.conformal import conformal_threshold, episode_max_sc
 from salus_engine.predictor.dataset import load_signal_data, split_episodes, window_features
 from salus_engine.predictor.models import model_scores
 from salus_engine.predictor.metrics import (episode_metrics, expected_resplit_rate, false_alarm_check,
-                                           resplit_false_alarms)
+                                           resplit_count_distribution, resplit_false_alarms, resplit_mean_spread)
 from salus_engine.predictor.report import format_auroc
 from salus_engine.predictor.models import ModelSpec, SignalMLP, count_parameters
 from salus_engine.predictor.online import OnlinePredictor
@@ -216,6 +216,26 @@ def test_the_false_alarm_check_gives_the_exact_resplit_mean_and_the_chance_of_a_
     assert 0.1 < tied < 0.2 - 0.02
     assert tied == pytest.approx(resplit_false_alarms(two[:100], two[100:], 0.2, resplits=4000)["mean"], abs=0.005)
     assert expected_resplit_rate(pooled, 0, 0.1) is None and expected_resplit_rate(pooled[:5], 3, 0.1) is None
+    # one re-split's false-alarm count has a distribution whose mean is the exact one, ties or not, and
+    # whose spread is that of random re-splits; a mean of 20 re-splits exceeds alpha about 4 times in 10
+    for scores, n, alpha in ((pooled, 141, 0.1), (two, 100, 0.2)):
+        counts = resplit_count_distribution(scores, n, alpha)
+        rates = np.arange(len(counts)) / (len(scores) - n)
+        assert len(counts) == len(scores) - n + 1 and counts.sum() == pytest.approx(1.0)
+        assert counts @ rates == pytest.approx(expected_resplit_rate(scores, n, alpha), abs=1e-9)
+        drawn = np.array(resplit_false_alarms(scores[:n], scores[n:], alpha, resplits=4000, seed=5)["rates"])
+        assert drawn.std() == pytest.approx(np.sqrt(counts @ rates**2 - (counts @ rates) ** 2), rel=0.1)
+        assert (drawn > 0.15).mean() == pytest.approx(counts[rates > 0.15].sum(), abs=0.03)
+    spread = resplit_mean_spread(pooled, 141, 0.1, 20)
+    means = np.array(resplit_false_alarms(pooled[:141], pooled[141:], 0.1, resplits=8000, seed=6)["rates"])
+    means = means.reshape(400, 20).mean(axis=1)
+    assert spread["sd"] == pytest.approx(means.std(), rel=0.15)
+    assert spread["chance_mean_above_alpha"] == pytest.approx((means > 0.1).mean(), abs=0.08)
+    assert 0.3 < spread["chance_mean_above_alpha"] < 0.5  # split conformal's exact mean, 0.0986, sits just under alpha
+    assert resplit_mean_spread(pooled, 141, 0.1, 20, delta=0.1)["chance_mean_above_alpha"] < 0.01
+    assert resplit_false_alarms(pooled[:141], pooled[141:], 0.1)["chance_mean_above_alpha"] == spread[
+        "chance_mean_above_alpha"]
+    assert resplit_count_distribution(pooled, 0, 0.1) is None and resplit_mean_spread(pooled[:5], 3, 0.1, 20) is None
     # the chance of at least the observed false alarms: over many exchangeable calibration and test
     # draws, the share with at least 20 of 141 test alarms matches the beta-binomial tail
     draws = [false_alarm_check(rng.uniform(size=141), rng.uniform(size=141), 0.1) for _ in range(3000)]

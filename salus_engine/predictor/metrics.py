@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import betabinom, binomtest, bootstrap, hypergeom, mannwhitneyu, rankdata
+from scipy.special import gammaln
+from scipy.stats import betabinom, binom, binomtest, bootstrap, hypergeom, mannwhitneyu, rankdata
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     accuracy_score,
@@ -364,6 +365,73 @@ def expected_resplit_rate(pooled_maxima: np.ndarray, calibration_size: int, alph
     return float(hypergeom.sf(k - 1, total - 1, below, n).mean())
 
 
+def resplit_count_distribution(pooled_maxima: np.ndarray, calibration_size: int, alpha: float,
+                               delta: float | None = None) -> np.ndarray | None:
+    """The distribution of one random re-split's test false-alarm count: the pooled successes are split
+    at random into `calibration_size` calibration episodes and the rest, the threshold is the
+    calibration scores' k-th smallest (k: `conformal_rank`), and the count is the rest's episodes above it.
+
+    The k-th smallest calibration score sits at position t of the N sorted pooled scores with the
+    probability C(t, k - 1) C(N - 1 - t, n - k) / C(N, n); the other n - k calibration episodes are a
+    uniform draw from the N - 1 - t positions after t, so the number of them that score above the
+    threshold is hypergeometric, and the count is the pooled episodes above it less those. Without
+    ties the count is N - 1 - t - (n - k), the same for any scores. Its mean over N - n is
+    `expected_resplit_rate`.
+
+    Args:
+        pooled_maxima: (N,) alarm scores of the pooled successful episodes.
+        calibration_size: n, 1 <= n < N.
+        alpha, delta: the threshold's rule (`conformal_threshold`).
+
+    Returns:
+        (N - n + 1,) float64 probabilities of 0..N - n test false alarms; None when n is outside
+        1..N - 1 or no rank gives the guarantee.
+    """
+    pooled = np.sort(np.asarray(pooled_maxima, dtype=np.float64).ravel())
+    total, n = len(pooled), int(calibration_size)
+    if not 0 < n < total:
+        return None
+    k = conformal_rank(n, alpha, delta)
+    if k is None:
+        return None
+    positions = np.arange(k - 1, total - n + k)
+    log_comb = lambda a, b: gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)  # noqa: E731
+    at = np.exp(log_comb(positions, k - 1) + log_comb(total - 1 - positions, n - k) - log_comb(total, n))
+    above = total - np.searchsorted(pooled, pooled[positions], side="right")  # pooled episodes above the threshold
+    drawn_above = np.arange(n - k + 1)[None, :]  # of the n - k calibration episodes after t, how many lie above
+    p_drawn = at[:, None] * hypergeom.pmf(drawn_above, (total - 1 - positions)[:, None], above[:, None], n - k)
+    possible = p_drawn > 0
+    counts = np.zeros(total - n + 1)
+    np.add.at(counts, (above[:, None] - drawn_above)[possible], p_drawn[possible])
+    return counts / counts.sum()
+
+
+def resplit_mean_spread(pooled_maxima: np.ndarray, calibration_size: int, alpha: float, resplits: int,
+                        delta: float | None = None) -> dict[str, float] | None:
+    """How far the mean test false-alarm rate of `resplits` random re-splits (`resplit_false_alarms`)
+    strays from its exact value (`expected_resplit_rate`) by the draw of the re-splits alone: the
+    re-splits are independent, each rate distributed as `resplit_count_distribution` over N - n.
+
+    Returns:
+        {"sd": the standard deviation of the re-splits' mean rate; "chance_mean_above_alpha": the
+        chance that it exceeds alpha; "chance_over_a_tenth_above_0.15": the chance that more than a
+        tenth of the re-splits exceed 0.15} for the pooled episodes, each a property of the check, not
+        of a particular draw; None where `resplit_count_distribution` is None.
+    """
+    counts = resplit_count_distribution(pooled_maxima, calibration_size, alpha, delta)
+    if counts is None:
+        return None
+    rates = np.arange(len(counts)) / (len(counts) - 1)
+    variance = float(counts @ rates**2 - (counts @ rates) ** 2)
+    size = resplits * (len(counts) - 1) + 1  # the sum of the re-splits' counts: its distribution by FFT
+    summed = np.clip(np.fft.irfft(np.fft.rfft(counts, 2 * size) ** resplits, 2 * size)[:size], 0.0, None)
+    summed /= summed.sum()
+    limit = int(np.floor(alpha * (size - 1) + 1e-9))  # the largest count sum whose mean rate is <= alpha
+    above_015 = float(counts[rates > 0.15].sum())
+    return {"sd": float(np.sqrt(max(variance, 0.0) / resplits)), "chance_mean_above_alpha": float(summed[limit + 1:].sum()),
+            "chance_over_a_tenth_above_0.15": float(binom.sf(int(np.floor(0.1 * resplits)), resplits, above_015))}
+
+
 def false_alarm_check(calibration_maxima: np.ndarray, test_success_maxima: np.ndarray, alpha: float,
                       delta: float | None = None) -> dict[str, Any]:
     """Whether the test successes' false-alarm rate is one that the conformal rule allows, or a sign
@@ -408,8 +476,10 @@ def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np
     the rule of `delta`, see `conformal_threshold`) and the test false-alarm rate measured.
 
     Returns:
-        rates per re-split, their mean, the mean over every re-split (`expected_resplit_rate`), and the
-        share of re-splits whose rate exceeds alpha + 0.05 and 0.15.
+        rates per re-split, their mean, the mean over every re-split (`expected_resplit_rate`), the
+        share of re-splits whose rate exceeds alpha + 0.05 and 0.15, and how far a mean of this many
+        re-splits strays by their draw alone (`resplit_mean_spread`: "sd", "chance_mean_above_alpha",
+        "chance_over_a_tenth_above_0.15").
     """
     pooled = np.concatenate([calibration_maxima, test_success_maxima])
     n_cal = len(calibration_maxima)
@@ -426,5 +496,6 @@ def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np
     return {"resplits": len(rates), "calibration_episodes": int(n_cal), "test_episodes": int(len(pooled) - n_cal),
             "rates": rates, "mean": float(rates_a.mean()) if len(rates) else None,
             "expected_mean": expected_resplit_rate(pooled, n_cal, alpha, delta),
+            **(resplit_mean_spread(pooled, n_cal, alpha, resplits, delta) or {}),
             "share_above_alpha_plus_0.05": float((rates_a > alpha + 0.05).mean()) if len(rates) else None,
             "share_above_0.15": float((rates_a > 0.15).mean()) if len(rates) else None}

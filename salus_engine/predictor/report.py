@@ -268,7 +268,7 @@ def resplit_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
     alpha = metrics["conformal"]["alpha"]
     return ("scorer", f"false alarms, {metrics['split']}", "re-splits", "calibration / test successes",
             "mean test FAR", f"share > alpha+0.05 ({alpha + 0.05:.2f})", "share > 0.15", "mean, all re-splits",
-            "P(as many false alarms)", "Mann-Whitney p")
+            "P(mean > alpha)", "P(as many false alarms)", "Mann-Whitney p")
 
 
 def resplit_rows(metrics: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -287,7 +287,7 @@ def resplit_rows(metrics: dict[str, Any]) -> list[tuple[str, list[str]]]:
         rows.append((name, [s.get("short", name), format_rate(episode.get("far")), str(r.get("resplits", "–")), sizes,
                             format_value(r.get("mean")), format_value(r.get("share_above_alpha_plus_0.05"), 2),
                             format_value(r.get("share_above_0.15"), 2), format_value(r.get("expected_mean")),
-                            format_value(check.get("p_value"), 2), format_value(check.get("mann_whitney_p"), 2)]))
+                            format_value(r.get("chance_mean_above_alpha"), 2), format_value(check.get("p_value"), 2), format_value(check.get("mann_whitney_p"), 2)]))
     return rows
 
 
@@ -299,7 +299,9 @@ def resplit_note(metrics: dict[str, Any]) -> str:
             + ("Split conformal bounds the mean by alpha; single re-splits scatter around it"
                if conformal.get("delta") is None else
                f"With delta {conformal['delta']}, at most that share of re-splits should exceed alpha")
-            + ". 'mean, all re-splits': the exact mean over every re-split; 'P(as many false alarms)': the chance, "
+            + ". 'mean, all re-splits': the exact mean over every re-split; 'P(mean > alpha)': the chance that "
+            "the mean of this many random re-splits exceeds alpha by their draw alone, about 0.4 for split conformal "
+            "without ties; 'P(as many false alarms)': the chance, "
             f"for exchangeable calibration and {metrics['split']} successes, of at least the {metrics['split']} "
             "split's false alarms (small: they score higher than the calibration draw explains); 'Mann-Whitney p': "
             f"whether calibration and {metrics['split']} successes score alike")

@@ -1,0 +1,59 @@
+"""Prints how far the conformal re-split check of an evaluation (`salus evaluate`: the mean test
+false-alarm rate over random re-splits of the pooled calibration and test successes) can stray from
+its exact value by the draw of the re-splits alone, for the model on the evaluated split and, where
+evaluated, on the fresh store.
+
+The check's figures come from the evaluation's metrics.json; the spread from
+`salus_engine.predictor.metrics.resplit_mean_spread`, which for scores without ties depends only on
+the numbers of calibration and test successes, alpha, delta and the number of re-splits (then the
+exact mean is (n + 1 - k) / (n + 1); where metrics.json's exact mean differs from it, the scores tie
+and the figures printed are those of untied scores).
+
+    .venv/bin/python bench/resplit_spread.py --metrics checkpoints/run1/evaluation/metrics.json [--scorer model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's packages, however installed
+
+from salus_engine.predictor.conformal import conformal_rank  # noqa: E402
+from salus_engine.predictor.metrics import resplit_mean_spread  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json of salus evaluate")
+    parser.add_argument("--scorer", default="model", help="scorer name in metrics.json (default: model)")
+    args = parser.parse_args()
+    metrics = json.loads(args.metrics.read_text())
+    alpha, delta = metrics["conformal"]["alpha"], metrics["conformal"].get("delta")
+    sets = [(metrics["split"], metrics["scorers"])]
+    if metrics.get("fresh"):
+        sets.append(("fresh", metrics["fresh"]["scorers"]))
+    for name, scorers in sets:
+        check = scorers[args.scorer]["episode"]["resplits"]
+        n, m, resplits = check["calibration_episodes"], check["test_episodes"], check["resplits"]
+        k = conformal_rank(n, alpha, delta)
+        spread = resplit_mean_spread(np.arange(n + m, dtype=np.float64), n, alpha, resplits, delta)
+        untied = (n + 1 - k) / (n + 1)
+        ties = "" if delta is not None or abs(check["expected_mean"] - untied) < 1e-9 else \
+            f" (the scores tie: exact mean {check['expected_mean']:.4f}, untied {untied:.4f})"
+        print(f"{name}: {n} calibration + {m} test successes, alpha {alpha}, delta {delta}, {resplits} re-splits{ties}")
+        print(f"  measured mean {check['mean']:.4f}, exact mean {check['expected_mean']:.4f}, share above 0.15 "
+              f"{check['share_above_0.15']:.2f}")
+        print(f"  by the draw of the re-splits alone: sd of the mean {spread['sd']:.4f} (measured - exact = "
+              f"{(check['mean'] - check['expected_mean']) / spread['sd']:+.2f} sd); P(mean > alpha) "
+              f"{spread['chance_mean_above_alpha']:.3f}; P(more than a tenth of the re-splits above 0.15) "
+              f"{spread['chance_over_a_tenth_above_0.15']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
