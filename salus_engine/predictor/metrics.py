@@ -339,10 +339,8 @@ def expected_resplit_rate(pooled_maxima: np.ndarray, calibration_size: int, alph
     """The mean test false-alarm rate over every re-split of the pooled successes into `calibration_size`
     calibration episodes and the rest (what `resplit_false_alarms` estimates from a few random ones).
 
-    A pooled episode i that lands in the test part alarms when at least k of the calibration episodes
-    score below it (k: `conformal_rank`); with L_i of the other pooled episodes below it, that count is
-    hypergeometric (N - 1 episodes, L_i below, `calibration_size` drawn). The mean over i of that
-    probability is the expected rate. Without ties it is (n + 1 - k) / (n + 1) whatever the scores,
+    It is the mean of one re-split's false-alarm count (`resplit_count_distribution`) over the N - n
+    test episodes. Without ties it is (n + 1 - k) / (n + 1) whatever the scores (k: `conformal_rank`),
     at most alpha for the split-conformal rank (the guarantee: exchangeable episodes, V. Vovk,
     A. Gammerman and G. Shafer, "Algorithmic Learning in a Random World", 2005, ch. 2); ties lower it.
 
@@ -354,15 +352,8 @@ def expected_resplit_rate(pooled_maxima: np.ndarray, calibration_size: int, alph
     Returns:
         The expected rate in [0, 1]; None when n is outside 1..N - 1 or no rank gives the guarantee.
     """
-    pooled = np.sort(np.asarray(pooled_maxima, dtype=np.float64).ravel())
-    total, n = len(pooled), int(calibration_size)
-    if not 0 < n < total:
-        return None
-    k = conformal_rank(n, alpha, delta)
-    if k is None:
-        return None
-    below = np.searchsorted(pooled, pooled, side="left")  # other episodes strictly below each one
-    return float(hypergeom.sf(k - 1, total - 1, below, n).mean())
+    counts = resplit_count_distribution(pooled_maxima, calibration_size, alpha, delta)
+    return None if counts is None else float(counts @ np.arange(len(counts)) / (len(counts) - 1))
 
 
 def resplit_count_distribution(pooled_maxima: np.ndarray, calibration_size: int, alpha: float,
@@ -375,8 +366,7 @@ def resplit_count_distribution(pooled_maxima: np.ndarray, calibration_size: int,
     probability C(t, k - 1) C(N - 1 - t, n - k) / C(N, n); the other n - k calibration episodes are a
     uniform draw from the N - 1 - t positions after t, so the number of them that score above the
     threshold is hypergeometric, and the count is the pooled episodes above it less those. Without
-    ties the count is N - 1 - t - (n - k), the same for any scores. Its mean over N - n is
-    `expected_resplit_rate`.
+    ties the count is N - 1 - t - (n - k), the same for any scores.
 
     Args:
         pooled_maxima: (N,) alarm scores of the pooled successful episodes.
