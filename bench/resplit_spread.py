@@ -9,7 +9,11 @@ the numbers of calibration and test successes, alpha, delta and the number of re
 exact mean is (n + 1 - k) / (n + 1); where metrics.json's exact mean differs from it, the scores tie
 and the figures printed are those of untied scores).
 
-    .venv/bin/python bench/resplit_spread.py --metrics checkpoints/run1/evaluation/metrics.json [--scorer model]
+With `--calibration-sizes` the same figures for other numbers of calibration successes with the
+same test successes (how a larger calibration split would change the check).
+
+    .venv/bin/python bench/resplit_spread.py --metrics checkpoints/run1/evaluation/metrics.json [--scorer model] \
+        [--calibration-sizes 100,200,300]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", type=Path, required=True, help="metrics.json of salus evaluate")
     parser.add_argument("--scorer", default="model", help="scorer name in metrics.json (default: model)")
+    parser.add_argument("--calibration-sizes", default="", help="other calibration sizes, comma-separated")
     args = parser.parse_args()
     metrics = json.loads(args.metrics.read_text())
     alpha, delta = metrics["conformal"]["alpha"], metrics["conformal"].get("delta")
@@ -52,6 +57,14 @@ def main() -> int:
               f"{(check['mean'] - check['expected_mean']) / spread['sd']:+.2f} sd); P(mean > alpha) "
               f"{spread['chance_mean_above_alpha']:.3f}; P(more than a tenth of the re-splits above 0.15) "
               f"{spread['chance_over_a_tenth_above_0.15']:.3f}")
+        for size in (int(c) for c in args.calibration_sizes.split(",") if c):
+            other = resplit_mean_spread(np.arange(size + m, dtype=np.float64), size, alpha, resplits, delta)
+            if other is None:
+                print(f"  with {size} calibration successes: no rank gives the guarantee")
+                continue
+            rank = conformal_rank(size, alpha, delta)
+            print(f"  with {size} calibration successes: exact mean {(size + 1 - rank) / (size + 1):.4f} (untied), "
+                  f"sd of the mean {other['sd']:.4f}, P(mean > alpha) {other['chance_mean_above_alpha']:.3f}")
     return 0
 
 
