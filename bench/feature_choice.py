@@ -320,16 +320,17 @@ def saved_arrays(parts, alpha, delta=None):
     that order, `offsets`: (E + 1,) int64 their row offsets into `scores`; `calibration_max`: (F, n)
     float64 the calibration successes' running-max scores under each fold's model; `thresholds`: (F,)
     float64 each fold's conformal threshold (`conformal_threshold` of alpha, delta)."""
-    episodes = [e for held_episodes, *_ in parts for e in held_episodes]
-    lengths = np.concatenate([np.diff(held_offsets) for *_, held_offsets in parts])
+    held_episodes, _, calibration_max, held_scores, held_offsets = zip(*parts)
+    episodes = [e for fold in held_episodes for e in fold]
+    lengths = np.concatenate([np.diff(offsets) for offsets in held_offsets])
     return {"episode_ids": np.array([e.episode_id for e in episodes], np.int64),
-            "fold": np.concatenate([np.full(len(p[0]), f, np.int64) for f, p in enumerate(parts)]),
+            "fold": np.concatenate([np.full(len(fold), f, np.int64) for f, fold in enumerate(held_episodes)]),
             "failure_type": np.array([e.failure_type for e in episodes], np.int64),
             "failure_step": np.array([e.failure_step for e in episodes], np.int64),
-            "scores": np.concatenate([np.asarray(p[3], np.float64) for p in parts]),
+            "scores": np.concatenate(held_scores).astype(np.float64),
             "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            "calibration_max": np.stack([np.asarray(p[2], np.float64) for p in parts]),
-            "thresholds": np.array([conformal_threshold(p[2], alpha, delta) for p in parts], np.float64)}
+            "calibration_max": np.stack(calibration_max).astype(np.float64),
+            "thresholds": np.array([conformal_threshold(c, alpha, delta) for c in calibration_max], np.float64)}
 
 
 def print_row(name, row):

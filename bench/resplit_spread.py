@@ -5,9 +5,9 @@ evaluated, on the fresh store.
 
 The check's figures come from the evaluation's metrics.json; the spread from
 `salus_engine.predictor.metrics.resplit_mean_spread`, which for scores without ties depends only on
-the numbers of calibration and test successes, alpha, delta and the number of re-splits (then the
-exact mean is (n + 1 - k) / (n + 1); where metrics.json's exact mean differs from it, the scores tie
-and the figures printed are those of untied scores).
+the numbers of calibration and test successes, alpha, delta and the number of re-splits (where
+metrics.json's exact mean differs from that of untied scores, the scores tie and the figures printed
+are those of untied scores).
 
 With `--calibration-sizes` the same figures for other numbers of calibration successes with the
 same test successes (how a larger calibration split would change the check).
@@ -27,7 +27,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's packages, however installed
 
-from salus_engine.predictor.conformal import conformal_rank  # noqa: E402
 from salus_engine.predictor.metrics import resplit_mean_spread  # noqa: E402
 
 
@@ -45,10 +44,9 @@ def main() -> int:
     for name, scorers in sets:
         check = scorers[args.scorer]["episode"]["resplits"]
         n, m, resplits = check["calibration_episodes"], check["test_episodes"], check["resplits"]
-        k = conformal_rank(n, alpha, delta)
         spread = resplit_mean_spread(np.arange(n + m, dtype=np.float64), n, alpha, resplits, delta)
-        untied = (n + 1 - k) / (n + 1)
-        ties = "" if delta is not None or abs(check["expected_mean"] - untied) < 1e-9 else \
+        untied = spread["expected_mean"]
+        ties = "" if abs(check["expected_mean"] - untied) < 1e-9 else \
             f" (the scores tie: exact mean {check['expected_mean']:.4f}, untied {untied:.4f})"
         print(f"{name}: {n} calibration + {m} test successes, alpha {alpha}, delta {delta}, {resplits} re-splits{ties}")
         print(f"  measured mean {check['mean']:.4f}, exact mean {check['expected_mean']:.4f}, share above 0.15 "
@@ -62,8 +60,7 @@ def main() -> int:
             if other is None:
                 print(f"  with {size} calibration successes: no rank gives the guarantee")
                 continue
-            rank = conformal_rank(size, alpha, delta)
-            print(f"  with {size} calibration successes: exact mean {(size + 1 - rank) / (size + 1):.4f} (untied), "
+            print(f"  with {size} calibration successes: exact mean {other['expected_mean']:.4f} (untied), "
                   f"sd of the mean {other['sd']:.4f}, P(mean > alpha) {other['chance_mean_above_alpha']:.3f}")
     return 0
 

@@ -353,7 +353,12 @@ def expected_resplit_rate(pooled_maxima: np.ndarray, calibration_size: int, alph
         The expected rate in [0, 1]; None when n is outside 1..N - 1 or no rank gives the guarantee.
     """
     counts = resplit_count_distribution(pooled_maxima, calibration_size, alpha, delta)
-    return None if counts is None else float(counts @ np.arange(len(counts)) / (len(counts) - 1))
+    return None if counts is None else _mean_rate(counts)
+
+
+def _mean_rate(counts: np.ndarray) -> float:
+    """The mean false-alarm rate of a (N - n + 1,) `resplit_count_distribution`."""
+    return float(counts @ np.arange(len(counts)) / (len(counts) - 1))
 
 
 def resplit_count_distribution(pooled_maxima: np.ndarray, calibration_size: int, alpha: float,
@@ -403,7 +408,8 @@ def resplit_mean_spread(pooled_maxima: np.ndarray, calibration_size: int, alpha:
     re-splits are independent, each rate distributed as `resplit_count_distribution` over N - n.
 
     Returns:
-        {"sd": the standard deviation of the re-splits' mean rate; "chance_mean_above_alpha": the
+        {"expected_mean": `expected_resplit_rate`; "sd": the standard deviation of the re-splits' mean
+        rate; "chance_mean_above_alpha": the
         chance that it exceeds alpha; "chance_over_a_tenth_above_0.15": the chance that more than a
         tenth of the re-splits exceed 0.15} for the pooled episodes, each a property of the check, not
         of a particular draw; None where `resplit_count_distribution` is None.
@@ -418,7 +424,8 @@ def resplit_mean_spread(pooled_maxima: np.ndarray, calibration_size: int, alpha:
     summed /= summed.sum()
     limit = int(np.floor(alpha * (size - 1) + 1e-9))  # the largest count sum whose mean rate is <= alpha
     above_015 = float(counts[rates > 0.15].sum())
-    return {"sd": float(np.sqrt(max(variance, 0.0) / resplits)), "chance_mean_above_alpha": float(summed[limit + 1:].sum()),
+    return {"expected_mean": _mean_rate(counts), "sd": float(np.sqrt(max(variance, 0.0) / resplits)),
+            "chance_mean_above_alpha": float(summed[limit + 1:].sum()),
             "chance_over_a_tenth_above_0.15": float(binom.sf(int(np.floor(0.1 * resplits)), resplits, above_015))}
 
 
@@ -466,10 +473,10 @@ def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np
     the rule of `delta`, see `conformal_threshold`) and the test false-alarm rate measured.
 
     Returns:
-        rates per re-split, their mean, the mean over every re-split (`expected_resplit_rate`), the
-        share of re-splits whose rate exceeds alpha + 0.05 and 0.15, and how far a mean of this many
-        re-splits strays by their draw alone (`resplit_mean_spread`: "sd", "chance_mean_above_alpha",
-        "chance_over_a_tenth_above_0.15").
+        rates per re-split, their mean, the share of re-splits whose rate exceeds alpha + 0.05 and
+        0.15, the mean over every re-split and how far a mean of this many re-splits strays by their
+        draw alone (`resplit_mean_spread`: "expected_mean", "sd", "chance_mean_above_alpha",
+        "chance_over_a_tenth_above_0.15"; only "expected_mean", None, where no rank gives the guarantee).
     """
     pooled = np.concatenate([calibration_maxima, test_success_maxima])
     n_cal = len(calibration_maxima)
@@ -485,7 +492,6 @@ def resplit_false_alarms(calibration_maxima: np.ndarray, test_success_maxima: np
     rates_a = np.array(rates)
     return {"resplits": len(rates), "calibration_episodes": int(n_cal), "test_episodes": int(len(pooled) - n_cal),
             "rates": rates, "mean": float(rates_a.mean()) if len(rates) else None,
-            "expected_mean": expected_resplit_rate(pooled, n_cal, alpha, delta),
-            **(resplit_mean_spread(pooled, n_cal, alpha, resplits, delta) or {}),
+            **(resplit_mean_spread(pooled, n_cal, alpha, resplits, delta) or {"expected_mean": None}),
             "share_above_alpha_plus_0.05": float((rates_a > alpha + 0.05).mean()) if len(rates) else None,
             "share_above_0.15": float((rates_a > 0.15).mean()) if len(rates) else None}

@@ -287,7 +287,8 @@ def resplit_rows(metrics: dict[str, Any]) -> list[tuple[str, list[str]]]:
         rows.append((name, [s.get("short", name), format_rate(episode.get("far")), str(r.get("resplits", "–")), sizes,
                             format_value(r.get("mean")), format_value(r.get("share_above_alpha_plus_0.05"), 2),
                             format_value(r.get("share_above_0.15"), 2), format_value(r.get("expected_mean")),
-                            format_value(r.get("chance_mean_above_alpha"), 2), format_value(check.get("p_value"), 2), format_value(check.get("mann_whitney_p"), 2)]))
+                            format_value(r.get("chance_mean_above_alpha"), 2), format_value(check.get("p_value"), 2),
+                            format_value(check.get("mann_whitney_p"), 2)]))
     return rows
 
 
