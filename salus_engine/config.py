@@ -355,6 +355,11 @@ class EvaluateConfig:
     with the thresholds calibrated on `data`: how the monitor generalises to unseen seeds."""
     ablation: bool = False
     """Also retrain the model with each input family removed and each family alone (slow: 2F trainings)."""
+    workers: Count = Field(1, ge=1)
+    """Networks trained at a time (the baselines, the controls, the ablation's rows). 1 trains them one
+    after another in this process; N > 1 trains up to N at a time as Ray tasks of one CPU each, on a
+    local Ray that the evaluation starts and stops (bound to 127.0.0.1). The figures are the same
+    either way (with `threads` = 1, to the bit)."""
 
 
 DEFAULT_MONITOR_ALPHA = 0.3

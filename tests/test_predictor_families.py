@@ -1,12 +1,17 @@
 """Predictor over the signal families: input families, the temporal model (causal, online equal to
 offline), the episode-level metrics with known answers, RND and the FIPER gate, and `salus
-evaluate --fresh --ablation` end to end.
+evaluate --fresh --ablation` end to end, in this process and on Ray workers (every Ray process on
+127.0.0.1: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported).
 
 The stores are written with the project's recorder from deterministic formulas (no random numbers),
 as in `tests/test_predictor.py`; they exercise the code on tiny data and are never results.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported anywhere  # noqa: E402
 
 import json
 from dataclasses import replace
@@ -151,11 +156,20 @@ def test_rnd_finds_novel_inputs_and_the_fiper_gate_needs_both():
     np.testing.assert_allclose(gate, [0.95, 0.11, 0.21], atol=0.011)  # high only where both are high
 
 
-def test_evaluate_fresh_store_and_ablation(trained, stores, tmp_path):
-    out = tmp_path / "evaluation"
-    assert salus_main(["evaluate", "--checkpoint", trained, "--data", stores[0], "--fresh", stores[1], "--ablation",
-                       "--alpha", "0.2", "--no-plots", "--threads", "1"] + ["--out", str(out)]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+EVALUATE_FRESH_ABLATION = ["--alpha", "0.2", "--no-plots", "--threads", "1", "--ablation"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, stores, tmp_path_factory) -> dict:
+    """metrics.json of `salus evaluate --fresh --ablation`, every network trained in this process."""
+    out = tmp_path_factory.mktemp("evaluation") / "in-process"
+    assert salus_main(["evaluate", "--checkpoint", trained, "--data", stores[0], "--fresh", stores[1],
+                       "--out", str(out), *EVALUATE_FRESH_ABLATION]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_evaluate_fresh_store_and_ablation(evaluated):
+    metrics = evaluated
     scorers = metrics["scorers"]
     assert {"model", "seeds_mlp", "logistic_regression", "safe_probe", "rnd", "permutation_control", "time_only",
             "signal:epistemic_uncertainty", "signal:stac_l2_mean", "signal:jerk"} <= set(scorers)
@@ -171,6 +185,26 @@ def test_evaluate_fresh_store_and_ablation(trained, stores, tmp_path):
     variants = [row["variant"] for row in metrics["ablation"]]
     assert variants[0] == "full" and "without hidden_state" in variants and "time alone" in variants
     assert len(variants) == 1 + 2 * 5 and all("fresh" in row and "test" in row for row in metrics["ablation"])
+
+
+def test_evaluate_on_ray_workers_gives_the_same_figures(trained, stores, evaluated, tmp_path, capsys):
+    """`--workers 2` trains the baselines, the controls and the ablation's rows as tasks on a local Ray
+    (started and stopped by the evaluation); with one torch thread per network, as in this process,
+    every figure of metrics.json is the same as the in-process evaluation's."""
+    import ray
+
+    assert not ray.is_initialized()
+    out = tmp_path / "on-ray"
+    assert salus_main(["evaluate", "--checkpoint", trained, "--data", stores[0], "--fresh", stores[1],
+                       "--out", str(out), "--workers", "2", *EVALUATE_FRESH_ABLATION]) == 0
+    assert not ray.is_initialized(), "the evaluation shuts down the Ray it started"
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps the lines
+    # seeds' MLP, SAFE probe, state only and the two controls; then the ablation's rows
+    assert "training 5 networks, 2 at a time on Ray" in printed and "trained time-only control" in printed
+    assert "training 11 networks, 2 at a time on Ray" in printed and "trained ablation: time alone" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics.pop("seconds") > 0 and len(metrics["ablation"]) == 1 + 2 * 5
+    assert metrics == {key: value for key, value in evaluated.items() if key != "seconds"}
 
 
 def test_fresh_store_with_other_families_is_refused_in_one_line(trained, stores, tmp_path, capsys):

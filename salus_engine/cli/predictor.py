@@ -77,7 +77,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = build_settings(EvaluateConfig, checkpoint=args.checkpoint, data=args.data, out=args.out,
                             split=args.split, alpha=args.alpha, delta=args.delta, weights=args.weights, horizon=args.horizon,
                             threads=args.threads, plots=not args.no_plots, fresh=args.fresh,
-                            ablation=args.ablation or None)
+                            ablation=args.ablation or None, workers=args.workers)
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -169,7 +169,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "episode is also scored, with the thresholds calibrated on --data")
     p.add_argument("--ablation", action="store_true", help="also retrain the model with each input family removed "
                    "and each family alone (slow)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 per network on Ray workers)")
+    p.add_argument("--workers", type=int, help="networks trained at a time (baselines, controls, ablation rows): N > 1 "
+                   "trains them as Ray tasks on a local Ray, one CPU each; the figures do not change "
+                   f"(default {default_of(EvaluateConfig, 'workers')}: one after another in this process)")
     p.set_defaults(func=cmd_evaluate, log_kind="evaluate")
 
     p = subparsers.add_parser("report", help="print a run's training summary and evaluation tables")

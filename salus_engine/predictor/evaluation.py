@@ -29,7 +29,9 @@ episode-level ROC-AUC gets a bootstrap 95 % interval, and the model's lead over 
 95 % interval of the difference (`metrics.ranking_intervals`; metrics.json `episode.ranking.auroc_ci95`
 and `episode.ranking.versus_reference`), so that "beats a baseline" can be told from the draw of the
 evaluated episodes. With `ablation`, the model is retrained with each input family removed and with
-each family alone, and scored the same way.
+each family alone, and scored the same way. The networks among the scorers and the ablation's rows
+are trained by `salus_engine.predictor.parallel_training.train_networks`: one after another in this
+process, or `EvaluateConfig.workers` at a time as Ray tasks, with the same figures.
 """
 
 from __future__ import annotations
@@ -66,9 +68,9 @@ from salus_engine.predictor.metrics import (
     resplit_false_alarms,
     step_metrics,
 )
-from salus_engine.predictor.models import ModelSpec, build_model, model_scores, temporal_scores
-from salus_engine.predictor.training import (build_spec, fit, model_inputs, prepare_inputs, restrict_member_features,
-                                             takes_peak_term, torch_threads, with_success_profile)
+from salus_engine.predictor.models import ModelSpec, model_scores, temporal_scores
+from salus_engine.predictor.parallel_training import NetworkJob, train_networks
+from salus_engine.predictor.training import build_spec, model_inputs, restrict_member_features, torch_threads
 
 METRICS_VERSION = 2
 CONTROL_SEED_OFFSET = 1
@@ -147,25 +149,6 @@ def _check_inputs(config: EvaluateConfig, run_config: dict[str, Any], data: Sign
     return data.horizons.index(config.horizon)
 
 
-def _train_network(spec: ModelSpec, settings: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
-                   seed: int, stop: threading.Event | None, labels: np.ndarray | None = None):
-    """(a network of `spec` trained with a run's settings on the train split (val early-stops it), `spec`
-    with that network's success profile when its alarm score needs one)."""
-    x_all = model_inputs(spec, data)
-    x_train, y_train, train_offsets = prepare_inputs(spec, data, splits["train"], x_all, labels)
-    x_val, y_val, val_offsets = prepare_inputs(spec, data, splits["val"], x_all, labels)
-    result = fit(spec, x_train, y_train, x_val, y_val, epochs=int(settings.get("epochs", 50)),
-                 batch_size=int(settings.get("batch_size", 256)), lr=float(settings.get("lr", 1e-3)),
-                 weight_decay=float(settings.get("weight_decay", 1e-2)), patience=int(settings.get("patience", 10)),
-                 seed=seed, stop=stop, train_offsets=train_offsets, val_offsets=val_offsets,
-                 episodes_per_batch=int(settings.get("episodes_per_batch", 16)),
-                 peak_weight=float(settings.get("peak_weight") or 0.0) if takes_peak_term(spec) else 0.0)
-    network = build_model(spec)
-    network.load_state_dict(result.best_state if result.best_state is not None else result.final_state)
-    network.eval()
-    return network, with_success_profile(spec, network, data, splits["train"], x_all, labels)
-
-
 def _scalar_columns(data: SignalData) -> tuple[tuple[str, ...], list[str]]:
     """The signal families with one number per column (all but hidden state, robot state, its motion and
     time) and their columns."""
@@ -174,44 +157,73 @@ def _scalar_columns(data: SignalData) -> tuple[tuple[str, ...], list[str]]:
 
 
 def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
-                  sink: EventSink, stop: threading.Event | None) -> list[Scorer]:
-    """Fits every baseline and control on the checkpoint's splits (see the module docstring)."""
+                  sink: EventSink, stop: threading.Event | None, workers: int = 1,
+                  threads: int | None = None) -> list[Scorer] | None:
+    """Fits every baseline and control on the checkpoint's splits (see the module docstring); the
+    networks among them are trained by `train_networks` (`workers` at a time, `threads` torch threads
+    each). None when stopped."""
     spec: ModelSpec = model.spec
     settings = run_config.get("train", {})
     seed = int(settings.get("seed", 0))
     horizons = len(data.horizons)
     train_rows = data.rows(splits["train"])
-    scorers = [Scorer("model", _model_label(spec), _model_short(spec), "model", lambda d: scores_of(model, d),
-                      alarm_score=spec.alarm_score, profile=spec.success_profile)]
+    # a control or baseline of the model's own kind has as many members, and the same alarm score
+    networks: dict[str, tuple[str, str, str]] = {}
+    jobs: list[NetworkJob] = []
 
-    def trained(name: str, label: str, short: str, kind: str, features: tuple[str, ...], model_kind: str,
+    def network(name: str, label: str, short: str, kind: str, features: tuple[str, ...], model_kind: str,
                 labels: np.ndarray | None = None, hidden: tuple[int, ...] | None = None,
                 member_features: str | None = None) -> None:
-        if stop is not None and stop.is_set():
-            return
-        sink(ProgressUpdate(len(scorers), len(scorers) + 1, f"training {label}"))
-        # a control or baseline of the model's own kind has as many members, and the same alarm score
         own_kind = model_kind == spec.kind
         variant = build_spec(data, model_kind, features, hidden=hidden, members=spec.members if own_kind else 1,
                              alarm_score=spec.alarm_score if own_kind else None, member_features=member_features)
-        network, variant = _train_network(variant, settings, data, splits, seed + CONTROL_SEED_OFFSET, stop, labels)
-        scorers.append(Scorer(name, label, short, kind, lambda d: scores_of(network, d),
-                              alarm_score=variant.alarm_score, profile=variant.success_profile))
+        networks[name] = (label, short, kind)
+        jobs.append(NetworkJob(label, variant, seed + CONTROL_SEED_OFFSET, labels))
 
-    trained("seeds_mlp", "seeds' MLP (six signals, 6-64-64-4)", "seeds' MLP", "baseline", ("six",), "single-horizon")
+    network("seeds_mlp", "seeds' MLP (six signals, 6-64-64-4)", "seeds' MLP", "baseline", ("six",), "single-horizon")
+    if "hidden_state" in data.columns:
+        network("safe_probe", "SAFE-style probe (MLP on hidden features)", "SAFE probe", "baseline",
+                ("hidden_state",), "multi-horizon")
+    permuted = data.labels.copy()
+    for ids in (splits["train"], splits["val"]):
+        rows = data.rows(ids)
+        permuted[rows] = permuted_labels(data.labels[rows], data.offsets_of(ids), seed + CONTROL_SEED_OFFSET)
+    network("permutation_control", "permutation control (labels shuffled across episodes)", "permutation control",
+            "control", spec.features, spec.kind, labels=permuted, hidden=spec.hidden,
+            member_features=settings.get("member_features"))
+    # the controls and the proprioception baseline use the model's own kind when it reads episode outcomes
+    control_kind = "outcome" if spec.kind == "outcome" else "multi-horizon"
+    if "state" in data.columns:
+        network("state_only", "robot state only (joint angles and gripper, with the step index)", "state only",
+                "baseline", ("state", "time"), control_kind)
+    network("time_only", "time-only control (an MLP on the step index)", "time only", "control", ("time",),
+            control_kind)
+    trained_networks = train_networks(jobs, settings, data, splits, workers=workers, threads=threads, sink=sink,
+                                      stop=stop)
+    if trained_networks is None:
+        return None
+    trained: dict[str, Scorer] = {}
+    for name, (trained_network, variant) in zip(networks, trained_networks):
+        label, short, kind = networks[name]
+        trained[name] = Scorer(name, label, short, kind, lambda d, n=trained_network: scores_of(n, d),
+                               alarm_score=variant.alarm_score, profile=variant.success_profile)
+
+    scorers = [Scorer("model", _model_label(spec), _model_short(spec), "model", lambda d: scores_of(model, d),
+                      alarm_score=spec.alarm_score, profile=spec.success_profile), trained["seeds_mlp"]]
     sink(ProgressUpdate(len(scorers), len(scorers) + 1, "logistic regression"))
-    logistic = LogisticBaseline(seed=seed).fit(data.signals[train_rows], data.labels[train_rows])
+    with torch_threads(threads):
+        logistic = LogisticBaseline(seed=seed).fit(data.signals[train_rows], data.labels[train_rows])
     scorers.append(Scorer("logistic_regression", "logistic regression (six signals)", "logistic regression",
                           "baseline", lambda d: logistic.scores(d.signals)))
-    if "hidden_state" in data.columns:
-        trained("safe_probe", "SAFE-style probe (MLP on hidden features)", "SAFE probe", "baseline",
-                ("hidden_state",), "multi-horizon")
+    if "safe_probe" in trained:
+        scorers.append(trained["safe_probe"])
     scalar_families, scalar_names = _scalar_columns(data)
     novelty_families = tuple(f for f in data.columns if f not in ("state", "motion", "time"))
     successes = np.array([e.episode_id for e in data.episodes if e.failure_type == -1], dtype=np.int64)
     success_train = data.rows(np.intersect1d(splits["train"], successes))
     sink(ProgressUpdate(len(scorers), len(scorers) + 1, "RND novelty"))
-    rnd = RNDNovelty(seed=seed).fit(data.inputs(novelty_families)[success_train])
+    with torch_threads(threads):
+        rnd = RNDNovelty(seed=seed).fit(data.inputs(novelty_families)[success_train])
 
     def rnd_scores(d: SignalData) -> np.ndarray:
         value = rnd.scores(d.inputs(novelty_families))
@@ -243,21 +255,7 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
         scorers.append(Scorer(f"signal:{column}", f"{column} thresholded{reversed_note}",
                               column + (" (-)" if threshold.sign < 0 else ""), "baseline", column_scores,
                               has_types=False))
-    permuted = data.labels.copy()
-    train_ids, val_ids = splits["train"], splits["val"]
-    for ids in (train_ids, val_ids):
-        rows = data.rows(ids)
-        permuted[rows] = permuted_labels(data.labels[rows], data.offsets_of(ids), seed + CONTROL_SEED_OFFSET)
-    trained("permutation_control", "permutation control (labels shuffled across episodes)", "permutation control",
-            "control", spec.features, spec.kind, labels=permuted, hidden=spec.hidden,
-            member_features=settings.get("member_features"))
-    # the controls and the proprioception baseline use the model's own kind when it reads episode outcomes
-    control_kind = "outcome" if spec.kind == "outcome" else "multi-horizon"
-    if "state" in data.columns:
-        trained("state_only", "robot state only (joint angles and gripper, with the step index)", "state only",
-                "baseline", ("state", "time"), control_kind)
-    trained("time_only", "time-only control (an MLP on the step index)", "time only", "control", ("time",),
-            control_kind)
+    scorers += [trained[name] for name in ("permutation_control", "state_only", "time_only") if name in trained]
     return scorers
 
 
@@ -350,9 +348,8 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         raise PredictorError(f"the {config.split} split holds no failed episode; nothing to detect, use a larger store")
     sink(EvaluationStarted(job="evaluate", total=0, checkpoint=str(run_dir), data=str(data.path),
                            split=config.split, alpha=config.alpha))
-    with torch_threads(config.threads):
-        scorers = build_scorers(model, run_config, data, splits, sink, stop)
-    if stop is not None and stop.is_set():
+    scorers = build_scorers(model, run_config, data, splits, sink, stop, config.workers, config.threads)
+    if scorers is None or (stop is not None and stop.is_set()):
         sink(JobFinished(job="evaluate", stopped=True))
         return None
 
@@ -445,10 +442,9 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
         "plots": [],
     }
     if config.ablation:
-        with torch_threads(config.threads):
-            metrics["ablation"] = run_ablation(spec, run_config, data, splits, subsets, calibration_successes,
-                                               primary, config.alpha, fresh, fresh_subset, sink, stop,
-                                               config.delta)
+        metrics["ablation"] = run_ablation(spec, run_config, data, splits, subsets, calibration_successes,
+                                           primary, config.alpha, fresh, fresh_subset, sink, stop,
+                                           config.delta, config.workers, config.threads)
         if metrics["ablation"] is None:
             sink(JobFinished(job="evaluate", stopped=True))
             return None
@@ -473,9 +469,11 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
 def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
                  subsets: dict[str, _Subset], calibration_successes: _Subset, primary: int, alpha: float,
                  fresh: SignalData | None, fresh_subset: _Subset | None, sink: EventSink,
-                 stop: threading.Event | None, delta: float | None = None) -> list[dict[str, Any]] | None:
+                 stop: threading.Event | None, delta: float | None = None, workers: int = 1,
+                 threads: int | None = None) -> list[dict[str, Any]] | None:
     """The model's network retrained with each input family removed and with each family alone (same
-    settings and splits), scored at the episode level on the evaluated split (and the fresh store).
+    settings and splits; `train_networks`, `workers` at a time), scored at the episode level on the
+    evaluated split (and the fresh store).
 
     Returns:
         One row per variant: `variant`, `features`, and per store the ranking, detection, false alarms
@@ -488,24 +486,28 @@ def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, 
     if len(families) > 1:
         variants += [(f"without {f}", tuple(g for g in families if g != f)) for f in families]
         variants += [(f"{f} alone", (f,)) for f in families]
+    jobs = [NetworkJob(f"ablation: {name}", build_spec(data, spec.kind, features, spec.window, spec.hidden, spec.members,
+                                                       spec.alarm_score,
+                                                       restrict_member_features(settings.get("member_features"),
+                                                                                features)), seed)
+            for name, features in variants]
+    trained = train_networks(jobs, settings, data, splits, workers=workers, threads=threads, sink=sink, stop=stop)
+    if trained is None:
+        return None
     rows = []
     evaluated = subsets["test"]
-    for i, (name, features) in enumerate(variants, start=1):
-        if stop is not None and stop.is_set():
-            return None
-        sink(ProgressUpdate(i, len(variants), f"ablation: {name}"))
-        variant = build_spec(data, spec.kind, features, spec.window, spec.hidden, spec.members, spec.alarm_score,
-                             restrict_member_features(settings.get("member_features"), features))
-        network, variant = _train_network(variant, settings, data, splits, seed, stop)
+    for (name, features), (network, variant) in zip(variants, trained):
         row: dict[str, Any] = {"variant": name, "features": list(features)}
         for label, source, subset in (("test", data, evaluated), ("fresh", fresh, fresh_subset)):
             if source is None:
                 continue
-            scores = scores_of(network, source)[:, primary, :]
+            with torch_threads(threads):
+                scores = scores_of(network, source)[:, primary, :]
             alarm = alarm_scores(scores, variant.alarm_score, source.step, variant.success_profile)
             if label == "test":
-                own = alarm_scores(scores_of(network, data)[:, primary, :], variant.alarm_score, data.step,
-                                   variant.success_profile)
+                with torch_threads(threads):
+                    own = alarm_scores(scores_of(network, data)[:, primary, :], variant.alarm_score, data.step,
+                                       variant.success_profile)
                 calibration_max = episode_max_scores(own[calibration_successes.rows], calibration_successes.offsets)
                 threshold = conformal_threshold(calibration_max, alpha, delta)
             episode = episode_metrics(alarm[subset.rows], None, subset.episodes, subset.offsets, threshold,
