@@ -207,6 +207,33 @@ def test_evaluate_on_ray_workers_gives_the_same_figures(trained, stores, evaluat
     assert metrics == {key: value for key, value in evaluated.items() if key != "seconds"}
 
 
+def test_a_stop_cancels_the_ray_tasks_and_writes_nothing(trained, stores, tmp_path):
+    """A stop while networks train on Ray (the console's stop key, SIGTERM on the command line) cancels
+    the running tasks, shuts the evaluation's Ray down and writes nothing."""
+    import threading
+
+    import ray
+
+    from salus_engine.config import EvaluateConfig
+    from salus_engine.events import JobFinished, ProgressUpdate
+    from salus_engine.predictor.evaluation import run_evaluation
+
+    stop = threading.Event()
+    events = []
+
+    def sink(event):
+        events.append(event)
+        if isinstance(event, ProgressUpdate) and event.message.startswith("trained "):
+            stop.set()  # after the first network, while others run
+
+    out = tmp_path / "stopped"
+    config = EvaluateConfig(checkpoint=trained, data=stores[0], out=str(out), plots=False, threads=1, workers=2)
+    assert run_evaluation(config, sink=sink, stop=stop) is None
+    assert not ray.is_initialized() and not out.exists()
+    trained_lines = [e.message for e in events if isinstance(e, ProgressUpdate) and e.message.startswith("trained ")]
+    assert len(trained_lines) == 1 and isinstance(events[-1], JobFinished) and events[-1].stopped
+
+
 def test_fresh_store_with_other_families_is_refused_in_one_line(trained, stores, tmp_path, capsys):
     other = family_store(tmp_path / "other", 8, base_seed=500, families={"action_jerk": FAMILIES["action_jerk"]}, hidden=0)
     code = salus_main(["evaluate", "--checkpoint", trained, "--data", stores[0], "--fresh", other, "--no-plots",
