@@ -148,15 +148,19 @@ def test_evaluate_form_refuses_what_salus_evaluate_refuses(tmp_path):
             evaluate = app.screen
             evaluate.query_one("#data").value = "store"
             config = evaluate.read_form()  # the defaults: split conformal at alpha 0.1, no fresh store
-            assert (config.alpha, config.delta, config.fresh, config.ablation) == (0.1, None, None, False)
+            assert (config.alpha, config.delta, config.fresh, config.ablation, config.workers) == (0.1, None, None,
+                                                                                                   False, 1)
             evaluate.query_one("#fresh-store").value = "fresh-store"
             evaluate.query_one("#delta").value = "0.05"
             evaluate.query_one("#run-ablation").value = True
+            evaluate.query_one("#workers").value = "3"
             config = evaluate.read_form()
             assert (config.delta, config.fresh, config.ablation) == (0.05, "fresh-store", True)
+            assert (config.workers, config.threads) == (3, 1)  # one torch thread per Ray task
             for field, value, said in (("#alpha", "1.5", "alpha=1.5"), ("#delta", "1", "delta=1"),
-                                       ("#alpha", "-", "is not a number")):
+                                       ("#alpha", "-", "is not a number"), ("#workers", "0", "workers=0")):
                 evaluate.query_one("#alpha").value, evaluate.query_one("#delta").value = "0.1", ""
+                evaluate.query_one("#workers").value = "1"
                 evaluate.query_one(field).value = value
                 assert evaluate.read_form() is None
                 await wait_for(lambda: said in screen_text(app), pilot, 30, 0.05)  # the notification, on screen

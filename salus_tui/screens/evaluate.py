@@ -149,6 +149,10 @@ class EvaluateScreen(JobScreen):
                                   tooltip="empty: split conformal (the rate is at most alpha on average); a "
                                           "probability: the rate exceeds alpha for at most this share of "
                                           "calibration sets (salus evaluate --delta)"))
+            yield FormField("workers", Input(str(default_of(EvaluateConfig, "workers")), id="workers", type="integer",
+                                             compact=True, tooltip="networks trained at a time (baselines, controls, "
+                                             "ablation rows) as Ray tasks; 1: one after another in the console's "
+                                             "process (salus evaluate --workers)"))
         with Vertical(id="status-box"):
             yield ProgressBar(total=1, show_eta=False, id="scorer-progress")
             yield Label("idle: s evaluates the checkpoint on the split, l loads an existing metrics.json", id="status-text")
@@ -247,9 +251,16 @@ class EvaluateScreen(JobScreen):
             except ValueError:
                 self.notify(f"{name} {text!r} is not a number; give a probability such as 0.1", severity="error")
                 return None
+        text = self.query_one("#workers", Input).value.strip()
+        try:
+            workers = int(text) if text else None
+        except ValueError:
+            self.notify(f"workers {text!r} is not a whole number; give 1 or more", severity="error")
+            return None
         try:
             return build_settings(EvaluateConfig, checkpoint=checkpoint, data=data, out=out, split=split,
-                                  plots=self.query_one("#plots", Checkbox).value, threads=training_threads(),
+                                  plots=self.query_one("#plots", Checkbox).value, workers=workers,
+                                  threads=1 if workers and workers > 1 else training_threads(),
                                   fresh=self.query_one("#fresh-store", Input).value.strip() or None,
                                   ablation=self.query_one("#run-ablation", Checkbox).value, **numbers)
         except ConfigError as err:
