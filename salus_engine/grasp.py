@@ -45,8 +45,30 @@ OPENING_COLUMN = STATE_NAMES.index("gripper_opening")
 """Index of the gripper opening (m) in a robot state (`STATE_NAMES`)."""
 
 
+_WIDTH_M = np.float32(OBJECT_WIDTH_M)
+_MM_PER_M = np.float32(1000.0)
+_LOW_MM, _HIGH_MM, _BAND_MM = np.float32(-CLIP_MM), np.float32(CLIP_MM), np.float32(HOLD_BAND_MM)
+
+
+def grasp_mm(opening_m: np.ndarray | np.float32) -> np.ndarray | np.float32:
+    """The `grasp` column of gripper openings: the opening minus `OBJECT_WIDTH_M`, in mm, clipped to
+    +-`CLIP_MM`, computed in float32.
+
+    Args:
+        opening_m: float32 openings (m), any shape, or one `np.float32` (the online path, which then makes
+            no array: well under a microsecond, where a one-row array takes several).
+
+    Returns:
+        float32 of the same shape (an `np.float32` for one).
+    """
+    error = (opening_m - _WIDTH_M) * _MM_PER_M
+    if isinstance(error, np.ndarray):
+        return np.minimum(np.maximum(error, _LOW_MM), _HIGH_MM)
+    return min(max(error, _LOW_MM), _HIGH_MM)  # one opening: the builtins, far faster than a ufunc on a scalar
+
+
 def grasp_columns(states: np.ndarray) -> np.ndarray:
-    """The `grasp` columns of robot states.
+    """The `grasp` columns of robot states (`grasp_mm` of their openings).
 
     Args:
         states: (N, 8) or (8,) robot states (`STATE_NAMES`: 7 joint angles in rad, then the gripper
@@ -57,19 +79,17 @@ def grasp_columns(states: np.ndarray) -> np.ndarray:
         +-`CLIP_MM`.
     """
     states = np.asarray(states, dtype=np.float32)
-    opening = states[..., OPENING_COLUMN:OPENING_COLUMN + 1]
-    error = (opening - np.float32(OBJECT_WIDTH_M)) * np.float32(1000.0)
-    return np.clip(error, -CLIP_MM, CLIP_MM).astype(np.float32)
+    return grasp_mm(states[..., OPENING_COLUMN:OPENING_COLUMN + 1])
 
 
-def holds_object(grasp_mm: np.ndarray) -> np.ndarray:
+def holds_object(grasp: np.ndarray | np.float32) -> np.ndarray | np.bool_:
     """Where the pads hold the object: the `grasp` column strictly between -`CLIP_MM` (closed on nothing)
     and `HOLD_BAND_MM`.
 
     Args:
-        grasp_mm: any shape, float32 `grasp` column values, mm.
+        grasp: any shape, float32 `grasp` column values, mm (or one `np.float32`).
 
     Returns:
-        bool array of the same shape.
+        bool array of the same shape (an `np.bool_` for one).
     """
-    return (grasp_mm > np.float32(-CLIP_MM)) & (grasp_mm < np.float32(HOLD_BAND_MM))
+    return (grasp > _LOW_MM) & (grasp < _BAND_MM)

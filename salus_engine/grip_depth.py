@@ -37,6 +37,26 @@ GRIP_DEPTH = "grip_depth"
 GRIP_DEPTH_COLUMNS: tuple[str, ...] = ("grip_depth_mm",)
 
 
+_ZERO = np.float32(0.0)
+
+
+def grip_depth_mm(grasp: np.ndarray | np.float32) -> np.ndarray | np.float32:
+    """The `grip_depth` column of `grasp` column values: max(0, -g) where the pads hold the object
+    (`holds_object`), 0 elsewhere, mm, float32.
+
+    Args:
+        grasp: float32 `grasp` values (mm, `salus_engine.grasp.grasp_mm`), any shape, or one `np.float32`
+            (the online path: no array made).
+
+    Returns:
+        float32 of the same shape (an `np.float32` for one).
+    """
+    held = holds_object(grasp)
+    if isinstance(grasp, np.ndarray):
+        return held * np.maximum(-grasp, _ZERO)
+    return max(_ZERO, -grasp) if held else _ZERO  # one value: the builtin, far faster than a ufunc on a scalar
+
+
 def grip_depth_columns(states: np.ndarray) -> np.ndarray:
     """The `grip_depth` column of robot states.
 
@@ -47,5 +67,4 @@ def grip_depth_columns(states: np.ndarray) -> np.ndarray:
         (N, 1) float32 (or (1,) for one state): how far the pads stand inside the object's width, mm,
         0 when they do not hold it.
     """
-    grasp = grasp_columns(states)
-    return np.where(holds_object(grasp), np.maximum(-grasp, np.float32(0.0)), np.float32(0.0)).astype(np.float32)
+    return grip_depth_mm(grasp_columns(states))

@@ -38,7 +38,7 @@ from collections import deque
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from salus_engine.grasp import CLIP_MM, grasp_columns, holds_object
+from salus_engine.grasp import CLIP_MM, OPENING_COLUMN, grasp_columns, grasp_mm, holds_object
 
 SLIP = "slip"
 SLIP_COLUMNS: tuple[str, ...] = ("slip_closing_mm",)
@@ -90,7 +90,7 @@ class SlipTracker:
 
     def update(self, state: np.ndarray) -> np.ndarray:
         """(1,) float32 the step's `slip_closing_mm`; state: (8,) robot state (`STATE_NAMES`)."""
-        self._grasp.append(grasp_columns(state)[0])
+        self._grasp.append(grasp_mm(np.float32(state[OPENING_COLUMN])))
         if len(self._grasp) < _SPAN:
             return np.zeros(1, dtype=np.float32)
         return _closing(np.array(self._grasp, dtype=np.float32)[None])

@@ -23,8 +23,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from salus_engine.command import COMMAND, CommandTracker
-from salus_engine.grasp import GRASP, grasp_columns
-from salus_engine.grip_depth import GRIP_DEPTH, grip_depth_columns
+from salus_engine.grasp import GRASP, OPENING_COLUMN, grasp_mm
+from salus_engine.grip_depth import GRIP_DEPTH, grip_depth_mm
 from salus_engine.predictor.checkpoint import WEIGHT_FILES, check_weights, read_config, weights_spec
 from salus_engine.predictor.errors import PredictorError
 from salus_engine.predictor.inputs import MOTION, MotionTracker, available_columns, input_names, resolve_families
@@ -112,6 +112,7 @@ class OnlinePredictor:
                 self._activations = [a[0] for a in self._activations]
                 self._units = [u[0] for u in self._units]
         self._members = spec.members
+        self._member_mean = np.full(spec.members, 1.0 / spec.members)
         self._signals = len(spec.signal_names)
         self._history = spec.kind == "outcome"
         self._input = np.ones(spec.n_inputs + 1, dtype=np.float64)  # the MLP's input, then the constant 1
@@ -238,10 +239,10 @@ class OnlinePredictor:
                 x_now[where] = state
             elif source == "motion":
                 x_now[where] = self._motion.update(state)
-            elif source == "grasp":
-                x_now[where] = grasp_columns(state)
+            elif source == "grasp":  # one float32 opening, the same value as the offline array path
+                x_now[where] = grasp_mm(np.float32(state[OPENING_COLUMN]))
             elif source == "grip_depth":
-                x_now[where] = grip_depth_columns(state)
+                x_now[where] = grip_depth_mm(grasp_mm(np.float32(state[OPENING_COLUMN])))
             elif source == "slip":
                 x_now[where] = self._slip.update(state)
             elif source == "command":
@@ -293,8 +294,8 @@ class OnlinePredictor:
         np.exp(p, out=p)
         p += 1.0
         np.divide(1.0, p, out=p)
-        if self._members > 1:  # the mean of the members' probabilities
-            p = p.mean(axis=0)
+        if self._members > 1:  # the mean of the members' probabilities, one product
+            p = self._member_mean.dot(p)
         if self.spec.same_at_every_horizon:
             return p[None].repeat(self._horizons, axis=0)
         return p.reshape(self._horizons, self._types)
