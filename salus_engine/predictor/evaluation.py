@@ -69,7 +69,7 @@ from salus_engine.predictor.metrics import (
     step_metrics,
 )
 from salus_engine.predictor.models import ModelSpec, model_scores, temporal_scores
-from salus_engine.predictor.parallel_training import NetworkJob, train_networks
+from salus_engine.predictor.parallel_training import NetworkJob, train_networks, training_ray
 from salus_engine.predictor.training import build_spec, model_inputs, restrict_member_features, torch_threads
 
 METRICS_VERSION = 2
@@ -346,124 +346,125 @@ def run_evaluation(config: EvaluateConfig, sink: EventSink = discard,
     counts = data.outcome_counts(evaluated.ids)
     if counts["success"] == sum(counts.values()):
         raise PredictorError(f"the {config.split} split holds no failed episode; nothing to detect, use a larger store")
-    sink(EvaluationStarted(job="evaluate", total=0, checkpoint=str(run_dir), data=str(data.path),
-                           split=config.split, alpha=config.alpha))
-    scorers = build_scorers(model, run_config, data, splits, sink, stop, config.workers, config.threads)
-    if scorers is None or (stop is not None and stop.is_set()):
-        sink(JobFinished(job="evaluate", stopped=True))
-        return None
+    with training_ray(config.workers):  # one Ray for the baselines' and the ablation's trainings
+        sink(EvaluationStarted(job="evaluate", total=0, checkpoint=str(run_dir), data=str(data.path),
+                               split=config.split, alpha=config.alpha))
+        scorers = build_scorers(model, run_config, data, splits, sink, stop, config.workers, config.threads)
+        if scorers is None or (stop is not None and stop.is_set()):
+            sink(JobFinished(job="evaluate", stopped=True))
+            return None
 
-    train, val = subsets["train"], subsets["val"]
-    train_prevalence = data.labels[train.rows].mean(axis=0)
-    results: dict[str, Any] = {}
-    fresh_results: dict[str, Any] = {}
-    curves: dict[str, np.ndarray] = {}
-    fresh_subset = _subset(fresh, fresh.episode_ids) if fresh is not None else None
-    maxima: dict[str, dict[str, np.ndarray]] = {"split": {}, "fresh": {}}
-    for i, scorer in enumerate(scorers, start=1):
-        with torch_threads(config.threads):
-            all_scores = scorer.score(data)
-        thresholds = choose_thresholds(all_scores[val.rows], data.labels[val.rows], train_prevalence)
-        split_scores = np.asarray(all_scores[evaluated.rows])
-        entry: dict[str, Any] = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
-                                 "alarm_score": scorer.alarm_score}
-        entry.update(step_metrics(split_scores, data.labels[evaluated.rows], thresholds, data.horizons, primary))
-        alarm_all = scorer.alarm(all_scores[:, primary, :], data)
-        calibration_max = episode_max_scores(alarm_all[calibration_successes.rows], calibration_successes.offsets)
-        threshold = conformal_threshold(calibration_max, config.alpha, config.delta)
-        entry["episode"], maxima["split"][scorer.name] = _monitor_metrics(
-            alarm_all, split_scores[:, primary, :] if scorer.has_types else None, evaluated, threshold,
-            calibration_max, config.alpha, data, config.delta)
-        if scorer.has_types:
-            entry["reliability"] = reliability(split_scores, data.labels[evaluated.rows])
-        results[scorer.name] = entry
-        curves[scorer.name] = split_scores[:, primary, :]
-        if fresh is not None:
+        train, val = subsets["train"], subsets["val"]
+        train_prevalence = data.labels[train.rows].mean(axis=0)
+        results: dict[str, Any] = {}
+        fresh_results: dict[str, Any] = {}
+        curves: dict[str, np.ndarray] = {}
+        fresh_subset = _subset(fresh, fresh.episode_ids) if fresh is not None else None
+        maxima: dict[str, dict[str, np.ndarray]] = {"split": {}, "fresh": {}}
+        for i, scorer in enumerate(scorers, start=1):
             with torch_threads(config.threads):
-                fresh_scores = scorer.score(fresh)
-            fresh_alarm = scorer.alarm(fresh_scores[:, primary, :], fresh)
-            fresh_entry = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
-                           "alarm_score": scorer.alarm_score}
-            fresh_entry.update(step_metrics(fresh_scores, fresh.labels, thresholds, data.horizons, primary))
-            fresh_entry["episode"], maxima["fresh"][scorer.name] = _monitor_metrics(
-                fresh_alarm, fresh_scores[:, primary, :] if scorer.has_types else None, fresh_subset, threshold,
-                calibration_max, config.alpha, fresh, config.delta)
-            fresh_results[scorer.name] = fresh_entry
-        sink(ProgressUpdate(i, len(scorers), f"scored {scorer.label}"))
-        if stop is not None and stop.is_set():
-            sink(JobFinished(job="evaluate", stopped=True))
-            return None
+                all_scores = scorer.score(data)
+            thresholds = choose_thresholds(all_scores[val.rows], data.labels[val.rows], train_prevalence)
+            split_scores = np.asarray(all_scores[evaluated.rows])
+            entry: dict[str, Any] = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
+                                     "alarm_score": scorer.alarm_score}
+            entry.update(step_metrics(split_scores, data.labels[evaluated.rows], thresholds, data.horizons, primary))
+            alarm_all = scorer.alarm(all_scores[:, primary, :], data)
+            calibration_max = episode_max_scores(alarm_all[calibration_successes.rows], calibration_successes.offsets)
+            threshold = conformal_threshold(calibration_max, config.alpha, config.delta)
+            entry["episode"], maxima["split"][scorer.name] = _monitor_metrics(
+                alarm_all, split_scores[:, primary, :] if scorer.has_types else None, evaluated, threshold,
+                calibration_max, config.alpha, data, config.delta)
+            if scorer.has_types:
+                entry["reliability"] = reliability(split_scores, data.labels[evaluated.rows])
+            results[scorer.name] = entry
+            curves[scorer.name] = split_scores[:, primary, :]
+            if fresh is not None:
+                with torch_threads(config.threads):
+                    fresh_scores = scorer.score(fresh)
+                fresh_alarm = scorer.alarm(fresh_scores[:, primary, :], fresh)
+                fresh_entry = {"label": scorer.label, "short": scorer.short, "kind": scorer.kind,
+                               "alarm_score": scorer.alarm_score}
+                fresh_entry.update(step_metrics(fresh_scores, fresh.labels, thresholds, data.horizons, primary))
+                fresh_entry["episode"], maxima["fresh"][scorer.name] = _monitor_metrics(
+                    fresh_alarm, fresh_scores[:, primary, :] if scorer.has_types else None, fresh_subset, threshold,
+                    calibration_max, config.alpha, fresh, config.delta)
+                fresh_results[scorer.name] = fresh_entry
+            sink(ProgressUpdate(i, len(scorers), f"scored {scorer.label}"))
+            if stop is not None and stop.is_set():
+                sink(JobFinished(job="evaluate", stopped=True))
+                return None
 
-    sink(LogLine("info", "bootstrap intervals of the episode-level ranking"))
-    for entries, episodes, key in ((results, evaluated.episodes, "split"),
-                                   (fresh_results, fresh_subset.episodes if fresh_subset else [], "fresh")):
-        for name, interval in ranking_intervals(maxima[key], episodes).items():
-            entries[name]["episode"]["ranking"].update(interval)
-    n_cal = len(calibration_successes.episodes)
-    rank = conformal_rank(n_cal, config.alpha, config.delta)
-    metrics: dict[str, Any] = {
-        "format": "salus-predictor-metrics",
-        "format_version": METRICS_VERSION,
-        "checkpoint": str(run_dir.resolve()),
-        "weights": config.weights,
-        "model": spec.to_json(),
-        "store": str(data.path.resolve()),
-        "split": config.split,
-        "horizons": list(data.horizons),
-        "failure_types": list(FAILURE_TYPES),
-        "alarm_horizon": int(data.horizons[primary]),
-        "control_hz": data.control_hz,
-        "episodes": {name: data.outcome_counts(s.ids) for name, s in subsets.items()},
-        "samples": {name: int(len(s.rows)) for name, s in subsets.items()},
-        "conformal": {
-            "alpha": config.alpha,
-            "delta": config.delta,
-            "calibration_episodes": n_cal,
-            "rank": rank,
-            "guarantee": (f"P(false alarm on a successful episode) <= {config.alpha}" if config.delta is None else
-                          f"P(this calibration's false-alarm rate > {config.alpha}) <= {config.delta}"),
-            "expected_rate": None if rank is None else 1.0 - rank / (n_cal + 1),
-            "lower_bound": max(0.0, config.alpha - 1.0 / (n_cal + 1)) if config.delta is None else None,
-            "finite": rank is not None,
-            "in_sample": config.split == "calibration",
-            "resplits": RESPLITS,
-        },
-        "thresholds_note": "per-output decision thresholds chosen on the val split (max F1); alarm thresholds by "
-                           "split conformal on the calibration split's successful episodes",
-        "scorers": results,
-        "fresh": None if fresh is None else {
-            "store": str(fresh.path.resolve()), "base_seed": fresh.identity["base_seed"],
-            "episodes": fresh.outcome_counts(), "scorers": fresh_results,
-            "note": "every episode of a store the predictor never trained on, scored with the thresholds "
-                    "calibrated on the training store",
-        },
-        "ablation": None,
-        "seconds": None,
-        "plots": [],
-    }
-    if config.ablation:
-        metrics["ablation"] = run_ablation(spec, run_config, data, splits, subsets, calibration_successes,
-                                           primary, config.alpha, fresh, fresh_subset, sink, stop,
-                                           config.delta, config.workers, config.threads)
-        if metrics["ablation"] is None:
-            sink(JobFinished(job="evaluate", stopped=True))
-            return None
-    out = Path(config.out)
-    with folder_writes(out):
-        out.mkdir(parents=True, exist_ok=True)
-        if config.plots:
-            from salus_engine.predictor.plots import write_plots
+        sink(LogLine("info", "bootstrap intervals of the episode-level ranking"))
+        for entries, episodes, key in ((results, evaluated.episodes, "split"),
+                                       (fresh_results, fresh_subset.episodes if fresh_subset else [], "fresh")):
+            for name, interval in ranking_intervals(maxima[key], episodes).items():
+                entries[name]["episode"]["ranking"].update(interval)
+        n_cal = len(calibration_successes.episodes)
+        rank = conformal_rank(n_cal, config.alpha, config.delta)
+        metrics: dict[str, Any] = {
+            "format": "salus-predictor-metrics",
+            "format_version": METRICS_VERSION,
+            "checkpoint": str(run_dir.resolve()),
+            "weights": config.weights,
+            "model": spec.to_json(),
+            "store": str(data.path.resolve()),
+            "split": config.split,
+            "horizons": list(data.horizons),
+            "failure_types": list(FAILURE_TYPES),
+            "alarm_horizon": int(data.horizons[primary]),
+            "control_hz": data.control_hz,
+            "episodes": {name: data.outcome_counts(s.ids) for name, s in subsets.items()},
+            "samples": {name: int(len(s.rows)) for name, s in subsets.items()},
+            "conformal": {
+                "alpha": config.alpha,
+                "delta": config.delta,
+                "calibration_episodes": n_cal,
+                "rank": rank,
+                "guarantee": (f"P(false alarm on a successful episode) <= {config.alpha}" if config.delta is None else
+                              f"P(this calibration's false-alarm rate > {config.alpha}) <= {config.delta}"),
+                "expected_rate": None if rank is None else 1.0 - rank / (n_cal + 1),
+                "lower_bound": max(0.0, config.alpha - 1.0 / (n_cal + 1)) if config.delta is None else None,
+                "finite": rank is not None,
+                "in_sample": config.split == "calibration",
+                "resplits": RESPLITS,
+            },
+            "thresholds_note": "per-output decision thresholds chosen on the val split (max F1); alarm thresholds by "
+                               "split conformal on the calibration split's successful episodes",
+            "scorers": results,
+            "fresh": None if fresh is None else {
+                "store": str(fresh.path.resolve()), "base_seed": fresh.identity["base_seed"],
+                "episodes": fresh.outcome_counts(), "scorers": fresh_results,
+                "note": "every episode of a store the predictor never trained on, scored with the thresholds "
+                        "calibrated on the training store",
+            },
+            "ablation": None,
+            "seconds": None,
+            "plots": [],
+        }
+        if config.ablation:
+            metrics["ablation"] = run_ablation(spec, run_config, data, splits, subsets, calibration_successes,
+                                               primary, config.alpha, fresh, fresh_subset, sink, stop,
+                                               config.delta, config.workers, config.threads)
+            if metrics["ablation"] is None:
+                sink(JobFinished(job="evaluate", stopped=True))
+                return None
+        out = Path(config.out)
+        with folder_writes(out):
+            out.mkdir(parents=True, exist_ok=True)
+            if config.plots:
+                from salus_engine.predictor.plots import write_plots
 
-            metrics["plots"] = write_plots(out, metrics, curves, data.labels[evaluated.rows][:, primary, :],
-                                           run_dir / "history.jsonl")
-        metrics["seconds"] = time.perf_counter() - started
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    model_entry = results["model"]
-    sink(LogLine("info", f"model: episode AUROC {_fmt(model_entry['episode']['ranking']['auroc'])}, "
-                         f"detection {_fmt(model_entry['episode']['tpr']['rate'])}, "
-                         f"false alarms {_fmt(model_entry['episode']['far']['rate'])}"))
-    sink(EvaluationFinished(job="evaluate", stopped=False, out=str(out), seconds=metrics["seconds"]))
-    return metrics
+                metrics["plots"] = write_plots(out, metrics, curves, data.labels[evaluated.rows][:, primary, :],
+                                               run_dir / "history.jsonl")
+            metrics["seconds"] = time.perf_counter() - started
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        model_entry = results["model"]
+        sink(LogLine("info", f"model: episode AUROC {_fmt(model_entry['episode']['ranking']['auroc'])}, "
+                             f"detection {_fmt(model_entry['episode']['tpr']['rate'])}, "
+                             f"false alarms {_fmt(model_entry['episode']['far']['rate'])}"))
+        sink(EvaluationFinished(job="evaluate", stopped=False, out=str(out), seconds=metrics["seconds"]))
+        return metrics
 
 
 def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],

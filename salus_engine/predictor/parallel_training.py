@@ -9,13 +9,14 @@ the object store once (`ray.put`), and the columns that are computed on first us
 from the front camera's frames, `command`) are computed here first, so that no task reads the store.
 
 A local Ray is started for the evaluation (every process on 127.0.0.1, see
-`salus_engine.distributed.ray_runtime`) and shut down at its end; a process already connected to Ray
-keeps its connection and its cluster.
+`salus_engine.distributed.ray_runtime`) and shut down at its end (`training_ray`: one Ray for all of an
+evaluation's trainings); a process already connected to Ray keeps its connection and its cluster.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,27 @@ class NetworkJob:
     """Seed of its initialisation and shuffling."""
     labels: np.ndarray | None = None
     """(N, H, 4) uint8 labels to train on instead of the store's (the permutation control), or None."""
+
+
+@contextmanager
+def training_ray(workers: int):
+    """With `workers` > 1: starts a local Ray (or joins the one this process is connected to) for the
+    block, so that every `train_networks` call inside it uses the same Ray, and leaves it at the end;
+    with 1, does nothing.
+
+    Raises:
+        RayClusterError: a local Ray could not be started.
+    """
+    if workers <= 1:
+        yield
+        return
+    from salus_engine.distributed.ray_runtime import leave_ray, start_or_join_ray
+
+    runtime = start_or_join_ray("")
+    try:
+        yield
+    finally:
+        leave_ray(runtime)
 
 
 def train_on_splits(spec: ModelSpec, settings: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
