@@ -19,8 +19,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from salus_engine.cli import main as salus_main
-from salus_engine.grasp import CLIP_MM, grasp_columns
-from salus_engine.grip_depth import grip_depth_columns
+from salus_engine.grasp import CLIP_MM, OBJECT_WIDTH_M, OPENING_COLUMN, grasp_columns, grasp_mm
+from salus_engine.grip_depth import grip_depth_columns, grip_depth_mm
 from salus_engine.predictor.checkpoint import load_model
 from salus_engine.predictor.alarm_score import MIN_SUCCESSES
 from salus_engine.predictor.conformal import conformal_rank, conformal_threshold
@@ -153,6 +153,25 @@ def test_grip_depth_is_how_far_inside_the_cube_width_the_pads_hold_it():
     # 1.2 mm wide, past the hold band: 0
     np.testing.assert_allclose(depth[:, 0], [0.0, 0.0, 0.2, 0.7, 1.5, 0.0, 0.0], atol=1e-4)
     np.testing.assert_array_equal(grip_depth_columns(states[3].astype(np.float64)), depth[3])  # one state online
+
+
+def test_one_opening_online_gives_the_offline_grasp_and_grip_depth_to_the_bit():
+    """The online step computes both columns from one float32 opening with Python's min and max; the
+    offline path from arrays with numpy. Over openings from open to closed, and around the cube's width
+    in steps of a float32 ulp (where the depth is +0 or -0), the values are the same, signs of zero too."""
+    width = np.float32(OBJECT_WIDTH_M)
+    around = np.nextafter(width, np.float32(np.inf), dtype=np.float32) - width
+    openings = np.concatenate([np.linspace(0.0, 0.09, 9001), width + around * np.arange(-2000, 2001)]).astype(np.float32)
+    states = np.zeros((len(openings), 8), dtype=np.float32)
+    states[:, 7] = openings
+    grasp, depth = grasp_columns(states)[:, 0], grip_depth_columns(states)[:, 0]
+    online_grasp = [grasp_mm(np.float32(s[OPENING_COLUMN])) for s in states.astype(np.float64)]
+    online_depth = [grip_depth_mm(g) for g in online_grasp]
+    assert all(type(v) is np.float32 for v in online_grasp + online_depth)
+    np.testing.assert_array_equal(np.array(online_grasp), grasp)
+    np.testing.assert_array_equal(np.array(online_depth), depth)
+    np.testing.assert_array_equal(np.signbit(online_depth), np.signbit(depth))
+    assert (depth > 0).sum() > 1000 and (depth == 0).sum() > 1000  # both branches taken
 
 
 def test_slip_is_how_far_the_pads_closed_on_a_held_object_over_the_window():
