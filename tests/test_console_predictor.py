@@ -1,7 +1,13 @@
 """The train, evaluate and episodes screens with the real predictor jobs (training, evaluation with
-baselines, the numpy online predictor) on a small formula store (see test_console_support)."""
+baselines trained on a local Ray, the numpy online predictor) on a small formula store (see
+test_console_support). Every Ray process on 127.0.0.1 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray
+is imported)."""
 
 from __future__ import annotations
+
+import os
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported anywhere  # noqa: E402
 
 import asyncio
 import json
@@ -71,12 +77,18 @@ def test_train_then_evaluate_then_step_to_the_failure(store, tmp_path):
             assert evaluate.query_one("#checkpoint").value == str(run_dir)
             assert evaluate.query_one("#out").value == str(run_dir / "evaluation")
             evaluate.query_one("#plots").value = False
-            # the form runs what `salus evaluate --fresh STORE --alpha 0.3 --delta 0.3` runs
-            for field, value in (("#fresh-store", store), ("#alpha", "0.3"), ("#delta", "0.3")):
+            # the form runs what `salus evaluate --fresh STORE --alpha 0.3 --delta 0.3 --workers 2` runs:
+            # its networks train on a local Ray, started from the job's thread and stopped at its end
+            for field, value in (("#fresh-store", store), ("#alpha", "0.3"), ("#delta", "0.3"), ("#workers", "2")):
                 evaluate.query_one(field).value = value
             await pilot.press("s")
             await wait_for_jobs(pilot)  # the evaluation's result, however short the job was
             assert evaluate.metrics is not None, screen_text(app)
+            import ray
+
+            assert not ray.is_initialized()
+            log = " ".join(" ".join(line.text for line in evaluate.query_one("#log").lines).split())
+            assert "networks, 2 at a time on Ray" in log and "trained time-only control" in log
             metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
             assert (metrics["conformal"]["alpha"], metrics["conformal"]["delta"]) == (0.3, 0.3)
             assert metrics["fresh"]["scorers"].keys() == metrics["scorers"].keys()
