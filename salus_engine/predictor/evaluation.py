@@ -167,13 +167,13 @@ def build_scorers(model, run_config: dict[str, Any], data: SignalData, splits: d
     seed = int(settings.get("seed", 0))
     horizons = len(data.horizons)
     train_rows = data.rows(splits["train"])
-    # a control or baseline of the model's own kind has as many members, and the same alarm score
-    networks: dict[str, tuple[str, str, str]] = {}
+    networks: dict[str, tuple[str, str, str]] = {}  # name -> (label, short, kind), in the order of `jobs`
     jobs: list[NetworkJob] = []
 
     def network(name: str, label: str, short: str, kind: str, features: tuple[str, ...], model_kind: str,
                 labels: np.ndarray | None = None, hidden: tuple[int, ...] | None = None,
                 member_features: str | None = None) -> None:
+        # a control or baseline of the model's own kind has as many members, and the same alarm score
         own_kind = model_kind == spec.kind
         variant = build_spec(data, model_kind, features, hidden=hidden, members=spec.members if own_kind else 1,
                              alarm_score=spec.alarm_score if own_kind else None, member_features=member_features)
@@ -505,11 +505,8 @@ def run_ablation(spec: ModelSpec, run_config: dict[str, Any], data: SignalData, 
             with torch_threads(threads):
                 scores = scores_of(network, source)[:, primary, :]
             alarm = alarm_scores(scores, variant.alarm_score, source.step, variant.success_profile)
-            if label == "test":
-                with torch_threads(threads):
-                    own = alarm_scores(scores_of(network, data)[:, primary, :], variant.alarm_score, data.step,
-                                       variant.success_profile)
-                calibration_max = episode_max_scores(own[calibration_successes.rows], calibration_successes.offsets)
+            if label == "test":  # the store's own alarm scores: its calibration successes set the threshold
+                calibration_max = episode_max_scores(alarm[calibration_successes.rows], calibration_successes.offsets)
                 threshold = conformal_threshold(calibration_max, alpha, delta)
             episode = episode_metrics(alarm[subset.rows], None, subset.episodes, subset.offsets, threshold,
                                       source.control_hz, min(source.horizons))

@@ -228,6 +228,7 @@ class OnlinePredictor:
         if self._columns is None and self.spec.features != ("six",):
             self.bind({}, 0)
         x_now = self._now
+        grasp = None  # the step's grasp column, computed once for `grasp` and `grip_depth`
         for source, where, index in self._plan:
             if source == "signals":
                 x_now[where] = signals
@@ -239,10 +240,10 @@ class OnlinePredictor:
                 x_now[where] = state
             elif source == "motion":
                 x_now[where] = self._motion.update(state)
-            elif source == "grasp":  # one float32 opening, the same value as the offline array path
-                x_now[where] = grasp_mm(np.float32(state[OPENING_COLUMN]))
-            elif source == "grip_depth":
-                x_now[where] = grip_depth_mm(grasp_mm(np.float32(state[OPENING_COLUMN])))
+            elif source in ("grasp", "grip_depth"):  # one float32 opening, the same values as offline
+                if grasp is None:
+                    grasp = grasp_mm(np.float32(state[OPENING_COLUMN]))
+                x_now[where] = grasp if source == "grasp" else grip_depth_mm(grasp)
             elif source == "slip":
                 x_now[where] = self._slip.update(state)
             elif source == "command":

@@ -170,39 +170,37 @@ def train_networks(jobs: list[NetworkJob], settings: dict[str, Any], data: Signa
 def _train_on_ray(jobs: list[NetworkJob], settings: dict[str, Any], data: SignalData, splits: dict[str, np.ndarray],
                   workers: int, threads: int, sink: EventSink,
                   stop: threading.Event | None) -> list[tuple[nn.Module, ModelSpec]] | None:
-    from salus_engine.distributed.ray_runtime import leave_ray, start_or_join_ray
-
     _compute_shared_columns(data, jobs)
-    runtime = start_or_join_ray("")
-    import ray
-    from ray.exceptions import RayTaskError
+    with training_ray(workers):
+        import ray
+        from ray.exceptions import RayTaskError
 
-    in_flight: dict[Any, int] = {}
-    try:
-        task = ray.remote(num_cpus=1, max_retries=0)(_train_in_task)
-        shared = (ray.put(settings), ray.put(data), ray.put(splits))
-        waiting = list(range(len(jobs)))
-        results: dict[int, tuple[nn.Module, ModelSpec]] = {}
-        sink(ProgressUpdate(0, len(jobs), f"training {len(jobs)} networks, {min(workers, len(jobs))} at a time on Ray"))
-        while waiting or in_flight:
-            while waiting and len(in_flight) < workers:
-                index = waiting.pop(0)
-                in_flight[task.remote(jobs[index], *shared, threads)] = index
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
-            if stop is not None and stop.is_set():
-                return None
-            for ref in done:
-                index = in_flight.pop(ref)
-                try:
-                    weights, spec = ray.get(ref)
-                except RayTaskError as err:
-                    if isinstance(err.cause, PredictorError):
-                        raise err.cause from None
-                    raise
-                results[index] = (_with_weights(spec, weights), spec)
-                sink(ProgressUpdate(len(results), len(jobs), f"trained {jobs[index].label}"))
-        return [results[i] for i in range(len(jobs))]
-    finally:
-        for ref in in_flight:
-            ray.cancel(ref, force=True)
-        leave_ray(runtime)
+        in_flight: dict[Any, int] = {}
+        try:
+            task = ray.remote(num_cpus=1, max_retries=0)(_train_in_task)
+            shared = (ray.put(settings), ray.put(data), ray.put(splits))
+            waiting = list(range(len(jobs)))
+            results: dict[int, tuple[nn.Module, ModelSpec]] = {}
+            sink(ProgressUpdate(0, len(jobs), f"training {len(jobs)} networks, {min(workers, len(jobs))} at a time "
+                                              "on Ray"))
+            while waiting or in_flight:
+                while waiting and len(in_flight) < workers:
+                    index = waiting.pop(0)
+                    in_flight[task.remote(jobs[index], *shared, threads)] = index
+                done, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
+                if stop is not None and stop.is_set():
+                    return None
+                for ref in done:
+                    index = in_flight.pop(ref)
+                    try:
+                        weights, spec = ray.get(ref)
+                    except RayTaskError as err:
+                        if isinstance(err.cause, PredictorError):
+                            raise err.cause from None
+                        raise
+                    results[index] = (_with_weights(spec, weights), spec)
+                    sink(ProgressUpdate(len(results), len(jobs), f"trained {jobs[index].label}"))
+            return [results[i] for i in range(len(jobs))]
+        finally:
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
