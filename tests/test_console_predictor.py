@@ -232,6 +232,13 @@ def test_evaluate_screen_shows_every_table_of_a_format_2_evaluation(tmp_path):
             fresh = evaluate.query_one("#fresh", DataTable)
             assert fresh.display and fresh.row_count == len(metrics["fresh"]["scorers"])
             assert fresh.get_row_at(0)[1] == "0.850"
+            assert all(evaluate.query_one(label).display for label in ("#fresh-types-label", "#fresh-resplits-label"))
+            fresh_types = evaluate.query_one("#fresh-types", DataTable)
+            assert fresh_types.display and fresh_types.get_row_at(fresh_types.row_count - 1)[:3] == [
+                "success: false alarms", "10", "0.20 (2/10; 0.03-0.56)"]
+            fresh_resplits = evaluate.query_one("#fresh-resplits", DataTable)
+            assert [r.key.value for r in fresh_resplits.ordered_rows] == [r.key.value for r in resplits.ordered_rows]
+            assert fresh_resplits.get_row_at(0)[1:5] == ["0.20 (2/10)", "20", "7 / 10", "0.110"]
             ablation = evaluate.query_one("#ablation", DataTable)
             assert ablation.display and ablation.row_count == 6
             assert [ablation.get_row_at(i)[1] for i in range(6)] == ["test"] * 3 + ["fresh"] * 3
@@ -242,6 +249,8 @@ def test_evaluate_screen_shows_every_table_of_a_format_2_evaluation(tmp_path):
             assert scorers.get_row_at(0)[1:3] == ["–", "–"]
             assert resplits.get_row_at(0)[2:5] == ["–", "–", "–"]
             assert not fresh.display and not ablation.display
+            assert not fresh_types.display and not fresh_resplits.display
+            assert not any(evaluate.query_one(label).display for label in ("#fresh-types-label", "#fresh-resplits-label"))
             text = screen_text(app)
             assert "not run: evaluate with --fresh" in text and "not run: evaluate with --ablation" in text
             assert evaluate.query_one("#alpha-curve", DataTable).row_count == 0 and not chart.series

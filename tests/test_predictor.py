@@ -488,6 +488,8 @@ def format_2_metrics(fresh: bool = True, ablation: bool = True) -> dict:
             entry.pop("reliability", None)
             entry["episode"]["ranking"]["auroc"] = round(entry["episode"]["ranking"]["auroc"] - 0.1, 2)
             entry["episode"]["ranking"].pop("auroc_ci95", None)
+        fresh_scorers["model"]["episode"]["resplits"].update(test_episodes=10, mean=0.11)
+        fresh_scorers["model"]["episode"]["far"] = {"k": 2, "n": 10, "rate": 0.2, "ci95": [0.025, 0.556]}
         metrics["fresh"] = {"store": "data/fresh", "base_seed": 100000,
                             "episodes": {"success": 10, "collision": 3, "drop": 3, "miss": 2, "timeout": 2},
                             "scorers": fresh_scorers, "note": "every episode of a store the predictor never "
@@ -560,6 +562,12 @@ def test_report_of_format_2_shows_every_section(tmp_path, capsys):
     assert "| 0.02 | 0.880 | 0.32 | 0.02 | – | – |" in alpha and "| 0.5 | 0.400 | 1.00 | 0.40 | 40.0 | 1.33 |" in alpha
     fresh = markdown_section(markdown, "Fresh store")
     assert "data/fresh (base seed 100000; 20 episodes" in fresh and "| **model** | **MLP multi-horizon** | **0.850** |" in fresh
+    # the fresh store's own per-type figures and re-split check, not the test split's
+    fresh_types = markdown_section(markdown, "Model per failure type, fresh store")
+    assert "| success: false alarms | 10 | 0.20 (2/10; 0.03-0.56) |" in fresh_types
+    fresh_resplits = markdown_section(markdown, "Conformal check, fresh store")
+    assert "| **MLP** | **0.20 (2/10)** | **20** | **7 / 10** | **0.110** |" in fresh_resplits
+    assert "calibration / fresh successes" in fresh_resplits and "calibration and fresh successes" in fresh_resplits
     test_ablation = markdown_section(markdown, "Ablation, test split")
     assert "| **full** | **six + chunk_consistency** | **0.910** |" in test_ablation
     assert "| without chunk_consistency | six | 0.820 | 0.720 | 0.75 (6/8) | 0.14 (1/7) | 12.0 |" in test_ablation
@@ -568,8 +576,8 @@ def test_report_of_format_2_shows_every_section(tmp_path, capsys):
     assert salus_main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
     for title in ("per episode: alarm at the conformal threshold", "per failure type", "conformal check",
-                  "detection vs lead time over alpha", "fresh store data/fresh", "ablation, test split",
-                  "ablation, fresh store", "per step"):
+                  "detection vs lead time over alpha", "fresh store data/fresh", "per failure type, fresh store",
+                  "conformal check, fresh store", "ablation, test split", "ablation, fresh store", "per step"):
         assert title in printed, title
     assert "0.950" in printed and "14.0 (9.0-19.0)" in printed
     # the alpha-curve plot

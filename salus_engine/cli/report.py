@@ -42,6 +42,7 @@ from salus_engine.predictor.report import (
     scorer_groups,
     scorer_kind,
     scorer_order,
+    store_scorers,
     threshold_rule,
 )
 
@@ -101,21 +102,26 @@ def comparison_table(metrics: dict[str, Any], scorers: dict[str, dict[str, Any]]
                   styles, sections)
 
 
-def per_type_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
-    """Episode-level detection and median lead per failure type of one scorer, with 95% CIs."""
-    s = metrics["scorers"][scorer]
-    return _table(f"{s.get('short', scorer)} per failure type, {metrics['split']} split: detection (Clopper-Pearson "
-                  "95% CI) and median lead (bootstrap 95% CI)", PER_TYPE_COLUMNS, per_type_rows(metrics, scorer))
+def per_type_table(metrics: dict[str, Any], scorer: str = "model", store: str = "test") -> Table:
+    """Episode-level detection and median lead per failure type of one scorer, with 95% CIs, on the
+    evaluated split or (`store` "fresh") on the fresh store."""
+    s = store_scorers(metrics, store)[scorer]
+    where = f"{metrics['split']} split" if store == "test" else "fresh store"
+    return _table(f"{s.get('short', scorer)} per failure type, {where}: detection (Clopper-Pearson "
+                  "95% CI) and median lead (bootstrap 95% CI)", PER_TYPE_COLUMNS, per_type_rows(metrics, scorer, store))
 
 
-def conformal_table(metrics: dict[str, Any]) -> Table:
-    """The conformal re-split check of the model, the trained baselines and the controls."""
-    named = resplit_rows(metrics)
+def conformal_table(metrics: dict[str, Any], store: str = "test") -> Table:
+    """The conformal re-split check of the model, the trained baselines and the controls, with the
+    evaluated split's successes or (`store` "fresh") the fresh store's."""
+    named = resplit_rows(metrics, store)
     conformal = metrics["conformal"]
-    return _table(f"conformal check: false-alarm rate over re-splits (alpha {conformal['alpha']}"
+    scorers = store_scorers(metrics, store)
+    return _table(f"conformal check{'' if store == 'test' else ', fresh store'}: false-alarm rate over re-splits "
+                  f"(alpha {conformal['alpha']}"
                   + ("" if conformal.get("delta") is None else f", delta {conformal['delta']}") + ")",
-                  resplit_columns(metrics), [cells for _, cells in named], resplit_note(metrics),
-                  [_row_style(name, scorer_kind(name, metrics["scorers"][name])) for name, _ in named])
+                  resplit_columns(metrics, store), [cells for _, cells in named], resplit_note(metrics, store),
+                  [_row_style(name, scorer_kind(name, scorers[name])) for name, _ in named])
 
 
 def alpha_table(metrics: dict[str, Any], scorer: str = "model") -> Table:
@@ -257,8 +263,10 @@ def print_report(target: str | Path, console: Console | None = None, markdown: b
     if note:
         console.print(note, style="yellow")
     fresh = fresh_table(metrics)
+    fresh_tables = [] if fresh is None else [fresh, per_type_table(metrics, store="fresh"),
+                                             conformal_table(metrics, "fresh")]
     tables = [comparison_table(metrics), per_type_table(metrics), conformal_table(metrics), alpha_table(metrics),
-              *([fresh] if fresh is not None else []), *ablation_tables(metrics), step_table(metrics),
+              *fresh_tables, *ablation_tables(metrics), step_table(metrics),
               detail_table(metrics), confusion_table(metrics)]
     for table in tables:
         console.print()

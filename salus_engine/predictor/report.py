@@ -13,7 +13,8 @@ a format-1 file without the episode-level ranking):
   bootstrap 95% CI;
 - conformal check: the false-alarm rate over random re-splits of the held-out successes;
 - alpha curve (one scorer): detection, false alarms and median lead at several conformal levels;
-- fresh store (when `salus evaluate --fresh` ran): the comparison on a store from unseen seeds;
+- fresh store (when `salus evaluate --fresh` ran): the comparison on a store from unseen seeds, the
+  model per failure type there and the conformal check with its successes;
 - ablation (when `salus evaluate --ablation` ran): the model retrained without / with only each input family.
 """
 
@@ -240,10 +241,25 @@ def comparison_note(scorers: dict[str, dict[str, Any]], compact: bool = False) -
 PER_TYPE_COLUMNS = ("outcome", "episodes", "detected (95% CI)", "median lead, steps (95% CI)", "median lead (s)")
 
 
-def per_type_rows(metrics: dict[str, Any], scorer: str = "model") -> list[list[str]]:
+def store_scorers(metrics: dict[str, Any], store: str = "test") -> dict[str, dict[str, Any]]:
+    """The scorers' entries of the evaluated split (`store` "test") or of the fresh store ("fresh").
+
+    Raises:
+        KeyError: "fresh" when `salus evaluate` ran without --fresh (check `fresh_heading` first).
+    """
+    return metrics["scorers"] if store == "test" else metrics["fresh"]["scorers"]
+
+
+def store_label(metrics: dict[str, Any], store: str = "test") -> str:
+    """How the tables name the successes scored: the evaluated split's name, or "fresh"."""
+    return metrics["split"] if store == "test" else "fresh"
+
+
+def per_type_rows(metrics: dict[str, Any], scorer: str = "model", store: str = "test") -> list[list[str]]:
     """Episode-level detection per failure type of one scorer, then all failures, failures flagged
-    at least `min_lead_steps` ahead, and the false alarms on successful episodes."""
-    episode = metrics["scorers"][scorer].get("episode") or {}
+    at least `min_lead_steps` ahead, and the false alarms on successful episodes; on the evaluated
+    split, or with `store` "fresh" on every episode of the fresh store."""
+    episode = store_scorers(metrics, store)[scorer].get("episode") or {}
     hz = metrics["control_hz"]
     per_type = episode.get("per_type") or {}
     rows = []
@@ -264,21 +280,23 @@ def per_type_rows(metrics: dict[str, Any], scorer: str = "model") -> list[list[s
     return rows
 
 
-def resplit_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
+def resplit_columns(metrics: dict[str, Any], store: str = "test") -> tuple[str, ...]:
     alpha = metrics["conformal"]["alpha"]
-    return ("scorer", f"false alarms, {metrics['split']}", "re-splits", "calibration / test successes",
-            "mean test FAR", f"share > alpha+0.05 ({alpha + 0.05:.2f})", "share > 0.15", "mean, all re-splits",
+    return ("scorer", f"false alarms, {store_label(metrics, store)}", "re-splits", f"calibration / {store} successes",
+            f"mean {store} FAR", f"share > alpha+0.05 ({alpha + 0.05:.2f})", "share > 0.15", "mean, all re-splits",
             "P(mean > alpha)", "P(as many false alarms)", "Mann-Whitney p")
 
 
-def resplit_rows(metrics: dict[str, Any]) -> list[tuple[str, list[str]]]:
+def resplit_rows(metrics: dict[str, Any], store: str = "test") -> list[tuple[str, list[str]]]:
     """(scorer name, cells under `resplit_columns`) for the model, the trained and novelty baselines
-    and the controls (the thresholded signal columns are left out: there are many)."""
+    and the controls (the thresholded signal columns are left out: there are many); the calibration
+    successes pooled with the evaluated split's, or with `store` "fresh" with the fresh store's."""
     rows = []
-    for name in scorer_order(metrics):
+    scorers = store_scorers(metrics, store)
+    for name in scorer_order(metrics, scorers):
         if name.startswith("signal:"):
             continue
-        s = metrics["scorers"][name]
+        s = scorers[name]
         episode = s.get("episode") or {}
         r = episode.get("resplits") or {}
         check = episode.get("false_alarm_check") or {}  # metrics written before the check: none
@@ -292,9 +310,10 @@ def resplit_rows(metrics: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def resplit_note(metrics: dict[str, Any]) -> str:
+def resplit_note(metrics: dict[str, Any], store: str = "test") -> str:
     conformal = metrics["conformal"]
-    return (f"the held-out successful episodes (calibration and {metrics['split']}) are re-split at random "
+    split = store_label(metrics, store)
+    return (f"the held-out successful episodes (calibration and {split}) are re-split at random "
             f"{conformal.get('resplits', 'several')} times; each re-split calibrates the threshold for alpha "
             f"{conformal['alpha']} on one part and measures the false-alarm rate on the other. "
             + ("Split conformal bounds the mean by alpha; single re-splits scatter around it"
@@ -303,9 +322,9 @@ def resplit_note(metrics: dict[str, Any]) -> str:
             + ". 'mean, all re-splits': the exact mean over every re-split; 'P(mean > alpha)': the chance that "
             "the mean of this many random re-splits exceeds alpha by their draw alone, about 0.4 for split conformal "
             "without ties; 'P(as many false alarms)': the chance, "
-            f"for exchangeable calibration and {metrics['split']} successes, of at least the {metrics['split']} "
-            "split's false alarms (small: they score higher than the calibration draw explains); 'Mann-Whitney p': "
-            f"whether calibration and {metrics['split']} successes score alike")
+            f"for exchangeable calibration and {split} successes, of at least the {split} "
+            "successes' false alarms (small: they score higher than the calibration draw explains); "
+            f"'Mann-Whitney p': whether calibration and {split} successes score alike")
 
 
 ALPHA_COLUMNS = ("alpha", "threshold", "detected (TPR)", "false alarms (FAR)", "median lead (steps)", "median lead (s)")
@@ -427,6 +446,11 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     if heading:
         lines += ["", f"**Fresh store** {heading}; same columns as the comparison.", "",
                   _md_comparison(metrics["fresh"]["scorers"])]
+        lines += ["", f"**Model per failure type, fresh store** ({model.get('short', 'model')}; as above).", "",
+                  _md_table(PER_TYPE_COLUMNS, per_type_rows(metrics, store="fresh"))]
+        lines += ["", f"**Conformal check, fresh store** ({resplit_note(metrics, 'fresh')}).", "",
+                  _md_table(resplit_columns(metrics, "fresh"),
+                            [cells for _, cells in resplit_rows(metrics, "fresh")], {0})]
     for store, where in (("test", "test split"), ("fresh", "fresh store")):
         rows = ablation_rows(metrics, store)
         if rows:

@@ -7,8 +7,9 @@ read what `salus report` prints, in tabs:
 - ROC: any-failure ROC curves at the alarm horizon;
 - alpha: detection rate against median lead time as the conformal level alpha varies (model and the
   main baselines), and the model's alpha table;
-- checks: the conformal re-split check of every trained scorer, the fresh store and the ablation
-  (when `salus evaluate` ran with --fresh / --ablation).
+- checks: the conformal re-split check of every trained scorer, the fresh store (its comparison, the
+  model per failure type and its own re-split check) and the ablation (when `salus evaluate` ran with
+  --fresh / --ablation).
 
 Everything shown comes from the evaluation's metrics.json (`salus_engine.predictor.evaluation`);
 this screen computes nothing.
@@ -185,6 +186,11 @@ class EvaluateScreen(JobScreen):
                     yield Label("fresh store", classes="section")
                     yield Static("", id="fresh-note", classes="note")
                     yield DataTable(id="fresh", cursor_type="row", zebra_stripes=True)
+                    yield Label("fresh store: the model per failure type", id="fresh-types-label", classes="section")
+                    yield DataTable(id="fresh-types", cursor_type="row", zebra_stripes=True)
+                    yield Label("fresh store: conformal check (the calibration successes re-split with the fresh "
+                                "store's)", id="fresh-resplits-label", classes="section")
+                    yield DataTable(id="fresh-resplits", cursor_type="row", zebra_stripes=True)
                     yield Label("ablation", classes="section")
                     yield Static("", id="ablation-note", classes="note")
                     yield DataTable(id="ablation", cursor_type="row", zebra_stripes=True)
@@ -365,8 +371,10 @@ class EvaluateScreen(JobScreen):
         alpha = metrics["conformal"]["alpha"] if metrics else 0.1
         split = metrics["split"] if metrics else "test"
         resplits = resplit_columns({"conformal": {"alpha": alpha}, "split": split})
+        fresh_resplits = resplit_columns({"conformal": {"alpha": alpha}, "split": split}, "fresh")
         return {"#scorers": SCORER_COLUMNS, "#episode-types": EPISODE_TYPE_COLUMNS, "#per-class": PER_TYPE_COLUMNS,
                 "#alpha-curve": ALPHA_COLUMNS, "#resplits": resplits, "#fresh": SCORER_COLUMNS,
+                "#fresh-types": EPISODE_TYPE_COLUMNS, "#fresh-resplits": fresh_resplits,
                 "#ablation": ABLATION_TABLE_COLUMNS}
 
     def show_metrics(self, metrics: dict[str, Any]) -> None:
@@ -438,18 +446,25 @@ class EvaluateScreen(JobScreen):
                          [(self._scorer_label(n, metrics["scorers"][n]), *cells[1:]) for n, cells in named],
                          [n for n, _ in named])
         heading = fresh_heading(metrics)
-        fresh_rows, fresh_keys = [], []
+        fresh_rows, fresh_keys, fresh_types, fresh_resplits = [], [], [], []
         if heading is not None:
             scorers = metrics["fresh"]["scorers"]
             for name in scorer_order(metrics, scorers):
                 fresh_rows.append((self._scorer_label(name, scorers[name]),
                                    *comparison_cells(scorers[name], compact=True)))
                 fresh_keys.append(name)
+            fresh_types = per_type_rows(metrics, store="fresh")
+            fresh_resplits = resplit_rows(metrics, "fresh")
         self.query_one("#fresh-note", Static).update(
             f"fresh store {heading}" if heading
             else "not run: evaluate with --fresh STORE (a store from unseen seeds) to fill this table")
         fill_sized_table(self.query_one("#fresh", DataTable), SCORER_COLUMNS, fresh_rows, fresh_keys)
-        self.query_one("#fresh", DataTable).display = bool(fresh_rows)
+        fill_sized_table(self.query_one("#fresh-types", DataTable), columns["#fresh-types"], fresh_types)
+        fill_sized_table(self.query_one("#fresh-resplits", DataTable), columns["#fresh-resplits"],
+                         [(self._scorer_label(n, metrics["fresh"]["scorers"][n]), *cells[1:])
+                          for n, cells in fresh_resplits], [n for n, _ in fresh_resplits])
+        for widget in ("#fresh", "#fresh-types-label", "#fresh-types", "#fresh-resplits-label", "#fresh-resplits"):
+            self.query_one(widget).display = bool(fresh_rows)
         ablation = []
         for store in ("test", "fresh"):
             for variant, inputs, *scores in ablation_rows(metrics, store):
