@@ -488,7 +488,8 @@ def format_2_metrics(fresh: bool = True, ablation: bool = True) -> dict:
             entry.pop("reliability", None)
             entry["episode"]["ranking"]["auroc"] = round(entry["episode"]["ranking"]["auroc"] - 0.1, 2)
             entry["episode"]["ranking"].pop("auroc_ci95", None)
-        fresh_scorers["model"]["episode"]["resplits"].update(test_episodes=10, mean=0.11)
+            entry["episode"]["resplits"]["test_episodes"] = 10  # the fresh store's 10 successes, every scorer
+        fresh_scorers["model"]["episode"]["resplits"]["mean"] = 0.11
         fresh_scorers["model"]["episode"]["far"] = {"k": 2, "n": 10, "rate": 0.2, "ci95": [0.025, 0.556]}
         metrics["fresh"] = {"store": "data/fresh", "base_seed": 100000,
                             "episodes": {"success": 10, "collision": 3, "drop": 3, "miss": 2, "timeout": 2},
@@ -557,7 +558,7 @@ def test_report_of_format_2_shows_every_section(tmp_path, capsys):
     # conformal re-splits, alpha curve, fresh store, ablation on both stores
     resplits = markdown_section(markdown, "Conformal check")
     assert "| **MLP** | **0.00 (0/7)** | **20** | **7 / 7** | **0.090** | **0.15** | **0.05** |" in resplits
-    assert "share > alpha+0.05 (0.15)" in resplits
+    assert "share > α+0.05 (0.15)" in resplits
     alpha = markdown_section(markdown, "Detection vs lead time over alpha")
     assert "| 0.02 | 0.880 | 0.32 | 0.02 | – | – |" in alpha and "| 0.5 | 0.400 | 1.00 | 0.40 | 40.0 | 1.33 |" in alpha
     fresh = markdown_section(markdown, "Fresh store")
@@ -580,6 +581,9 @@ def test_report_of_format_2_shows_every_section(tmp_path, capsys):
                   "conformal check, fresh store", "ablation, test split", "ablation, fresh store", "per step"):
         assert title in printed, title
     assert "0.950" in printed and "14.0 (9.0-19.0)" in printed
+    # the re-split checks fit 80 columns: the sizes shared by every row move into the title, no cell is cut
+    assert "20 re-splits, calibration / fresh successes 7 / 10" in " ".join(printed.split())
+    assert any(line.split()[:4] == ["MLP", "0.20", "(2/10)", "0.110"] for line in printed.splitlines()), printed
     # the alpha-curve plot
     assert _alpha_curve(tmp_path / "alpha.png", metrics) and (tmp_path / "alpha.png").stat().st_size > 1000
 

@@ -117,10 +117,19 @@ def conformal_table(metrics: dict[str, Any], store: str = "test") -> Table:
     named = resplit_rows(metrics, store)
     conformal = metrics["conformal"]
     scorers = store_scorers(metrics, store)
+    columns, rows = list(resplit_columns(metrics, store)), [cells for _, cells in named]
+    # the number of re-splits and the calibration / test sizes are the same on every row: said once in
+    # the title, so that the table fits 80 columns
+    shared = {(cells[2], cells[3]) for cells in rows}
+    sizes = ""
+    if len(shared) == 1:
+        (count, pair), = shared
+        sizes = f"; {count} re-splits, {columns[3]} {pair}"
+        columns, rows = columns[:2] + columns[4:], [cells[:2] + cells[4:] for cells in rows]
     return _table(f"conformal check{'' if store == 'test' else ', fresh store'}: false-alarm rate over re-splits "
                   f"(alpha {conformal['alpha']}"
-                  + ("" if conformal.get("delta") is None else f", delta {conformal['delta']}") + ")",
-                  resplit_columns(metrics, store), [cells for _, cells in named], resplit_note(metrics, store),
+                  + ("" if conformal.get("delta") is None else f", delta {conformal['delta']}") + f"{sizes})",
+                  columns, rows, resplit_note(metrics, store),
                   [_row_style(name, scorer_kind(name, scorers[name])) for name, _ in named])
 
 

@@ -283,8 +283,8 @@ def per_type_rows(metrics: dict[str, Any], scorer: str = "model", store: str = "
 def resplit_columns(metrics: dict[str, Any], store: str = "test") -> tuple[str, ...]:
     alpha = metrics["conformal"]["alpha"]
     return ("scorer", f"false alarms, {store_label(metrics, store)}", "re-splits", f"calibration / {store} successes",
-            f"mean {store} FAR", f"share > alpha+0.05 ({alpha + 0.05:.2f})", "share > 0.15", "mean, all re-splits",
-            "P(mean > alpha)", "P(as many false alarms)", "Mann-Whitney p")
+            f"mean {store} FAR", f"share > α+0.05 ({alpha + 0.05:.2f})", "share > 0.15", "exact mean",
+            "P(mean > alpha)", "P(as many false alarms)", "MW p")
 
 
 def resplit_rows(metrics: dict[str, Any], store: str = "test") -> list[tuple[str, list[str]]]:
@@ -319,12 +319,12 @@ def resplit_note(metrics: dict[str, Any], store: str = "test") -> str:
             + ("Split conformal bounds the mean by alpha; single re-splits scatter around it"
                if conformal.get("delta") is None else
                f"With delta {conformal['delta']}, at most that share of re-splits should exceed alpha")
-            + ". 'mean, all re-splits': the exact mean over every re-split; 'P(mean > alpha)': the chance that "
+            + ". 'exact mean': the mean over every possible re-split; 'P(mean > alpha)': the chance that "
             "the mean of this many random re-splits exceeds alpha by their draw alone, about 0.4 for split conformal "
             "without ties; 'P(as many false alarms)': the chance, "
             f"for exchangeable calibration and {split} successes, of at least the {split} "
             "successes' false alarms (small: they score higher than the calibration draw explains); "
-            f"'Mann-Whitney p': whether calibration and {split} successes score alike")
+            f"'MW p': a Mann-Whitney test of whether calibration and {split} successes score alike")
 
 
 ALPHA_COLUMNS = ("alpha", "threshold", "detected (TPR)", "false alarms (FAR)", "median lead (steps)", "median lead (s)")
