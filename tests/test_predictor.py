@@ -601,6 +601,7 @@ def test_report_of_format_1_shows_dashes(tmp_path, capsys):
     assert salus_main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "format 1" in printed and "conformal check" in printed and "ablation, test split" not in printed
+    assert "– re-splits" not in " ".join(printed.split())  # no sizes to put in the title: the columns stay
     assert not _alpha_curve(tmp_path / "alpha.png", json.loads(FORMAT_1_METRICS.read_text()))
     # format 2 without --fresh / --ablation: those sections are left out
     out = write_metrics(tmp_path / "plain", format_2_metrics(fresh=False, ablation=False))
