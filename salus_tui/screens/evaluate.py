@@ -63,6 +63,7 @@ from salus_engine.predictor.report import (
     resplit_rows,
     scorer_kind,
     scorer_order,
+    store_scorers,
     threshold_rule,
 )
 from salus_tui.messages import EngineEvent
@@ -440,29 +441,23 @@ class EvaluateScreen(JobScreen):
 
     def _show_checks(self, metrics: dict[str, Any], columns: dict[str, tuple[str, ...]]) -> None:
         """The re-split check, the fresh store and the ablation (notes say when one was not run)."""
-        named = resplit_rows(metrics)
         self.query_one("#resplit-note", Static).update(resplit_note(metrics))
-        fill_sized_table(self.query_one("#resplits", DataTable), columns["#resplits"],
-                         [(self._scorer_label(n, metrics["scorers"][n]), *cells[1:]) for n, cells in named],
-                         [n for n, _ in named])
+        self._fill_resplits("#resplits", metrics, "test", columns)
         heading = fresh_heading(metrics)
-        fresh_rows, fresh_keys, fresh_types, fresh_resplits = [], [], [], []
+        fresh_rows, fresh_keys, fresh_types = [], [], []
         if heading is not None:
-            scorers = metrics["fresh"]["scorers"]
+            scorers = store_scorers(metrics, "fresh")
             for name in scorer_order(metrics, scorers):
                 fresh_rows.append((self._scorer_label(name, scorers[name]),
                                    *comparison_cells(scorers[name], compact=True)))
                 fresh_keys.append(name)
             fresh_types = per_type_rows(metrics, store="fresh")
-            fresh_resplits = resplit_rows(metrics, "fresh")
         self.query_one("#fresh-note", Static).update(
             f"fresh store {heading}" if heading
             else "not run: evaluate with --fresh STORE (a store from unseen seeds) to fill this table")
         fill_sized_table(self.query_one("#fresh", DataTable), SCORER_COLUMNS, fresh_rows, fresh_keys)
         fill_sized_table(self.query_one("#fresh-types", DataTable), columns["#fresh-types"], fresh_types)
-        fill_sized_table(self.query_one("#fresh-resplits", DataTable), columns["#fresh-resplits"],
-                         [(self._scorer_label(n, metrics["fresh"]["scorers"][n]), *cells[1:])
-                          for n, cells in fresh_resplits], [n for n, _ in fresh_resplits])
+        self._fill_resplits("#fresh-resplits", metrics, "fresh" if heading is not None else None, columns)
         for widget in ("#fresh", "#fresh-types-label", "#fresh-types", "#fresh-resplits-label", "#fresh-resplits"):
             self.query_one(widget).display = bool(fresh_rows)
         ablation = []
@@ -474,6 +469,15 @@ class EvaluateScreen(JobScreen):
             if ablation else "not run: evaluate with --ablation to retrain the model per input family")
         fill_sized_table(self.query_one("#ablation", DataTable), ABLATION_TABLE_COLUMNS, ablation)
         self.query_one("#ablation", DataTable).display = bool(ablation)
+
+    def _fill_resplits(self, table: str, metrics: dict[str, Any], store: str | None,
+                       columns: dict[str, tuple[str, ...]]) -> None:
+        """One re-split table: `resplit_rows` of `store` ("test" or "fresh"; None: empty) keyed by scorer."""
+        named = [] if store is None else resplit_rows(metrics, store)
+        scorers = {} if store is None else store_scorers(metrics, store)
+        fill_sized_table(self.query_one(table, DataTable), columns[table],
+                         [(self._scorer_label(n, scorers[n]), *cells[1:]) for n, cells in named],
+                         [n for n, _ in named])
 
     @staticmethod
     def _scorer_label(name: str, entry: dict[str, Any]) -> Text:
