@@ -18,7 +18,8 @@ are pooled, so that every one of those episodes is scored once per seed. The tes
 splits are never trained on or scored (the calibration successes give the thresholds, as above).
 
 With `--alarm-scores` the same trained models are scored by several per-step alarm scores (`ALARM_SCORES`),
-each pooled and reported as its own row.
+each pooled and reported as its own row. The phase rules (`phase-excess`, `phase-or-step-excess`) need a
+store with the front camera (`target_view`).
 
 A set written as family sets separated by `/` (`state,time,target_view/state,time`) is one model whose
 members read those sets in turn (`salus train --member-features`); the model's inputs are their union.
@@ -71,9 +72,10 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from salus_engine import FAILURE_TYPES  # noqa: E402
-from salus_engine.predictor.alarm_score import alarm_scores, success_profile  # noqa: E402
+from salus_engine.predictor.alarm_score import MIN_SUCCESSES, PROFILE_WEIGHT, alarm_scores, success_profile  # noqa: E402
 from salus_engine.predictor.conformal import conformal_threshold, episode_max_scores, first_alarms  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
+from salus_engine.predictor.errors import PredictorError  # noqa: E402
 from salus_engine.predictor.metrics import episode_alarm_maxima, episode_ranking  # noqa: E402
 from salus_engine.predictor.models import build_model  # noqa: E402
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
@@ -85,6 +87,7 @@ from salus_engine.predictor.training import (  # noqa: E402
     prepare_inputs,
     torch_threads,
 )
+from salus_engine.target_view import TARGET_VIEW_COLUMNS  # noqa: E402
 
 
 MISS = FAILURE_TYPES.index("miss")
@@ -128,7 +131,7 @@ def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, s
                     collision_horizon=None):
     """(held-out episodes in data order, their per-member probabilities (N, M, C), their row offsets;
     the calibration successes' per-member probabilities; the trained-on successes' per-member
-    probabilities and row offsets, for a success profile) of the outcome model trained on `train_ids`.
+    probabilities, row offsets and rows of `data`, for a success profile) of the outcome model trained on `train_ids`.
     Early stopping watches a tenth of `train_ids` (stratified by outcome, seeded), never the held-out
     episodes that are scored. `collision_horizon`: see `collision_within`."""
     fit_ids, stop_ids = train_test_split(np.asarray(train_ids), test_size=EARLY_STOPPING_SHARE, random_state=seed,
@@ -147,7 +150,8 @@ def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, s
     successes = np.array([i for i in fit_ids if outcome_of[i] == -1])
     x_success, _, success_offsets = prepare_inputs(spec, data, successes, x_all)
     return (held_episodes, member_scores(model, x_held), held_offsets,
-            member_scores(model, x_all[data.rows(ids)]), (member_scores(model, x_success), success_offsets))
+            member_scores(model, x_all[data.rows(ids)]),
+            (member_scores(model, x_success), success_offsets, data.rows(successes)))
 
 
 def member_scores(model, x):
@@ -197,18 +201,65 @@ def steps_of(offsets):
 
 
 class Reference(NamedTuple):
-    """(success profile, component levels) of one model, from its trained-on successful episodes."""
+    """(success profile, component levels, phase profile) of one model, from its trained-on successful
+    episodes; `phase` is None where the store offers no phase (`phase_profile`)."""
 
     profile: tuple | np.ndarray
     levels: np.ndarray | None = None
+    phase: "PhaseProfile | None" = None
 
 
-def type_ratio(p, offsets, ref):
+PHASE_BINS = 20
+"""Quantile bins of the gripper's height above the target (`target_dz`) in the phase candidates."""
+
+
+class PhaseProfile(NamedTuple):
+    """The noisy-or's mean over trained-on successful steps per phase cell: (`target_dz` quantile bin,
+    pads holding the object or not); cells with fewer than `MIN_SUCCESSES` steps take the mean of the
+    others. `columns`: (N, 2) float64 `target_dz` (m) and `grip_depth_mm` of every row of the store."""
+
+    columns: np.ndarray
+    edges: np.ndarray
+    means: np.ndarray
+
+    def at(self, rows):
+        """(n,) the profile at the given rows of the store."""
+        dz, depth = self.columns[rows, 0], self.columns[rows, 1]
+        return self.means[np.searchsorted(self.edges, dz) * 2 + (depth > 0)]
+
+
+def phase_profile(columns, noisy_or, rows):
+    """`PhaseProfile` from the noisy-or (N,) of the trained-on successful steps at `rows` of the store."""
+    edges = np.quantile(columns[rows, 0], np.linspace(0, 1, PHASE_BINS + 1)[1:-1])
+    keys = np.searchsorted(edges, columns[rows, 0]) * 2 + (columns[rows, 1] > 0)
+    total = np.bincount(keys, weights=noisy_or, minlength=2 * PHASE_BINS)
+    count = np.bincount(keys, minlength=2 * PHASE_BINS)
+    means = np.where(count >= MIN_SUCCESSES, total / np.maximum(count, 1), np.nan)
+    return PhaseProfile(columns, edges, np.where(np.isnan(means), np.nanmean(means), means))
+
+
+def phase_excess(combine):
+    """Candidate: the noisy-or less half of a success profile indexed by the episode's phase instead of
+    its step (`combine` None), or by the larger of the two at each step (`combine` "max"): a slow
+    approach that ends well reaches the descent later than most successes, when the step's profile
+    has already fallen."""
+    def rule(p, offsets, ref, rows):
+        if ref.phase is None:
+            raise ValueError("the phase candidates need a store with the target_view and grip_depth families")
+        level = ref.phase.at(rows)
+        if combine == "max":
+            step_level = np.asarray(ref.profile)[np.minimum(steps_of(offsets), len(ref.profile) - 1)]
+            level = np.maximum(level, step_level)
+        return alarm_scores(p[:, 0, :], "noisy-or") - PROFILE_WEIGHT * level
+    return rule
+
+
+def type_ratio(p, offsets, ref, rows=None):
     """Candidate: the largest failure-type probability, each divided by its level on successes."""
     return (p[:, 0, :] / ref.levels[:-1]).max(axis=1)
 
 
-def excess_or_drop(p, offsets, ref):
+def excess_or_drop(p, offsets, ref, rows=None):
     """Candidate: the larger of the `noisy-or-excess` score and the drop probability, each divided by its
     level on successes (a drop-specific score beside the general one)."""
     excess_score = alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets), ref.profile)
@@ -217,29 +268,31 @@ def excess_or_drop(p, offsets, ref):
 
 def excess(weight):
     """The `noisy-or-excess` rule with another profile weight (`PROFILE_WEIGHT` is salus train's)."""
-    return lambda p, offsets, ref: (alarm_scores(p[:, 0, :], "noisy-or")
+    return lambda p, offsets, ref, rows=None: (alarm_scores(p[:, 0, :], "noisy-or")
                                     - weight * np.asarray(ref.profile)[np.minimum(steps_of(offsets), len(ref.profile) - 1)])
 
 
 def smoothed_excess(window):
     """The `noisy-or-excess` rule averaged over the last `window` steps of the episode (`causal_mean`)."""
-    return lambda p, offsets, ref: causal_mean(
+    return lambda p, offsets, ref, rows=None: causal_mean(
         alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets), ref.profile), offsets, window)
 
 
 ALARM_SCORES = {
-    "max": lambda p, offsets, ref: alarm_scores(p[:, 0, :], "max"),
-    "noisy-or": lambda p, offsets, ref: alarm_scores(p[:, 0, :], "noisy-or"),
-    "noisy-or-excess": lambda p, offsets, ref: alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets),
+    "max": lambda p, offsets, ref, rows=None: alarm_scores(p[:, 0, :], "max"),
+    "noisy-or": lambda p, offsets, ref, rows=None: alarm_scores(p[:, 0, :], "noisy-or"),
+    "noisy-or-excess": lambda p, offsets, ref, rows=None: alarm_scores(p[:, 0, :], "noisy-or-excess", steps_of(offsets),
                                                             ref.profile),
     "type-ratio": type_ratio,
     "excess-or-drop": excess_or_drop,
     **{f"noisy-or-excess{w}": excess(w) for w in (0.25, 0.75, 1.0)},
-    "sum": lambda p, offsets, ref: np.minimum(1.0, p.sum(axis=(1, 2))),
-    "max-mean3": lambda p, offsets, ref: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
-    "max-mean6": lambda p, offsets, ref: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
-    "sum-mean6": lambda p, offsets, ref: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
+    "sum": lambda p, offsets, ref, rows=None: np.minimum(1.0, p.sum(axis=(1, 2))),
+    "max-mean3": lambda p, offsets, ref, rows=None: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 3),
+    "max-mean6": lambda p, offsets, ref, rows=None: causal_mean(alarm_scores(p[:, 0, :], "max"), offsets, 6),
+    "sum-mean6": lambda p, offsets, ref, rows=None: causal_mean(np.minimum(1.0, p.sum(axis=(1, 2))), offsets, 6),
     **{f"noisy-or-excess-mean{w}": smoothed_excess(w) for w in (3, 6)},
+    "phase-excess": phase_excess(None),
+    "phase-or-step-excess": phase_excess("max"),
 }
 """Per-step alarm scores from an outcome model's (N, 1, C) failure-type probabilities, the episodes'
 (E + 1,) row offsets and the model's success profile (the noisy-or's mean over its trained-on
@@ -249,7 +302,9 @@ the profile), and candidates tried against them: the types' sum clipped to 1 (th
 failure if the types' probabilities were those of exclusive events) and causal means over the last few
 steps of the episode (`noisy-or-excess-mean3`: the excess averaged over the last 3 steps), and two
 that give the rare types their own scale (`type-ratio`, `excess-or-drop`: each component divided by
-its `LEVEL_QUANTILE` level on the trained-on successes, the highest component taken)."""
+its `LEVEL_QUANTILE` level on the trained-on successes, the highest component taken), and two whose
+profile follows the episode's phase rather than its step (`phase-excess`, `phase-or-step-excess`:
+`phase_excess`). Each rule also takes the rows of the store that the probabilities belong to."""
 
 
 LEVEL_QUANTILE = 0.9
@@ -257,17 +312,20 @@ LEVEL_QUANTILE = 0.9
 `type-ratio` and `excess-or-drop` candidates divide it by."""
 
 
-def profile_of(success_probabilities, success_offsets):
+def profile_of(success_probabilities, success_offsets, phase_columns=None, success_rows=None):
     """The success profile (`salus_engine.predictor.alarm_score.success_profile`) of the noisy-or of
     (N, 1, C) probabilities of successful episodes, and the levels of the `type-ratio` and
     `excess-or-drop` candidates: per failure type, and for the `noisy-or-excess` score, the
-    `LEVEL_QUANTILE` quantile of the successful episodes' maxima ((C + 1,), the excess last)."""
+    `LEVEL_QUANTILE` quantile of the successful episodes' maxima ((C + 1,), the excess last); with
+    the store's (N, 2) phase columns and the successful steps' rows, the phase profile too."""
     profile = success_profile(alarm_scores(success_probabilities[:, 0, :], "noisy-or"), success_offsets)
     steps = steps_of(success_offsets)
     excess_scores = alarm_scores(success_probabilities[:, 0, :], "noisy-or-excess", steps, profile)
     columns = np.concatenate([success_probabilities[:, 0, :], excess_scores[:, None]], axis=1)
     maxima = np.stack([episode_max_scores(column, success_offsets) for column in columns.T], axis=1)
-    return Reference(profile, np.maximum(np.quantile(maxima, LEVEL_QUANTILE, axis=0), 1e-6))
+    phase = None if phase_columns is None else phase_profile(
+        phase_columns, alarm_scores(success_probabilities[:, 0, :], "noisy-or"), success_rows)
+    return Reference(profile, np.maximum(np.quantile(maxima, LEVEL_QUANTILE, axis=0), 1e-6), phase)
 
 
 def scored(held_episodes, held_probabilities, held_offsets, data, calibration, calibration_probabilities, profile,
@@ -276,10 +334,12 @@ def scored(held_episodes, held_probabilities, held_offsets, data, calibration, c
     episodes' per-step alarm scores and their row offsets) for one model's probabilities or the mean of
     several models'."""
     reduce = ALARM_SCORES[alarm_score]
-    calibration_offsets = data.offsets_of([e.episode_id for e in calibration])
-    held_scores = reduce(held_probabilities, held_offsets, profile)
+    calibration_ids = [e.episode_id for e in calibration]
+    calibration_offsets = data.offsets_of(calibration_ids)
+    held_scores = reduce(held_probabilities, held_offsets, profile, data.rows([e.episode_id for e in held_episodes]))
     held_max = episode_alarm_maxima(held_scores, held_episodes, held_offsets)
-    calibration_max = episode_alarm_maxima(reduce(calibration_probabilities, calibration_offsets, profile),
+    calibration_max = episode_alarm_maxima(reduce(calibration_probabilities, calibration_offsets, profile,
+                                                  data.rows(calibration_ids)),
                                            calibration, calibration_offsets)
     return held_max, calibration_max, held_scores, held_offsets
 
@@ -390,6 +450,13 @@ def main() -> int:
     if args.collision_horizon is not None and args.collision_horizon not in data.horizons:
         parser.error(f"--collision-horizon {args.collision_horizon} is not one of the store's horizons "
                      f"({', '.join(map(str, data.horizons))})")
+    phase_columns = None
+    if any(a.startswith("phase") for a in alarm_scores):
+        try:
+            view_and_depth = data.inputs(("target_view", "grip_depth"))
+        except PredictorError as err:
+            parser.error(f"the phase alarm scores need the target_view and grip_depth families: {err}")
+        phase_columns = view_and_depth[:, [TARGET_VIEW_COLUMNS.index("target_dz"), len(TARGET_VIEW_COLUMNS)]]
     splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
     seeds = [int(s) for s in args.seeds.split(",")]
     calibration_ids = set(splits["calibration"].tolist())
@@ -425,14 +492,14 @@ def main() -> int:
                 runs = [(splits["train"], splits["val"])]
             parts = {(route, a): [] for route in routes for a in alarm_scores}
             for r, (train_ids, held_ids) in enumerate(runs):
-                episodes, held_m, offsets, calibration_m, (success_m, success_offsets) = held_out_scores(
+                episodes, held_m, offsets, calibration_m, (success_m, success_offsets, success_rows) = held_out_scores(
                     spec, data, x_all, train_ids, held_ids, calibration, seed,
                     {**settings, **({"peak_weight": peak_weight} if peak_weight else {}),
                      **({"balance": balance} if balance else {})}, outcome_of, args.threads,
                     args.collision_horizon)
                 for route, members in routes.items():
                     held_p, calibration_p = routed(held_m, members), routed(calibration_m, members)
-                    profile = profile_of(routed(success_m, members), success_offsets)
+                    profile = profile_of(routed(success_m, members), success_offsets, phase_columns, success_rows)
                     for a in alarm_scores:
                         parts[route, a].append((episodes, *scored(episodes, held_p, offsets, data, calibration,
                                                                   calibration_p, profile, a)))
