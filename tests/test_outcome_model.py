@@ -43,6 +43,7 @@ from salus_engine.predictor.training import (
     restrict_member_features,
     success_peak_loss,
     targets_for,
+    _SuccessPeaks,
     torch_threads,
     with_success_profile,
 )
@@ -428,6 +429,32 @@ def test_the_success_peak_term_is_the_mean_of_each_successful_episodes_highest_e
     # noisy-or: episode 0 [0.5, 0.6, 0.99], episode 1 [0.19, 0.0]; less half the profile:
     # episode 0 [0.3, 0.5, 0.19] -> 0.5; episode 1 [-0.01, -0.1] -> -0.01 (padding never counts)
     assert float(success_peak_loss(p, mask, profile)) == pytest.approx((0.5 - 0.01) / 2)
+
+
+def test_the_success_peak_term_of_a_mini_batch_has_the_value_and_gradient_of_its_definition(store):
+    """The training loop's two-pass term (highest step found without gradient, then that step alone with
+    it) equals `success_peak_loss` over the whole padded episodes, value and every parameter's gradient."""
+    data = load_signal_data(store)
+    spec = build_spec(data, "outcome", "state,time", members=2, alarm_score="noisy-or-excess")
+    splits = split_episodes(data.episode_ids, data.outcomes, seed=0)
+    x, y, offsets = prepare_inputs(spec, data, splits["train"])
+    x_rows = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    model = build_model(spec)
+    model.set_normalisation(x_rows.mean(dim=0), x_rows.std(dim=0))
+    peaks = _SuccessPeaks(spec, x_rows, y, offsets, 1.0)
+    assert len(peaks.lengths) >= 3 and len(set(peaks.lengths.tolist())) > 1  # episodes of several lengths
+    peaks.start_epoch(model, 1, torch.Generator().manual_seed(0))  # one mini-batch: every successful episode
+    model.train()
+    fast = peaks.loss(model, 0)
+    fast_grads = torch.autograd.grad(fast, list(model.parameters()))
+    padded = x_rows[peaks.index]
+    p = torch.sigmoid(model(padded.reshape(-1, padded.shape[-1]))).reshape(*padded.shape[:2], spec.members, -1)
+    full = success_peak_loss(p.mean(dim=2)[peaks.order], peaks.mask[peaks.order], peaks.profile)
+    full_grads = torch.autograd.grad(full, list(model.parameters()))
+    assert float(fast) == pytest.approx(float(full), rel=1e-5, abs=1e-6)
+    for a, b in zip(fast_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert any(float(g.abs().sum()) > 0 for g in fast_grads)
 
 
 def test_training_with_the_success_peak_term_lowers_the_successes_highest_excess(store):

@@ -341,15 +341,28 @@ def success_peak_loss(probabilities: torch.Tensor, mask: torch.Tensor, profile: 
     Returns:
         A scalar tensor: mean over episodes of max over steps of noisy-or(p) - PROFILE_WEIGHT * profile.
     """
-    noisy_or = 1.0 - torch.prod(1.0 - probabilities, dim=-1)
-    excess = (noisy_or - PROFILE_WEIGHT * profile[None, :]).masked_fill(~mask, float("-inf"))
-    return excess.max(dim=1).values.mean()
+    return _masked_excess(probabilities, mask, profile).max(dim=1).values.mean()
+
+
+def _excess(probabilities: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
+    """noisy-or(p) - PROFILE_WEIGHT * profile: (..., C) probabilities and a profile of their shape less C."""
+    return 1.0 - torch.prod(1.0 - probabilities, dim=-1) - PROFILE_WEIGHT * profile
+
+
+def _masked_excess(probabilities: torch.Tensor, mask: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
+    """(E, T) `_excess` of padded episodes, -inf on padding."""
+    return _excess(probabilities, profile[None, :]).masked_fill(~mask, float("-inf"))
 
 
 class _SuccessPeaks:
-    """The successful training episodes of an outcome model, padded, and the success-peak term of each
+    """The successful training episodes of an outcome model and the success-peak term of each
     mini-batch: every epoch, the success profile of the current weights is recomputed (held fixed for
-    the epoch) and the episodes are shuffled and dealt out over the epoch's mini-batches."""
+    the epoch) and the episodes are shuffled and dealt out over the epoch's mini-batches.
+
+    A term's value and gradient are those of `success_peak_loss`, computed in two passes: the episodes'
+    steps without gradient, padded to the longest episode of the mini-batch only, to find each one's
+    highest step; then that step alone with gradient (the maximum's gradient reaches that step alone).
+    The backward pass then costs one row per episode instead of one per step."""
 
     def __init__(self, spec: ModelSpec, x_rows: torch.Tensor, y_train: np.ndarray, offsets: np.ndarray | None,
                  weight: float) -> None:
@@ -365,33 +378,36 @@ class _SuccessPeaks:
         starts, lengths = offsets[:-1][success], lengths[success]
         self.types = len(spec.failure_types)
         self.members = spec.members
+        self.x_rows = x_rows
         self.rows = torch.from_numpy(np.concatenate([np.arange(a, a + n) for a, n in zip(starts, lengths)])
                                      if len(starts) else np.zeros(0, np.int64))
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.lengths = torch.from_numpy(lengths.astype(np.int64))
         longest = int(lengths.max()) if len(lengths) else 0
         index = np.zeros((len(lengths), longest), np.int64)
         mask = np.zeros((len(lengths), longest), bool)
         for e, (a, n) in enumerate(zip(starts, lengths)):
-            index[e, :n], index[e, n:], mask[e, :n] = np.arange(a, a + n), a + n - 1, True
-        self.x = x_rows[torch.from_numpy(index)] if len(lengths) else x_rows[:0]
+            index[e, :n], mask[e, :n] = np.arange(a, a + n), True
+        self.index = torch.from_numpy(index)  # (E, T_max) rows of x_rows; padding points at row 0, masked out
         self.mask = torch.from_numpy(mask)
         self.profile = torch.zeros(longest)
         self.order = torch.zeros(0, dtype=torch.int64)
         self.per_batch = 0
 
     def _probabilities(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(..., C) members' mean probabilities of (..., n_inputs) inputs."""
         p = torch.sigmoid(model(x.reshape(-1, x.shape[-1])))
-        return p.reshape(*x.shape[:2], self.members, self.types).mean(dim=2)
+        return p.reshape(*x.shape[:-1], self.members, self.types).mean(dim=-2)
 
     def start_epoch(self, model: nn.Module, batches: int, generator: torch.Generator) -> None:
         """Recomputes the profile with the current weights (eval mode) and deals the episodes out."""
-        count = len(self.x)
+        count = len(self.lengths)
         if not count:
             return
         model.eval()
         with torch.no_grad():
-            p = self._probabilities(model, self.x)
-        noisy_or = (1.0 - torch.prod(1.0 - p, dim=-1))[self.mask].numpy()
+            p = self._probabilities(model, self.x_rows[self.rows])
+        noisy_or = (1.0 - torch.prod(1.0 - p, dim=-1)).numpy()
         self.profile = torch.tensor(success_profile(noisy_or, self.offsets), dtype=torch.float32)
         self.order = torch.randperm(count, generator=generator)
         self.per_batch = -(-count // max(1, batches))
@@ -401,7 +417,13 @@ class _SuccessPeaks:
         chosen = self.order[batch * self.per_batch:(batch + 1) * self.per_batch]
         if not len(chosen):
             return torch.zeros(())
-        return success_peak_loss(self._probabilities(model, self.x[chosen]), self.mask[chosen], self.profile)
+        steps = int(self.lengths[chosen].max())
+        index, mask = self.index[chosen, :steps], self.mask[chosen, :steps]
+        with torch.no_grad():
+            peak = _masked_excess(self._probabilities(model, self.x_rows[index]), mask,
+                                  self.profile[:steps]).argmax(dim=1)
+        at_peak = self._probabilities(model, self.x_rows[index[torch.arange(len(chosen)), peak]])
+        return _excess(at_peak, self.profile[peak]).mean()
 
 
 def _check_config(config: TrainConfig) -> None:
