@@ -12,6 +12,13 @@ are those of untied scores).
 With `--calibration-sizes` the same figures for other numbers of calibration successes with the
 same test successes (how a larger calibration split would change the check).
 
+Beside the re-splits, the single split that the headline false-alarm rate comes from: with n
+calibration successes the threshold is the k-th of their scores (`conformal_rank`), and for
+exchangeable scores without ties the false-alarm rate it gives on new successes is Beta(n + 1 - k, k)
+over draws of the calibration set (the k-th of n uniform order statistics); the number of false alarms
+among m test successes is then beta-binomial, so the chance that the test successes' rate exceeds
+alpha is exact, for every calibration size printed.
+
     .venv/bin/python bench/resplit_spread.py --metrics checkpoints/run1/evaluation/metrics.json [--scorer model] \
         [--calibration-sizes 100,200,300]
 """
@@ -24,10 +31,32 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import beta, betabinom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's packages, however installed
 
+from salus_engine.predictor.conformal import conformal_rank  # noqa: E402
 from salus_engine.predictor.metrics import resplit_mean_spread  # noqa: E402
+
+
+def ordinal(k: int) -> str:
+    """'1st', '2nd', '132nd', '11th'."""
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def single_split(n: int, m: int, alpha: float, delta: float | None) -> str:
+    """One line: the false-alarm rate of the threshold set on n calibration successes (its mean and sd
+    over calibration draws, and the chance that it exceeds alpha) and the chance that m test
+    successes show a rate above alpha (see the module's docstring)."""
+    k = conformal_rank(n, alpha, delta)
+    if k is None:
+        return f"  one split, {n} calibration successes: no rank gives the guarantee"
+    rate = beta(n + 1 - k, k)
+    above = betabinom.sf(np.floor(alpha * m + 1e-9), m, n + 1 - k, k)
+    return (f"  one split, {n} calibration successes: threshold at the {ordinal(k)}; its false-alarm rate has mean "
+            f"{rate.mean():.4f}, sd {rate.std():.4f}, P(> alpha) {rate.sf(alpha):.3f}; "
+            f"P({m} test successes' rate > alpha) {above:.3f}")
 
 
 def main() -> int:
@@ -55,6 +84,8 @@ def main() -> int:
               f"{(check['mean'] - check['expected_mean']) / spread['sd']:+.2f} sd); P(mean > alpha) "
               f"{spread['chance_mean_above_alpha']:.3f}; P(more than a tenth of the re-splits above 0.15) "
               f"{spread['chance_over_a_tenth_above_0.15']:.3f}")
+        for size in (n, *(int(c) for c in args.calibration_sizes.split(",") if c)):
+            print(single_split(size, m, alpha, delta))
         for size in (int(c) for c in args.calibration_sizes.split(",") if c):
             other = resplit_mean_spread(np.arange(size + m, dtype=np.float64), size, alpha, resplits, delta)
             if other is None:
