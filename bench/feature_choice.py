@@ -238,6 +238,11 @@ def phase_profile(columns, noisy_or, rows):
     return PhaseProfile(columns, edges, np.where(np.isnan(means), np.nanmean(means), means))
 
 
+def step_level(offsets, ref):
+    """(N,) the success profile at each row's step of its episode (the last entry past its end)."""
+    return np.asarray(ref.profile)[np.minimum(steps_of(offsets), len(ref.profile) - 1)]
+
+
 def phase_excess(combine):
     """Candidate: the noisy-or less half of a success profile indexed by the episode's phase instead of
     its step (`combine` None), or by the larger of the two at each step (`combine` "max"): a slow
@@ -248,8 +253,7 @@ def phase_excess(combine):
             raise ValueError("the phase candidates need a store with the target_view and grip_depth families")
         level = ref.phase.at(rows)
         if combine == "max":
-            step_level = np.asarray(ref.profile)[np.minimum(steps_of(offsets), len(ref.profile) - 1)]
-            level = np.maximum(level, step_level)
+            level = np.maximum(level, step_level(offsets, ref))
         return alarm_scores(p[:, 0, :], "noisy-or") - PROFILE_WEIGHT * level
     return rule
 
@@ -268,8 +272,7 @@ def excess_or_drop(p, offsets, ref, rows=None):
 
 def excess(weight):
     """The `noisy-or-excess` rule with another profile weight (`PROFILE_WEIGHT` is salus train's)."""
-    return lambda p, offsets, ref, rows=None: (alarm_scores(p[:, 0, :], "noisy-or")
-                                    - weight * np.asarray(ref.profile)[np.minimum(steps_of(offsets), len(ref.profile) - 1)])
+    return lambda p, offsets, ref, rows=None: alarm_scores(p[:, 0, :], "noisy-or") - weight * step_level(offsets, ref)
 
 
 def smoothed_excess(window):
@@ -318,13 +321,13 @@ def profile_of(success_probabilities, success_offsets, phase_columns=None, succe
     `excess-or-drop` candidates: per failure type, and for the `noisy-or-excess` score, the
     `LEVEL_QUANTILE` quantile of the successful episodes' maxima ((C + 1,), the excess last); with
     the store's (N, 2) phase columns and the successful steps' rows, the phase profile too."""
-    profile = success_profile(alarm_scores(success_probabilities[:, 0, :], "noisy-or"), success_offsets)
+    noisy_or = alarm_scores(success_probabilities[:, 0, :], "noisy-or")
+    profile = success_profile(noisy_or, success_offsets)
     steps = steps_of(success_offsets)
     excess_scores = alarm_scores(success_probabilities[:, 0, :], "noisy-or-excess", steps, profile)
     columns = np.concatenate([success_probabilities[:, 0, :], excess_scores[:, None]], axis=1)
     maxima = np.stack([episode_max_scores(column, success_offsets) for column in columns.T], axis=1)
-    phase = None if phase_columns is None else phase_profile(
-        phase_columns, alarm_scores(success_probabilities[:, 0, :], "noisy-or"), success_rows)
+    phase = None if phase_columns is None else phase_profile(phase_columns, noisy_or, success_rows)
     return Reference(profile, np.maximum(np.quantile(maxima, LEVEL_QUANTILE, axis=0), 1e-6), phase)
 
 

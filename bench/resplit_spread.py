@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--scorer", default="model", help="scorer name in metrics.json (default: model)")
     parser.add_argument("--calibration-sizes", default="", help="other calibration sizes, comma-separated")
     args = parser.parse_args()
+    sizes = [int(c) for c in args.calibration_sizes.split(",") if c]
     metrics = json.loads(args.metrics.read_text())
     alpha, delta = metrics["conformal"]["alpha"], metrics["conformal"].get("delta")
     sets = [(metrics["split"], metrics["scorers"])]
@@ -84,9 +85,9 @@ def main() -> int:
               f"{(check['mean'] - check['expected_mean']) / spread['sd']:+.2f} sd); P(mean > alpha) "
               f"{spread['chance_mean_above_alpha']:.3f}; P(more than a tenth of the re-splits above 0.15) "
               f"{spread['chance_over_a_tenth_above_0.15']:.3f}")
-        for size in (n, *(int(c) for c in args.calibration_sizes.split(",") if c)):
+        for size in (n, *sizes):
             print(single_split(size, m, alpha, delta))
-        for size in (int(c) for c in args.calibration_sizes.split(",") if c):
+        for size in sizes:
             other = resplit_mean_spread(np.arange(size + m, dtype=np.float64), size, alpha, resplits, delta)
             if other is None:
                 print(f"  with {size} calibration successes: no rank gives the guarantee")

@@ -379,8 +379,6 @@ class _SuccessPeaks:
         self.types = len(spec.failure_types)
         self.members = spec.members
         self.x_rows = x_rows
-        self.rows = torch.from_numpy(np.concatenate([np.arange(a, a + n) for a, n in zip(starts, lengths)])
-                                     if len(starts) else np.zeros(0, np.int64))
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.lengths = torch.from_numpy(lengths.astype(np.int64))
         longest = int(lengths.max()) if len(lengths) else 0
@@ -390,6 +388,7 @@ class _SuccessPeaks:
             index[e, :n], mask[e, :n] = np.arange(a, a + n), True
         self.index = torch.from_numpy(index)  # (E, T_max) rows of x_rows; padding points at row 0, masked out
         self.mask = torch.from_numpy(mask)
+        self.rows = self.index[self.mask]  # the real steps' rows, episode after episode
         self.profile = torch.zeros(longest)
         self.order = torch.zeros(0, dtype=torch.int64)
         self.per_batch = 0
