@@ -10,7 +10,10 @@ metrics.json's exact mean differs from that of untied scores, the scores tie and
 are those of untied scores).
 
 With `--calibration-sizes` the same figures for other numbers of calibration successes with the
-same test successes (how a larger calibration split would change the check).
+same test successes (how a larger calibration split would change the check). With `--deltas` the
+single split's figures also for other deltas of the training-conditional rule (`none`: split
+conformal): what a rule chosen before a new held-out set is scored promises for it, from the numbers
+of successes alone.
 
 Beside the re-splits, the single split that the headline false-alarm rate comes from: with n
 calibration successes the threshold is the k-th of their scores (`conformal_rank`), and for
@@ -20,7 +23,7 @@ among m test successes is then beta-binomial, so the chance that the test succes
 alpha is exact, for every calibration size printed.
 
     .venv/bin/python bench/resplit_spread.py --metrics checkpoints/run1/evaluation/metrics.json [--scorer model] \
-        [--calibration-sizes 100,200,300]
+        [--calibration-sizes 100,200,300] [--deltas none,0.1,0.05]
 """
 
 from __future__ import annotations
@@ -64,8 +67,11 @@ def main() -> int:
     parser.add_argument("--metrics", type=Path, required=True, help="metrics.json of salus evaluate")
     parser.add_argument("--scorer", default="model", help="scorer name in metrics.json (default: model)")
     parser.add_argument("--calibration-sizes", default="", help="other calibration sizes, comma-separated")
+    parser.add_argument("--deltas", default="", help="other deltas for the single split, comma-separated "
+                                                     "('none': split conformal)")
     args = parser.parse_args()
     sizes = [int(c) for c in args.calibration_sizes.split(",") if c]
+    deltas = [None if d == "none" else float(d) for d in args.deltas.split(",") if d]
     metrics = json.loads(args.metrics.read_text())
     alpha, delta = metrics["conformal"]["alpha"], metrics["conformal"].get("delta")
     sets = [(metrics["split"], metrics["scorers"])]
@@ -87,6 +93,10 @@ def main() -> int:
               f"{spread['chance_over_a_tenth_above_0.15']:.3f}")
         for size in (n, *sizes):
             print(single_split(size, m, alpha, delta))
+        for other_delta in deltas:
+            print("  split conformal:" if other_delta is None else f"  delta {other_delta}:")
+            for size in (n, *sizes):
+                print("  " + single_split(size, m, alpha, other_delta))
         for size in sizes:
             other = resplit_mean_spread(np.arange(size + m, dtype=np.float64), size, alpha, resplits, delta)
             if other is None:
