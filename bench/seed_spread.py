@@ -33,13 +33,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from feature_choice import ALARM_SCORES, pooled_row, scored, trained_model  # noqa: E402  (bench/: the script's folder)
+from feature_choice import ALARM_SCORES, Reference, pooled_row, scored, trained_model  # noqa: E402  (bench/: the script's folder)
 from salus_engine.config import TrainConfig, default_of  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
 from salus_engine.predictor.models import model_scores  # noqa: E402
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
 from salus_engine.predictor.training import (build_spec, model_inputs, peak_weight_for,  # noqa: E402
                                              prepare_inputs, with_success_profile)
+
+
+STEP_PROFILE_SCORES = [name for name in ALARM_SCORES
+                       if name not in ("type-ratio", "excess-or-drop", "phase-excess", "phase-or-step-excess")]
+"""The alarm scores of `bench/feature_choice.py` that need no more than the success profile per step
+(the others read component levels or a phase profile, which only that script builds)."""
 
 
 def main() -> int:
@@ -50,7 +56,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="training seeds, comma-separated")
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--alarm-scores", default=DEFAULT_ALARM_SCORE["outcome"],
-                        help=f"alarm scores, comma-separated, of {', '.join(ALARM_SCORES)}")
+                        help=f"alarm scores, comma-separated, of {', '.join(STEP_PROFILE_SCORES)}")
     parser.add_argument("--deltas", default="none", help="threshold rules, comma-separated: none (split conformal) "
                         "or a delta of salus evaluate --delta")
     parser.add_argument("--features", default=default_of(TrainConfig, "features"),
@@ -64,9 +70,9 @@ def main() -> int:
     except ValueError:
         parser.error(f"--deltas takes 'none' or numbers, comma-separated; got {args.deltas!r}")
     alarm_scores = args.alarm_scores.split(",")
-    unknown = [a for a in alarm_scores if a not in ALARM_SCORES]
+    unknown = [a for a in alarm_scores if a not in STEP_PROFILE_SCORES]
     if unknown:
-        parser.error(f"unknown alarm score {unknown[0]!r}: choose from {', '.join(ALARM_SCORES)}")
+        parser.error(f"unknown alarm score {unknown[0]!r}: choose from {', '.join(STEP_PROFILE_SCORES)}")
 
     started = time.perf_counter()
     data = load_signal_data(args.data)
@@ -102,7 +108,7 @@ def main() -> int:
         model, result = trained_model(spec, train, val, seed, settings, threads=1)
         calibration_p = model_scores(model, x_all[data.rows([e.episode_id for e in calibration])])
         # the noisy-or's success profile, as salus train computes it (the spec's rule is noisy-or-excess)
-        profile = with_success_profile(spec, model, data, splits["train"], x_all).success_profile
+        profile = Reference(with_success_profile(spec, model, data, splits["train"], x_all).success_profile)
         for name, source, episodes, x, offsets in sets:
             held_p = model_scores(model, x)
             for a in alarm_scores:
