@@ -71,7 +71,10 @@ def main() -> int:
                                                      "('none': split conformal)")
     args = parser.parse_args()
     sizes = [int(c) for c in args.calibration_sizes.split(",") if c]
-    deltas = [None if d == "none" else float(d) for d in args.deltas.split(",") if d]
+    try:
+        deltas = [None if d == "none" else float(d) for d in args.deltas.split(",") if d]
+    except ValueError:
+        parser.error(f"--deltas takes 'none' or numbers, comma-separated; got {args.deltas!r}")
     metrics = json.loads(args.metrics.read_text())
     alpha, delta = metrics["conformal"]["alpha"], metrics["conformal"].get("delta")
     sets = [(metrics["split"], metrics["scorers"])]

@@ -108,11 +108,11 @@ def main() -> int:
         model, result = trained_model(spec, train, val, seed, settings, threads=1)
         calibration_p = model_scores(model, x_all[data.rows([e.episode_id for e in calibration])])
         # the noisy-or's success profile, as salus train computes it (the spec's rule is noisy-or-excess)
-        profile = Reference(with_success_profile(spec, model, data, splits["train"], x_all).success_profile)
+        reference = Reference(with_success_profile(spec, model, data, splits["train"], x_all).success_profile)
         for name, source, episodes, x, offsets in sets:
             held_p = model_scores(model, x)
             for a in alarm_scores:
-                parts = [(episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, profile, a))]
+                parts = [(episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p, reference, a))]
                 for delta in deltas:
                     row = pooled_row(parts, args.alpha, delta)
                     rows.setdefault((name, a, delta), []).append(row)
