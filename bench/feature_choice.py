@@ -309,6 +309,11 @@ its `LEVEL_QUANTILE` level on the trained-on successes, the highest component ta
 profile follows the episode's phase rather than its step (`phase-excess`, `phase-or-step-excess`:
 `phase_excess`). Each rule also takes the rows of the store that the probabilities belong to."""
 
+STEP_PROFILE_SCORES = [name for name in ALARM_SCORES
+                       if name not in ("type-ratio", "excess-or-drop", "phase-excess", "phase-or-step-excess")]
+"""The `ALARM_SCORES` that read no more of the model's `Reference` than its success profile per step
+(the others read its component levels or its phase profile, which only `profile_of` builds)."""
+
 
 LEVEL_QUANTILE = 0.9
 """The quantile, over the trained-on successful episodes, of each component's episode maximum that the

@@ -8,7 +8,7 @@ is scored as `salus evaluate` scores it: the episode-level ROC-AUC of the runnin
 detection and false-alarm rate at the conformal threshold (alpha = `--alpha`) calibrated on the
 calibration split's successful episodes, on the test split and, with `--fresh`, on every episode of
 that store. The same models are scored under each alarm score of `--alarm-scores`
-(`bench/feature_choice.py`'s `ALARM_SCORES`) and each threshold rule of `--deltas` (`none`: split
+(`bench/feature_choice.py`'s `STEP_PROFILE_SCORES`) and each threshold rule of `--deltas` (`none`: split
 conformal; a number: `salus evaluate --delta`'s training-conditional threshold). Then the mean,
 standard deviation and range per figure. `--member-features` trains `salus train --member-features`'s
 configuration instead of the default one, `--peak-weight` another weight of the success-peak term,
@@ -33,19 +33,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from feature_choice import ALARM_SCORES, Reference, pooled_row, scored, trained_model  # noqa: E402  (bench/: the script's folder)
+from feature_choice import STEP_PROFILE_SCORES, Reference, pooled_row, scored, trained_model  # noqa: E402  (bench/: the script's folder)
 from salus_engine.config import TrainConfig, default_of  # noqa: E402
 from salus_engine.predictor.dataset import load_signal_data, split_episodes  # noqa: E402
 from salus_engine.predictor.models import model_scores  # noqa: E402
 from salus_engine.predictor.spec import DEFAULT_ALARM_SCORE, DEFAULT_MEMBERS  # noqa: E402
 from salus_engine.predictor.training import (build_spec, model_inputs, peak_weight_for,  # noqa: E402
                                              prepare_inputs, with_success_profile)
-
-
-STEP_PROFILE_SCORES = [name for name in ALARM_SCORES
-                       if name not in ("type-ratio", "excess-or-drop", "phase-excess", "phase-or-step-excess")]
-"""The alarm scores of `bench/feature_choice.py` that need no more than the success profile per step
-(the others read component levels or a phase profile, which only that script builds)."""
 
 
 def main() -> int:
