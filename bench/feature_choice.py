@@ -45,7 +45,10 @@ training.episode_positive_weights`: a failure type's episodes weighted by (n_neg
 trains its own models, reported as its own row; 0, the default, is `salus train`'s unweighted loss.
 
 With `--average` the folds are the same for every seed, and the mean of the seeds' models'
-probabilities (an averaged ensemble of outcome models) is scored beside each seed's model.
+probabilities (an averaged ensemble of outcome models) is scored beside each seed's model. Every
+model's success profile (and the candidates' levels and phase profile) then comes from the successful
+episodes of the fold's whole training part, early-stopping episodes included, so that it is the same
+for every seed; the averaged model's comes from the seeds' mean probabilities on them.
 
 With `--save PATH` every row's held-out scores are written to one `.npz` (`saved_arrays`), so that
 which episodes alarmed, when and by how much can be read again without retraining: `names` lists the
@@ -128,12 +131,14 @@ def collision_within(data, episode_ids, targets, horizon):
 
 
 def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, settings, outcome_of, threads=THREADS,
-                    collision_horizon=None):
+                    collision_horizon=None, profile_ids=None):
     """(held-out episodes in data order, their per-member probabilities (N, M, C), their row offsets;
     the calibration successes' per-member probabilities; the trained-on successes' per-member
     probabilities, row offsets and rows of `data`, for a success profile) of the outcome model trained on `train_ids`.
     Early stopping watches a tenth of `train_ids` (stratified by outcome, seeded), never the held-out
-    episodes that are scored. `collision_horizon`: see `collision_within`."""
+    episodes that are scored. `collision_horizon`: see `collision_within`. `profile_ids`: the episodes
+    whose successes give the profile instead of the fitted ones (the same for every seed, so that the
+    seeds' probabilities on them can be averaged)."""
     fit_ids, stop_ids = train_test_split(np.asarray(train_ids), test_size=EARLY_STOPPING_SHARE, random_state=seed,
                                          stratify=[outcome_of[i] for i in train_ids])
     fit_ids, stop_ids = np.sort(fit_ids), np.sort(stop_ids)
@@ -147,7 +152,7 @@ def held_out_scores(spec, data, x_all, train_ids, held_ids, calibration, seed, s
     held = set(np.asarray(held_ids).tolist())
     held_episodes = [e for e in data.episodes if e.episode_id in held]
     ids = [e.episode_id for e in calibration]
-    successes = np.array([i for i in fit_ids if outcome_of[i] == -1])
+    successes = np.array([i for i in (fit_ids if profile_ids is None else np.sort(profile_ids)) if outcome_of[i] == -1])
     x_success, _, success_offsets = prepare_inputs(spec, data, successes, x_all)
     return (held_episodes, member_scores(model, x_held), held_offsets,
             member_scores(model, x_all[data.rows(ids)]),
@@ -450,9 +455,6 @@ def main() -> int:
     unknown = [a for a in alarm_scores if a not in ALARM_SCORES]
     if unknown:
         parser.error(f"unknown alarm score {unknown[0]!r}: choose from {', '.join(ALARM_SCORES)}")
-    if args.average and any(a.startswith("noisy-or-excess") for a in alarm_scores):
-        parser.error("--average scores the seeds' mean probabilities, which have no success profile: leave the "
-                     "noisy-or-excess rules out of --alarm-scores")
 
     data = load_signal_data(args.data)
     if args.collision_horizon is not None and args.collision_horizon not in data.horizons:
@@ -490,7 +492,8 @@ def main() -> int:
             inputs_of.clear()  # one set's inputs at a time (the sets' loops are consecutive)
             inputs_of[features] = model_inputs(spec, data)
         x_all = inputs_of[features]
-        averaged: list[list[tuple]] = []  # per run: (episodes, held probabilities, offsets, calibration) per seed
+        averaged: list[list[tuple]] = []  # per run, per seed: (episodes, held, offsets, calibration, successes,
+        # success offsets, success rows), the probabilities as the mean over the model's members
         for seed in seeds:
             if args.folds:
                 folds = StratifiedKFold(args.folds, shuffle=True, random_state=0 if args.average else seed).split(
@@ -504,7 +507,7 @@ def main() -> int:
                     spec, data, x_all, train_ids, held_ids, calibration, seed,
                     {**settings, **({"peak_weight": peak_weight} if peak_weight else {}),
                      **({"balance": balance} if balance else {})}, outcome_of, args.threads,
-                    args.collision_horizon)
+                    args.collision_horizon, train_ids if args.average else None)
                 for route, members in routes.items():
                     held_p, calibration_p = routed(held_m, members), routed(calibration_m, members)
                     profile = profile_of(routed(success_m, members), success_offsets, phase_columns, success_rows)
@@ -515,7 +518,8 @@ def main() -> int:
                     if len(averaged) <= r:
                         averaged.append([])
                     averaged[r].append((episodes, held_m.mean(axis=1)[:, None, :], offsets,
-                                        calibration_m.mean(axis=1)[:, None, :]))
+                                        calibration_m.mean(axis=1)[:, None, :], success_m.mean(axis=1)[:, None, :],
+                                        success_offsets, success_rows))
             for route, a in parts:
                 name = features + (f" [peak {peak_weight:g}]" if len(peak_weights) > 1 else "") + (
                     f" [balance {balance:g}]" if len(balances) > 1 else "") + (
@@ -530,11 +534,12 @@ def main() -> int:
             for a in alarm_scores:
                 parts_a = []
                 for members in averaged:
-                    episodes, _, offsets, _ = members[0]
-                    held_p = np.mean([m[1] for m in members], axis=0)
-                    calibration_p = np.mean([m[3] for m in members], axis=0)
+                    episodes, _, offsets, _, _, success_offsets, success_rows = members[0]
+                    held_p, calibration_p, success_p = (np.mean([m[i] for m in members], axis=0) for i in (1, 3, 4))
+                    # the averaged model's own reference, from its probabilities on the same trained-on successes
+                    reference = profile_of(success_p, success_offsets, phase_columns, success_rows)
                     parts_a.append((episodes, *scored(episodes, held_p, offsets, data, calibration, calibration_p,
-                                                       Reference(()), a)))
+                                                       reference, a)))
                 name = features if len(alarm_scores) == 1 else f"{features} [{a}]"
                 print_row(f"{name} mean of the {len(seeds)} seeds' models", pooled_row(parts_a, args.alpha, args.delta))
     first = next(iter(results))
